@@ -1,0 +1,7 @@
+"""Entry point for `python -m artgan`."""
+
+import sys
+
+from artgan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,98 @@
+"""Batches for Keras: label tables + decoded-image cache -> `(images, labels)`.
+
+`SplitImages` ties one split's labels to its cached pixels at one input size;
+`ImageLabelGenerator` is the `keras.utils.PyDataset` that feeds `model.fit`. Pixels come
+from the memory-mapped cache (decoded once for every trial and epoch), so a batch costs
+one fancy-index copy and a multiply.
+"""
+
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from artgan.errors import ArtganError
+from artgan.images import cache_images
+from artgan.labels import LabelTable, SkippedRow, skipped_report
+
+
+@dataclass
+class SplitImages:
+    """One split at one size: uint8 pixels, labels, and the table rows they came from."""
+
+    table: LabelTable
+    pixels: np.ndarray  # (N, size, size, 3) uint8, usually a read-only memmap
+    labels: np.ndarray  # (N,) int64
+    rows: np.ndarray  # (N,) positions in `table` of the usable images
+    skipped: list = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.labels)
+
+    @property
+    def paths(self):
+        return [str(self.table.frame["path"].iloc[i]) for i in self.rows]
+
+
+def load_split_images(table, size, resize="letterbox", on_error="raise", progress=True):
+    """Decode (or reuse) `table`'s images at `size`; undecodable ones raise or are skipped."""
+    cached = cache_images(
+        table.image_paths(), size, resize, progress=progress, desc=f"decoding {size}px"
+    )
+    bad = sorted(cached.errors)
+    skipped = [
+        SkippedRow(int(table.frame["line"].iloc[i]), str(table.frame["path"].iloc[i]), cached.errors[i])
+        for i in bad
+    ]
+    if skipped and on_error == "raise":
+        raise ArtganError(
+            f"{table.label_file}: {len(skipped)} image(s) could not be decoded "
+            f"(set data.on_error: skip to leave them out):\n{skipped_report(skipped)}"
+        )
+    rows = np.flatnonzero(cached.ok)
+    pixels = cached.array if len(rows) == len(table) else cached.array[rows]
+    labels = table.labels()[rows]
+    return SplitImages(table, pixels, labels, rows, skipped)
+
+
+class ImageLabelGenerator(keras.utils.PyDataset):
+    """Yields `(images, labels)` batches: float32 in [0, 1], shuffled and lightly augmented
+    (horizontal flips, small shifts) when training, in file order otherwise."""
+
+    def __init__(
+        self, split, batch_size=32, shuffle=False, augment=False, seed=0, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if len(split) == 0:
+            raise ArtganError(f"{split.table.label_file}: no usable images in this split")
+        self.split = split
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(split))
+        self.on_epoch_end()
+
+    def __len__(self):
+        return -(-len(self.split) // self.batch_size)
+
+    def __getitem__(self, index):
+        batch = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        images = self.split.pixels[batch].astype(np.float32) * np.float32(1 / 255)
+        if self.augment:
+            images = self._augment(images)
+        return images, self.split.labels[batch]
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.rng.shuffle(self.order)
+
+    def _augment(self, images):
+        """Mirror half the paintings and shift each by up to 1/16 of its size."""
+        flip = self.rng.random(len(images)) < 0.5
+        images[flip] = images[flip, :, ::-1]
+        limit = max(1, images.shape[1] // 16)
+        shifts = self.rng.integers(-limit, limit + 1, size=(len(images), 2))
+        for i, (dy, dx) in enumerate(shifts):
+            images[i] = np.roll(images[i], (dy, dx), axis=(0, 1))
+        return images

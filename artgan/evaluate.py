@@ -1,0 +1,119 @@
+"""Predict and evaluate with a saved model, using the preprocessing stored inside it.
+
+`evaluate_model` scores any ArtGAN-format label file and writes per-image predictions as
+CSV (the input reports use); `predict_files` ranks classes for loose image files.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
+
+from artgan.dataset import ImageLabelGenerator, load_split_images
+from artgan.errors import ArtganError
+from artgan.images import ImageError, decode_image
+from artgan.labels import load_labels, skipped_report
+from artgan.saved import load_model
+
+TOP_K = 5
+
+
+def predict_files(model_path, image_paths, top=TOP_K):
+    """Yield (path, [(class name, probability), ...]) best first, or (path, reason)."""
+    model, metadata = load_model(model_path)
+    names = metadata["class_names"]
+    for path in image_paths:
+        try:
+            image = decode_image(path, metadata["input_size"], metadata["resize"])
+        except ImageError as error:
+            yield path, str(error)
+            continue
+        probabilities = model.predict(image[None].astype(np.float32) / 255, verbose=0)[0]
+        best = np.argsort(probabilities)[::-1][:top]
+        yield path, [(names[i], float(probabilities[i])) for i in best]
+
+
+@dataclass
+class Evaluation:
+    """Scores of a model on one label file, plus what could not be scored and why."""
+
+    accuracy: float
+    top5_accuracy: float
+    macro_f1: float
+    scored: int
+    skipped: list = field(default_factory=list)
+    predictions_file: Path = None
+
+    def summary(self):
+        lines = [
+            f"images scored    {self.scored}",
+            f"images skipped   {len(self.skipped)}",
+            f"accuracy         {self.accuracy:.4f}",
+            f"top-{TOP_K} accuracy   {self.top5_accuracy:.4f}",
+            f"macro-F1         {self.macro_f1:.4f}",
+            f"predictions      {self.predictions_file}",
+        ]
+        if self.skipped:
+            lines += ["", skipped_report(self.skipped)]
+        return "\n".join(lines)
+
+
+def predict_split(model, split, batch_size=64):
+    """Class probabilities for every usable image of a `SplitImages`."""
+    return model.predict(ImageLabelGenerator(split, batch_size), verbose=0)
+
+
+def predictions_frame(split, probabilities, class_names):
+    """One row per image: path, line, true and predicted class, confidence, probabilities."""
+    predicted = probabilities.argmax(axis=1)
+    frame = pd.DataFrame(
+        {
+            "path": split.paths,
+            "line": split.table.frame["line"].to_numpy()[split.rows],
+            "label": split.labels,
+            "label_name": [class_names[i] for i in split.labels],
+            "predicted": predicted,
+            "predicted_name": [class_names[i] for i in predicted],
+            "confidence": probabilities.max(axis=1),
+        }
+    )
+    for index, name in enumerate(class_names):
+        frame[f"p/{name}"] = probabilities[:, index]
+    return frame
+
+
+def score(labels, probabilities, num_classes):
+    """accuracy, top-5 accuracy and macro-F1 (scikit-learn), over the model's classes."""
+    classes = np.arange(num_classes)
+    predicted = probabilities.argmax(axis=1)
+    k = min(TOP_K, num_classes - 1) if num_classes > 2 else 1
+    top5 = top_k_accuracy_score(labels, probabilities, k=k, labels=classes) if num_classes > 2 \
+        else accuracy_score(labels, predicted)
+    present = np.unique(labels)
+    macro_f1 = f1_score(labels, predicted, labels=present, average="macro", zero_division=0)
+    return accuracy_score(labels, predicted), top5, macro_f1
+
+
+def evaluate_model(model_path, labels, images, classes=None, out=None, on_error="raise"):
+    """Score a saved model on a label file; save predictions next to the model by default."""
+    model, metadata = load_model(model_path)
+    class_names = metadata["class_names"]
+    if classes is not None:
+        table = load_labels(labels, classes, images, on_error=on_error)
+        if table.class_names != class_names:
+            raise ArtganError(
+                f"{classes}: class names differ from those the model was trained on "
+                f"({len(table.class_names)} vs {len(class_names)} classes)"
+            )
+    else:
+        table = load_labels(labels, class_names, images, on_error=on_error)
+    split = load_split_images(table, metadata["input_size"], metadata["resize"], on_error)
+    if len(split) == 0:
+        raise ArtganError(f"{labels}: no image could be scored")
+    probabilities = predict_split(model, split)
+    accuracy, top5, macro_f1 = score(split.labels, probabilities, len(class_names))
+    out = Path(out) if out else Path(model_path).with_suffix(".predictions.csv")
+    predictions_frame(split, probabilities, class_names).to_csv(out, index=False)
+    return Evaluation(accuracy, top5, macro_f1, len(split), list(table.skipped) + split.skipped, out)

@@ -1,0 +1,359 @@
+"""Decode images once into an on-disk cache of resized uint8 arrays.
+
+Decoding JPEG/WebP/PNG is the slowest part of a small-image training run, and a search
+repeats it for every trial and epoch.  So each (file list, size, resize policy) is decoded
+once, in parallel, into `<cache_dir>/<key>.npy`; later calls (and other processes) memory-map
+that file instead of decoding again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from artgan.errors import ArtganError
+from artgan.paths import cache_root
+
+RESIZE_POLICIES = ("letterbox", "stretch", "crop")
+MAX_PIXELS = 120_000_000
+DECODER_VERSION = 1  # bump when decoding changes, so old caches are not reused
+MIN_PARALLEL = 64  # below this, pool start-up costs more than it saves
+
+# One bomb policy: Pillow warns above this and refuses above twice this; we refuse above it.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageError(ArtganError):
+    """An image file that cannot be decoded; the message names the file and the reason."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def decode_image(path, size: int, resize: str = "letterbox") -> np.ndarray:
+    """Decode one file by content and return a (size, size, 3) uint8 RGB array."""
+    _check_args(size, resize)
+    rgb = _read_rgb(Path(path), size, resize)
+    return _resize(rgb, size, resize)
+
+
+def _check_args(size, resize) -> None:
+    if resize not in RESIZE_POLICIES:
+        raise ArtganError(f"unknown resize policy {resize!r}; expected one of {RESIZE_POLICIES}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ArtganError(f"image size must be a positive integer, got {size!r}")
+
+
+def _read_rgb(path: Path, size: int, resize: str) -> np.ndarray:
+    """Open with Pillow (which sniffs the content, not the extension) and return HxWx3 uint8.
+
+    Pillow raises many exception types on hostile or broken files; at this boundary they
+    all mean "this file is unusable", so they become ImageError.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # reads the header only
+                _check_pixels(path, im.size)
+                if im.format == "JPEG":
+                    _draft_jpeg(im, size, resize)
+                im = ImageOps.exif_transpose(im)  # decodes the (first) frame
+                return _to_rgb(im)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageError(path, "is a directory, not an image file") from None
+    except UnidentifiedImageError:
+        raise ImageError(path, "not a recognised image format (empty, corrupt or not an image)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(path, f"refused as a decompression bomb: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        raise ImageError(path, f"truncated or corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+def _check_pixels(path, dims) -> None:
+    """Refuse huge images from the header, before any pixel memory is allocated."""
+    w, h = dims
+    if w * h > MAX_PIXELS:
+        raise ImageError(
+            path,
+            f"too large: {w}x{h} = {w * h:,} pixels > MAX_PIXELS {MAX_PIXELS:,} (decompression-bomb guard)",
+        )
+
+
+def _draft_jpeg(im: Image.Image, size: int, resize: str) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers the output.
+
+    A 6848x4248 photo resized to 128 px needs only an 856x531 decode: about 8x faster and
+    64x less memory.  The request is the smallest image the resize step will still shrink.
+    """
+    w, h = im.size
+    if resize == "stretch":
+        want = (size, size)
+    else:
+        side = max(w, h) if resize == "letterbox" else min(w, h)
+        want = (max(1, -(-w * size // side)), max(1, -(-h * size // side)))
+    if w >= 2 * want[0] and h >= 2 * want[1]:
+        im.draft(im.mode, want)
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    if im.mode.startswith("I") or im.mode == "F":
+        im = _sixteen_to_eight(im)
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    if has_alpha:
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im.convert("RGBA"))
+    return np.asarray(im.convert("RGB"))
+
+
+def _sixteen_to_eight(im: Image.Image) -> Image.Image:
+    """Scale 16-bit (I;16, I) samples to 8 bits; Pillow's own convert clips at 255 instead."""
+    arr = np.asarray(im).astype(np.float32)
+    if im.mode != "F":
+        arr = arr / 257.0
+    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), mode="L")
+
+
+def _resize(rgb: np.ndarray, size: int, resize: str) -> np.ndarray:
+    """Apply the resize policy: letterbox pads black, crop takes the centre square."""
+    h, w = rgb.shape[:2]
+    if resize == "crop":
+        side = min(w, h)
+        top, left = (h - side) // 2, (w - side) // 2
+        rgb = rgb[top : top + side, left : left + side]
+        return _cv_resize(rgb, size, size)
+    if resize == "stretch":
+        return _cv_resize(rgb, size, size)
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    out = np.zeros((size, size, 3), np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top : top + nh, left : left + nw] = _cv_resize(rgb, nw, nh)
+    return out
+
+
+def _cv_resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """INTER_AREA averages when shrinking (no aliasing); INTER_LINEAR when enlarging."""
+    h, w = rgb.shape[:2]
+    if (w, h) == (width, height):
+        return np.ascontiguousarray(rgb, dtype=np.uint8)
+    shrinking = width <= w and height <= h
+    interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(rgb), (width, height), interpolation=interp)
+
+
+# ----------------------------------------------------------------------------- the cache
+
+
+@dataclass
+class CachedImages:
+    """Decoded images of one (paths, size, policy): a read-only memmap plus what failed."""
+
+    array: np.ndarray
+    ok: np.ndarray
+    errors: dict[int, str] = field(default_factory=dict)
+    cache_file: Path | None = None
+    decoded: int = 0
+
+
+def cache_images(
+    paths,
+    size: int,
+    resize: str = "letterbox",
+    *,
+    cache_dir=None,
+    workers=None,
+    progress=True,
+    desc="decoding",
+) -> CachedImages:
+    """Return the decoded images of `paths`, decoding only if no valid cache exists.
+
+    Failures never abort the build: they are `ok[i] = False` plus `errors[i]`, so the caller
+    decides whether to raise or skip-and-report.
+    """
+    _check_args(size, resize)
+    paths = [os.path.abspath(p) for p in paths]
+    cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = cache_key(paths, size, resize)
+    npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+
+    cached = _load(npy, meta, key, len(paths), size)
+    if cached is not None:
+        return cached
+    with _exclusive_lock(cache_dir / f"{key}.lock"):
+        # Another process may have built it while we waited for the lock.
+        cached = _load(npy, meta, key, len(paths), size)
+        if cached is not None:
+            return cached
+        _build(paths, size, resize, key, cache_dir, workers, progress, desc)
+        result = _load(npy, meta, key, len(paths), size)
+    if result is None:
+        raise ArtganError(f"{npy}: the image cache just written cannot be read back")
+    result.decoded = len(paths)
+    return result
+
+
+def cache_key(paths, size: int, resize: str) -> str:
+    """sha256 over everything that changes the result: paths, file size/mtime, size, policy."""
+    h = hashlib.sha256(f"artgan-images\0{DECODER_VERSION}\0{size}\0{resize}\0{len(paths)}\n".encode())
+    for p in paths:
+        try:
+            st = os.stat(p)
+            stamp = f"{st.st_size}\0{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{os.path.abspath(p)}\0{stamp}\n".encode())
+    return h.hexdigest()
+
+
+@contextmanager
+def _exclusive_lock(lock_path: Path):
+    """flock is released by the kernel when its holder dies, so a stale lock file is harmless."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load(npy: Path, meta: Path, key: str, n: int, size: int) -> CachedImages | None:
+    """A cache counts only when its JSON (written last) matches the array; else rebuild."""
+    try:
+        info = json.loads(meta.read_text())
+        array = np.load(npy, mmap_mode="r")
+        ok = np.array(info["ok"], dtype=bool)
+        errors = {int(i): str(reason) for i, reason in info["errors"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    expected = (n, size, size, 3)
+    if info.get("key") != key or array.shape != expected or array.dtype != np.uint8 or ok.shape != (n,):
+        return None
+    return CachedImages(array=array, ok=ok, errors=errors, cache_file=npy, decoded=0)
+
+
+def _build(paths, size, resize, key, cache_dir: Path, workers, progress, desc) -> None:
+    """Decode into a temp file, then os.replace it into place: never a half-written cache."""
+    for stale in cache_dir.glob(f"{key}.*.tmp"):  # from a killed build; we hold the lock
+        stale.unlink(missing_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=f"{key}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+        errors = _decode_all(paths, size, resize, out, workers, progress, desc)
+        out.flush()
+        del out
+        _fsync(tmp)
+        os.replace(tmp, cache_dir / f"{key}.npy")
+        info = {
+            "key": key,
+            "decoder_version": DECODER_VERSION,
+            "size": size,
+            "resize": resize,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "paths": paths,
+            "ok": [i not in errors for i in range(len(paths))],
+            "errors": {str(i): reason for i, reason in sorted(errors.items())},
+        }
+        _write_atomic(cache_dir / f"{key}.json", json.dumps(info, indent=1))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- parallel decode
+
+
+def _decode_all(paths, size, resize, out: np.ndarray, workers, progress, desc) -> dict[int, str]:
+    """Fill `out` row by row; return {row: reason} for the rows that failed (left zero)."""
+    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    jobs = [(i, p, size, resize) for i, p in enumerate(paths)]
+    errors: dict[int, str] = {}
+    with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
+        if workers == 1 or len(jobs) < MIN_PARALLEL:
+            results = _decode_in_process(jobs)
+        else:
+            results = _decode_in_pool(jobs, workers)
+        for i, image, reason in results:
+            if reason is None:
+                out[i] = image
+            else:
+                errors[i] = reason
+            bar.update(1)
+    return errors
+
+
+def _decode_in_process(jobs):
+    return map(_decode_job, jobs)
+
+
+def _decode_in_pool(jobs, workers):
+    """Yield results from a process pool that does not fork the (TensorFlow-laden) parent."""
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    chunksize = min(64, max(16, len(jobs) // (workers * 8)))
+    context = multiprocessing.get_context(method)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+            yield from pool.map(_decode_job, jobs, chunksize=chunksize)
+    except BrokenProcessPool as exc:
+        raise ArtganError(
+            "an image-decoding worker process died: out of memory, or the main script lacks an "
+            "`if __name__ == '__main__':` guard (workers re-import it); workers=1 avoids the pool"
+        ) from exc
+
+
+def _init_worker() -> None:
+    """One OpenCV thread per worker: the pool already uses every core."""
+    cv2.setNumThreads(1)
+
+
+def _decode_job(job):
+    """(row, path, size, policy) -> (row, array or None, reason or None); never raises ImageError."""
+    i, path, size, resize = job
+    try:
+        return i, decode_image(path, size, resize), None
+    except ImageError as exc:
+        return i, None, exc.reason

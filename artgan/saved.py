@@ -1,0 +1,49 @@
+"""Saved models that carry what inference needs: class names, input size, resize policy.
+
+The metadata rides inside the `.keras` zip as `artgan.json` (Keras ignores extra members),
+so a model file copied on its own still predicts with the right labels and preprocessing.
+"""
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from artgan.errors import ArtganError
+
+METADATA_MEMBER = "artgan.json"
+
+
+def save_model(model, path, metadata):
+    """Write `model` and its metadata to `path` atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(temporary)
+    with zipfile.ZipFile(temporary, "a") as archive:
+        archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2, default=str))
+    os.replace(temporary, path)
+    return path
+
+
+def read_metadata(path):
+    """The artgan metadata of a saved model, without loading TensorFlow."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtganError(f"{path}: model file not found")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(METADATA_MEMBER))
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise ArtganError(
+            f"{path}: not an artgan model (.keras file with {METADATA_MEMBER}): {error}"
+        ) from None
+
+
+def load_model(path):
+    """(model, metadata) for a saved artgan model, compiled-free for inference."""
+    import keras
+
+    metadata = read_metadata(path)
+    model = keras.models.load_model(path, compile=False)
+    return model, metadata

@@ -1,0 +1,334 @@
+"""The KerasTuner runner: spec -> tuner -> trials on cached images -> table and best models.
+
+KerasTuner does the searching, checkpointing, resuming and TensorBoard/HParams logging;
+this module only connects it to artgan's data and writes results a person can read:
+
+    <output>/spec.yaml         the resolved spec (search space inlined)
+    <output>/tuner/            KerasTuner's project (oracle + one folder per trial)
+    <output>/tensorboard/      one log dir per trial, with an HParams summary
+    <output>/trials.csv/.json  every trial: hyperparameters, metrics, epochs, time, size
+    <output>/best/model_N.keras  best models with class names and preprocessing inside
+"""
+
+import json
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pandas as pd
+import yaml
+
+from artgan.dataset import ImageLabelGenerator, load_split_images
+from artgan.errors import ArtganError
+from artgan.labels import load_labels, skipped_report
+from artgan.model import DEFAULT_FEATURE_LAYER, FEATURE_LAYERS, build_crnn
+from artgan.saved import save_model
+
+PROJECT = "tuner"
+TRIAL_INFO = "artgan_trial.json"
+METRICS = ("val_accuracy", "val_top5_accuracy", "val_loss", "accuracy", "loss")
+
+
+@dataclass
+class TaskData:
+    """A task's label tables, and their cached pixels per input size (decoded once)."""
+
+    spec: object
+    train: object
+    val: object
+
+    def __post_init__(self):
+        self._splits = {}
+
+    @classmethod
+    def from_spec(cls, spec):
+        classes = spec.path("classes")
+        images = spec.path("images")
+        on_error = spec.data.on_error
+        train = load_labels(spec.path("train"), classes, images, on_error=on_error)
+        val = load_labels(spec.path("val"), classes, images, on_error=on_error)
+        budget = spec.budget
+        if budget.max_train_images:
+            train = train.sample(budget.max_train_images, seed=spec.seed)
+        if budget.max_val_images:
+            val = val.sample(budget.max_val_images, seed=spec.seed)
+        return cls(spec, train, val)
+
+    @property
+    def class_names(self):
+        return self.train.class_names
+
+    def splits(self, size):
+        """(train, val) `SplitImages` at `size`, decoding only on the first request."""
+        if size not in self._splits:
+            self._splits[size] = tuple(
+                load_split_images(table, size, self.spec.data.resize, self.spec.data.on_error)
+                for table in (self.train, self.val)
+            )
+        return self._splits[size]
+
+    def skipped(self):
+        rows = list(self.train.skipped) + list(self.val.skipped)
+        for train, val in self._splits.values():
+            rows += train.skipped + val.skipped
+        return rows
+
+
+class CRNNHyperModel(kt.HyperModel):
+    """Registers the spec's search space, then builds and fits `build_crnn` on cached data."""
+
+    def __init__(self, space, data, augment=True, seed=42):
+        super().__init__(name="crnn")
+        self.space = space
+        self.data = data
+        self.augment = augment
+        self.seed = seed
+        self.last_fit = {}
+
+    def build(self, hp):
+        self.space.register(hp)
+        return build_crnn(hp, num_classes=len(self.data.class_names))
+
+    def fit(self, hp, model, *args, **kwargs):
+        train, val = self.data.splits(hp.get("input_size"))
+        batch_size = hp.get("batch_size") if "batch_size" in hp.values else 32
+        kwargs.setdefault("verbose", 1 if sys.stdout.isatty() else 2)
+        started = time.perf_counter()
+        history = model.fit(
+            ImageLabelGenerator(train, batch_size, shuffle=True, augment=self.augment, seed=self.seed),
+            validation_data=ImageLabelGenerator(val, batch_size),
+            **kwargs,
+        )
+        self.last_fit = {
+            "params": int(model.count_params()),
+            "epochs": len(history.epoch),
+            "fit_seconds": time.perf_counter() - started,
+            "train_images": len(train),
+            "val_images": len(val),
+            "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        }
+        return history
+
+
+class TrialRecorder:
+    """Tuner mixin: after each trial, save its size, time and curves, and refresh the table."""
+
+    def run_trial(self, trial, *args, **kwargs):
+        started = time.perf_counter()
+        self.hypermodel.last_fit = {}
+        result = super().run_trial(trial, *args, **kwargs)
+        info = dict(self.hypermodel.last_fit, wall_seconds=time.perf_counter() - started)
+        path = Path(self.get_trial_dir(trial.trial_id)) / TRIAL_INFO
+        path.write_text(json.dumps(info))
+        return result
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        write_trials_table(self, Path(self.project_dir).parent)
+
+
+TUNER_CLASSES = {
+    "random": kt.RandomSearch,
+    "bayesian": kt.BayesianOptimization,
+    "hyperband": kt.Hyperband,
+}
+
+
+def make_tuner(spec, hypermodel, overwrite=False):
+    """The KerasTuner tuner named in the spec, with trial recording mixed in."""
+    base = TUNER_CLASSES[spec.tuner.type]
+    tuner_class = type(f"Artgan{base.__name__}", (TrialRecorder, base), {})
+    objective = kt.Objective(spec.tuner.objective, spec.tuner.resolved_direction)
+    common = dict(
+        hypermodel=hypermodel,
+        objective=objective,
+        executions_per_trial=spec.budget.executions_per_trial,
+        seed=spec.seed,
+        directory=str(spec.output_dir),
+        project_name=PROJECT,
+        overwrite=overwrite,
+        max_consecutive_failed_trials=3,
+    )
+    if spec.tuner.type == "hyperband":
+        return tuner_class(
+            max_epochs=spec.budget.epochs,
+            factor=spec.tuner.hyperband_factor,
+            hyperband_iterations=1,
+            **common,
+        )
+    return tuner_class(max_trials=spec.budget.max_trials, **common)
+
+
+def callbacks(spec):
+    """TensorBoard (KerasTuner adds a per-trial dir and the HParams summary) + early stop."""
+    result = [keras.callbacks.TensorBoard(str(spec.output_dir / "tensorboard"))]
+    if spec.early_stopping.enabled:
+        result.append(
+            keras.callbacks.EarlyStopping(
+                monitor=spec.tuner.objective,
+                mode=spec.tuner.resolved_direction,
+                patience=spec.early_stopping.patience,
+                min_delta=spec.early_stopping.min_delta,
+            )
+        )
+    return result
+
+
+def prepare_output(spec, fresh):
+    """Create (or, with `fresh`, wipe) the run folder; refuse to resume a different search."""
+    output = spec.output_dir
+    fingerprint_file = output / "fingerprint"
+    if fresh and output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    fingerprint = spec.fingerprint()
+    if fingerprint_file.exists() and fingerprint_file.read_text().strip() != fingerprint:
+        raise ArtganError(
+            f"{output} holds a search with other data, search space, tuner or seed. "
+            "Rerun with --fresh to start over there, or set output: to a new folder."
+        )
+    fingerprint_file.write_text(fingerprint + "\n")
+    (output / "spec.yaml").write_text(yaml.safe_dump(spec.resolved(), sort_keys=False))
+    return output
+
+
+def run_search(spec, fresh=False):
+    """Run (or resume) the search in `spec`; returns the trials table."""
+    output = prepare_output(spec, fresh)
+    keras.utils.set_random_seed(spec.seed)
+    data = TaskData.from_spec(spec)
+    print(
+        f"{spec.task}: {len(data.train)} train / {len(data.val)} val images, "
+        f"{len(data.class_names)} classes -> {output}"
+    )
+    hypermodel = CRNNHyperModel(spec.space, data, spec.training.augment, spec.seed)
+    tuner = make_tuner(spec, hypermodel)
+    finished = count_finished(tuner)
+    if finished:
+        print(f"resuming: {finished} finished trial(s) kept in {output / PROJECT}")
+    tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
+    table = write_trials_table(tuner, output)
+    report_skipped(data, output)
+    save_best_models(tuner, spec, data, output)
+    return table
+
+
+def count_finished(tuner):
+    return sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+
+
+def trial_rows(tuner):
+    """One dict per trial: id, status, score, metrics at the best epoch, cost, hyperparameters."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        info_file = Path(tuner.get_trial_dir(trial.trial_id)) / TRIAL_INFO
+        info = json.loads(info_file.read_text()) if info_file.exists() else {}
+        row = {
+            "trial_id": trial.trial_id,
+            "status": trial.status,
+            "score": trial.score,
+            "best_epoch": None if trial.best_step is None else int(trial.best_step) + 1,
+        }
+        for name in METRICS:
+            row[name] = metric_at(trial, name, trial.best_step)
+        row.update(
+            epochs=info.get("epochs"),
+            wall_seconds=info.get("wall_seconds"),
+            params=info.get("params"),
+            message=(getattr(trial, "message", None) or "").strip().splitlines()[-1:] or None,
+        )
+        row["message"] = row["message"][0] if row["message"] else ""
+        row.update({f"hp/{k}": v for k, v in trial.hyperparameters.values.items()})
+        row["history"] = info.get("history", {})
+        rows.append(row)
+    return rows
+
+
+def metric_at(trial, name, step):
+    """The metric's value at `step` (the objective's best epoch), else its best value."""
+    if not trial.metrics.exists(name):
+        return None
+    history = trial.metrics.get_history(name)
+    for observation in history:
+        if step is not None and observation.step == step:
+            return float(np.mean(observation.value))
+    return trial.metrics.get_best_value(name)
+
+
+def write_trials_table(tuner, output):
+    """trials.csv (flat, for spreadsheets) and trials.json (with per-epoch curves)."""
+    rows = trial_rows(tuner)
+    output = Path(output)
+    (output / "trials.json").write_text(json.dumps(rows, indent=1, default=str))
+    table = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in rows])
+    if not table.empty:
+        ascending = tuner.oracle.objective.direction == "min"
+        table = table.sort_values("score", ascending=ascending, na_position="last")
+    temporary = output / ".trials.csv.tmp"
+    table.to_csv(temporary, index=False)
+    temporary.replace(output / "trials.csv")
+    return table
+
+
+def save_best_models(tuner, spec, data, output):
+    """Save the best finished trials as `best/model_N.keras` with their preprocessing."""
+    finished = count_finished(tuner)
+    count = min(spec.training.best_models, finished)
+    best_dir = output / "best"
+    if best_dir.exists():
+        shutil.rmtree(best_dir)
+    if not count:
+        return []
+    trials = tuner.oracle.get_best_trials(count)
+    with warnings.catch_warnings():  # checkpoints hold optimizer state inference never needs
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        models = tuner.get_best_models(count)
+    paths = []
+    for rank, (trial, model) in enumerate(zip(trials, models), start=1):
+        hp = trial.hyperparameters.values
+        metadata = {
+            "task": spec.task,
+            "class_names": list(data.class_names),
+            "input_size": int(hp["input_size"]),
+            "resize": spec.data.resize,
+            "feature_layers": list(FEATURE_LAYERS),
+            "default_feature_layer": DEFAULT_FEATURE_LAYER,
+            "trial_id": trial.trial_id,
+            "rank": rank,
+            "objective": spec.tuner.objective,
+            "score": trial.score,
+            "hyperparameters": hp,
+            "labels": {"train": str(spec.path("train")), "val": str(spec.path("val")),
+                       "classes": str(spec.path("classes")), "images": str(spec.path("images"))},
+            "experiment": spec.source,
+        }
+        paths.append(save_model(model, best_dir / f"model_{rank}.keras", metadata))
+    print(f"saved {len(paths)} best model(s) in {best_dir}")
+    return paths
+
+
+def report_skipped(data, output):
+    skipped = data.skipped()
+    if skipped:
+        report = skipped_report(skipped)
+        (output / "skipped.txt").write_text(report + "\n")
+        print(f"skipped {len(skipped)} row(s); see {output / 'skipped.txt'}")
+
+
+def leaderboard(table, top=10):
+    """A compact text leaderboard of the best trials."""
+    if table.empty:
+        return "no trials"
+    hp_columns = [c for c in table.columns if c.startswith("hp/") and not c.startswith("hp/tuner/")]
+    columns = ["trial_id", "status", "score", "val_accuracy", "val_top5_accuracy", "epochs",
+               "wall_seconds", "params"] + hp_columns
+    view = table[[c for c in columns if c in table.columns]].head(top).copy()
+    view.columns = [c.removeprefix("hp/") for c in view.columns]
+    view.insert(0, "rank", range(1, len(view) + 1))
+    return view.to_string(index=False, float_format=lambda v: f"{v:.4g}")

@@ -1,0 +1,141 @@
+"""Real KerasTuner searches on a few dozen real Louvre paintings: results, resume, models."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from artgan.errors import ArtganError
+from artgan.evaluate import evaluate_model, predict_files
+from artgan.paths import REPO_ROOT
+from artgan.search import run_search
+from artgan.spec import load_experiment
+
+TINY = [
+    "space.input_size=32",
+    "space.conv_blocks=2",
+    "space.base_filters=16",
+    "space.lstm_units=32",
+    "budget.max_train_images=48",
+    "budget.max_val_images=24",
+    "budget.epochs=1",
+    "tuner.type=random",
+]
+
+
+def tiny_spec(tmp_path, *extra):
+    output = f"output={tmp_path / 'run'}"
+    return load_experiment(REPO_ROOT / "experiments" / "genre.yaml", [*TINY, output, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_dir):
+    """One real 1-trial search, shared by the checks below."""
+    tmp_path = tmp_path_factory.mktemp("search")
+    os.environ["ARTGAN_CACHE"] = str(tmp_path / "cache")
+    spec = tiny_spec(tmp_path, "budget.max_trials=1")
+    table = run_search(spec)
+    return spec, table
+
+
+def test_search_writes_trials_table(finished_run):
+    spec, table = finished_run
+    assert len(table) == 1 and table["status"].tolist() == ["COMPLETED"]
+    row = table.iloc[0]
+    assert 0.0 <= row["val_accuracy"] <= 1.0 and row["score"] == row["val_accuracy"]
+    assert row["epochs"] == 1 and row["params"] > 1000 and row["wall_seconds"] > 0
+    assert row["hp/input_size"] == 32
+    on_disk = pd.read_csv(spec.output_dir / "trials.csv")
+    assert on_disk["trial_id"].astype(str).tolist() == table["trial_id"].astype(str).tolist()
+    curves = json.loads((spec.output_dir / "trials.json").read_text())[0]["history"]
+    assert set(curves) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_tensorboard_has_hparams_per_trial(finished_run):
+    spec, table = finished_run
+    trial_logs = list((spec.output_dir / "tensorboard").iterdir())
+    assert len(trial_logs) == len(table)
+    events = b"".join(p.read_bytes() for p in trial_logs[0].rglob("events.out.tfevents.*"))
+    assert b"_hparams_/session_start_info" in events  # what the HParams tab reads
+    assert b"epoch_loss" in events
+
+
+def test_best_model_predicts_and_evaluates(finished_run, data_dir, tmp_path):
+    spec, table = finished_run
+    model_file = spec.output_dir / "best" / "model_1.keras"
+    with zipfile.ZipFile(model_file) as archive:
+        metadata = json.loads(archive.read("artgan.json"))
+    assert metadata["class_names"][2] == "genre_painting" and metadata["input_size"] == 32
+
+    val = data_dir / "louvre-genre4" / "genre_val.csv"
+    result = evaluate_model(model_file, val, data_dir / "louvre-genre4" / "images",
+                            out=tmp_path / "pred.csv")
+    predictions = pd.read_csv(tmp_path / "pred.csv")
+    assert result.scored == len(predictions) == 200
+    recomputed = (predictions["label"] == predictions["predicted"]).mean()
+    assert result.accuracy == pytest.approx(recomputed)
+    assert predictions["label_name"].isin(["genre_painting", "landscape", "portrait", "still_life"]).all()
+
+    image = data_dir / "louvre-genre4" / "images" / predictions["path"].iloc[0]
+    [(path, ranked)] = list(predict_files(model_file, [image], top=3))
+    assert len(ranked) == 3 and ranked[0][1] >= ranked[1][1] >= ranked[2][1]
+    assert sum(p for _, p in ranked) <= 1.0 + 1e-6
+
+
+def test_changed_search_refuses_to_resume(finished_run, tmp_path):
+    spec, _ = finished_run
+    changed = load_experiment(
+        REPO_ROOT / "experiments" / "genre.yaml",
+        [*TINY, f"output={spec.output_dir}", "space.lstm_units=64"],
+    )
+    with pytest.raises(ArtganError, match="--fresh"):
+        run_search(changed)
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir):
+    """kill -9 during trial 2, rerun the same command: 2 finished trials, trial 1 untouched."""
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "artgan", "search", "genre", *sum((["--set", s] for s in TINY), []),
+               "--set", "budget.epochs=4", "--set", "budget.max_trials=2", "--set", f"output={output}"]
+    env = dict(os.environ, ARTGAN_CACHE=str(tmp_path / "cache"))
+    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = output / "tuner" / "trial_0" / "trial.json"
+    second = output / "tuner" / "trial_1"
+    try:
+        wait_for(lambda: second.exists() or process.poll() is not None, 300, "trial 2 to start")
+        assert process.poll() is None, "search ended before it could be interrupted"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    before = json.loads(first.read_text())
+    assert before["status"] == "COMPLETED"
+
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming: 1 finished trial(s) kept" in result.stdout
+    table = pd.read_csv(output / "trials.csv", dtype={"trial_id": str})
+    assert sorted(table["trial_id"]) == ["0", "1"]
+    assert (table["status"] == "COMPLETED").all()
+    after = json.loads(first.read_text())
+    assert after["score"] == before["score"]  # the finished trial was not rerun
+    assert (output / "best" / "model_1.keras").is_file()

@@ -1,0 +1,145 @@
+"""Experiment specs and search spaces: W&B syntax -> KerasTuner hp, and clear errors."""
+
+import keras_tuner as kt
+import pytest
+
+from artgan.errors import ArtganError
+from artgan.spec import SearchSpace, experiment_file, load_experiment
+
+SPACE = {
+    "parameters": {
+        "conv_blocks": {"min": 2, "max": 4},
+        "dropout": {"min": 0.1, "max": 0.5, "q": 0.1},
+        "learning_rate": {"min": 1e-4, "max": 1e-2, "distribution": "log_uniform_values"},
+        "sequence": {"values": ["rows", "columns"]},
+        "bidirectional": {"values": [True, False]},
+        "input_size": {"value": 64},
+        "optimizer": {"values": ["adam", "sgd"]},
+        "momentum": {"min": 0.5, "max": 0.9, "when": {"optimizer": "sgd"}},
+    }
+}
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_wandb_syntax_maps_to_keras_tuner_types():
+    hp = kt.HyperParameters()
+    SearchSpace.model_validate(SPACE).register(hp)
+    spaces = {p.name: p for p in hp.space}
+    assert isinstance(spaces["conv_blocks"], kt.engine.hyperparameters.Int)
+    assert (spaces["conv_blocks"].min_value, spaces["conv_blocks"].max_value) == (2, 4)
+    assert isinstance(spaces["dropout"], kt.engine.hyperparameters.Float)
+    assert spaces["dropout"].step == 0.1
+    assert spaces["learning_rate"].sampling == "log"
+    assert isinstance(spaces["sequence"], kt.engine.hyperparameters.Choice)
+    assert isinstance(spaces["bidirectional"], kt.engine.hyperparameters.Boolean)
+    assert isinstance(spaces["input_size"], kt.engine.hyperparameters.Fixed)
+    assert hp.get("input_size") == 64
+    # `momentum` only exists while optimizer == sgd.
+    assert spaces["momentum"].conditions[0].name == "optimizer"
+    assert not hp.is_active(spaces["momentum"])  # default optimizer is adam
+    hp.values["optimizer"] = "sgd"
+    assert hp.is_active(spaces["momentum"])
+
+
+@pytest.mark.parametrize(
+    "parameter, message",
+    [
+        ({"min": 4, "max": 2}, "empty range"),
+        ({"min": 1}, "needs both"),
+        ({"values": []}, "at least 1"),
+        ({"min": 0, "max": 1, "distribution": "log_uniform_values"}, "min > 0"),
+        ({"value": 1, "values": [1, 2]}, "exactly one"),
+        ({"min": 1, "max": 2, "distrbution": "uniform"}, "unknown key"),
+        ({"min": 1, "max": 2, "distribution": "beta"}, "distribution"),
+        ({"values": [1, 1]}, "duplicates"),
+        ({"min": 1, "max": 2, "when": {"nope": 1}}, "unknown parameter 'nope'"),
+    ],
+)
+def test_bad_parameters_are_named(tmp_path, parameter, message):
+    spec = yaml_spec(tmp_path, {"parameters": {"conv_blocks": parameter}})
+    with pytest.raises(ArtganError) as error:
+        load_experiment(spec)
+    text = str(error.value)
+    assert "space.yaml: " in text and "conv_blocks" in text
+    assert message in text
+
+
+def yaml_spec(tmp_path, space, **experiment):
+    import yaml
+
+    write(tmp_path / "space.yaml", yaml.safe_dump(space))
+    body = {
+        "task": "genre",
+        "data": {"train": "t.csv", "val": "v.csv", "classes": "c", "images": "img"},
+        "search_space": "space.yaml",
+        "output": str(tmp_path / "run"),
+        **experiment,
+    }
+    return write(tmp_path / "exp.yaml", yaml.safe_dump(body))
+
+
+def test_experiment_errors_name_file_and_key(tmp_path):
+    spec = yaml_spec(tmp_path, SPACE, budget={"max_trials": "many", "epochz": 2})
+    with pytest.raises(ArtganError) as error:
+        load_experiment(spec)
+    text = str(error.value)
+    assert "exp.yaml: budget.max_trials:" in text and "integer" in text
+    assert "exp.yaml: budget.epochz: unknown key" in text
+
+
+def test_unknown_task_and_tuner(tmp_path):
+    spec = yaml_spec(tmp_path, SPACE, task="colour", tuner={"type": "grid"})
+    with pytest.raises(ArtganError) as error:
+        load_experiment(spec)
+    assert "task:" in str(error.value) and "tuner.type:" in str(error.value)
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = write(tmp_path / "exp.yaml", "task: genre\ndata: [unclosed\nseed: 1\n")
+    with pytest.raises(ArtganError, match=r"exp\.yaml:\d+: not valid YAML"):
+        load_experiment(path)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(ArtganError, match="file not found"):
+        load_experiment(tmp_path / "nope.yaml")
+
+
+def test_overrides(tmp_path):
+    spec = load_experiment(
+        yaml_spec(tmp_path, SPACE),
+        ["budget.max_trials=3", "budget.epochs=1", "space.conv_blocks=2", "tuner.type=random"],
+    )
+    assert spec.budget.max_trials == 3 and spec.budget.epochs == 1
+    assert spec.tuner.type == "random"
+    assert spec.space.parameters["conv_blocks"].value == 2
+    with pytest.raises(ArtganError, match="KEY=VALUE"):
+        load_experiment(yaml_spec(tmp_path, SPACE), ["budget.max_trials"])
+    with pytest.raises(ArtganError, match="budget.max_trials"):
+        load_experiment(yaml_spec(tmp_path, SPACE), ["budget.max_trials=0"])
+
+
+def test_fingerprint_ignores_budget_but_not_space(tmp_path):
+    path = yaml_spec(tmp_path, SPACE)
+    base = load_experiment(path).fingerprint()
+    assert load_experiment(path, ["budget.max_trials=50"]).fingerprint() == base
+    assert load_experiment(path, ["space.conv_blocks=3"]).fingerprint() != base
+
+
+def test_shipped_experiments_validate(data_dir, monkeypatch):
+    for task in ("style", "genre"):
+        spec = load_experiment(experiment_file(task))
+        assert spec.path("train").is_file() and spec.path("images").is_dir()
+        assert "input_size" in spec.space.parameters
+    monkeypatch.delenv("WIKIART_IMAGES", raising=False)
+    for name in ("artist", "style-full", "genre-full"):
+        spec = load_experiment(experiment_file(name))
+        assert spec.path("train").is_file()  # the real ArtGAN label files
+        with pytest.raises(ArtganError, match="WIKIART_IMAGES.*not set.*WikiArt"):
+            spec.path("images")
+    monkeypatch.setenv("WIKIART_IMAGES", "/data/wikiart")
+    assert str(load_experiment(experiment_file("artist")).path("images")) == "/data/wikiart"
