@@ -19,7 +19,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -174,11 +174,11 @@ def _cv_resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
 class CachedImages:
     """Decoded images of one (paths, size, policy): a read-only memmap plus what failed."""
 
-    array: np.ndarray
-    ok: np.ndarray
-    errors: dict[int, str] = field(default_factory=dict)
-    cache_file: Path | None = None
-    decoded: int = 0
+    array: np.ndarray  # (N, size, size, 3) uint8, read-only np.memmap of cache_file
+    ok: np.ndarray  # (N,) bool; False rows of `array` are zeros
+    errors: dict[int, str]  # row -> reason, for every row that is not ok
+    cache_file: Path  # <cache_dir>/<key>.npy (its metadata is <key>.json)
+    decoded: int  # images this call decoded (failures included); 0 when the cache was reused
 
 
 def cache_images(
@@ -197,6 +197,7 @@ def cache_images(
     decides whether to raise or skip-and-report.
     """
     _check_args(size, resize)
+    size = int(size)
     paths = [os.path.abspath(p) for p in paths]
     cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
     cache_dir.mkdir(parents=True, exist_ok=True)

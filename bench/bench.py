@@ -1,0 +1,168 @@
+"""`make bench`: how fast artgan feeds and trains, against plain baselines in the same run.
+
+1. Input pipeline on real WikiArt JPEGs: images/s of artgan's cache + ImageLabelGenerator
+   against a per-item `cv2.imread` + `cv2.resize` Python generator (the original project's
+   approach), for the first epoch (which decodes) and later epochs (artgan reads its cache).
+2. Training: images/s and achieved FLOP/s of the default CRNN at 128 px, beside this
+   machine's achievable FLOP/s measured with a large `tf.matmul` in the same run.
+
+Not part of the tests: it takes a few minutes and its numbers depend on the machine.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from artgan.labels import load_labels  # noqa: E402
+from artgan.paths import data_root  # noqa: E402
+
+
+def baseline_epoch(paths, labels, size, batch_size):
+    """The plain approach: decode and resize every image, every epoch, one at a time."""
+    count = 0
+    for start in range(0, len(paths), batch_size):
+        batch = []
+        for path in paths[start : start + batch_size]:
+            image = cv2.imread(str(path))
+            image = cv2.cvtColor(cv2.resize(image, (size, size)), cv2.COLOR_BGR2RGB)
+            batch.append(image.astype(np.float32) / 255)
+        x, y = np.stack(batch), labels[start : start + batch_size]
+        count += len(x)
+    return count
+
+
+def artgan_epoch(generator):
+    count = 0
+    for index in range(len(generator)):
+        x, _ = generator[index]
+        count += len(x)
+    generator.on_epoch_end()
+    return count
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def bench_pipeline(table, size, batch_size):
+    from artgan.dataset import ImageLabelGenerator, load_split_images
+
+    paths, labels = table.image_paths(), table.labels()
+    n, base_first = timed(baseline_epoch, paths, labels, size, batch_size)
+    _, base_later = timed(baseline_epoch, paths, labels, size, batch_size)
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["ARTGAN_CACHE"] = cache
+
+        def first_epoch():
+            split = load_split_images(table, size, progress=False)
+            generator = ImageLabelGenerator(split, batch_size, shuffle=True)  # same work as baseline
+            return artgan_epoch(generator), generator
+
+        (_, generator), ours_first = timed(first_epoch)
+        _, ours_later = timed(artgan_epoch, generator)
+    rows = [
+        ("first epoch (decode)", n / base_first, n / ours_first),
+        ("later epochs", n / base_later, n / ours_later),
+    ]
+    print(f"\n== input pipeline: {n} real WikiArt images -> {size} px, batch {batch_size}")
+    print(f"{'':24}{'cv2 per item':>14}{'artgan':>12}{'ratio':>9}")
+    for name, base, ours in rows:
+        print(f"{name:24}{base:>10.0f} i/s{ours:>8.0f} i/s{ours / base:>8.1f}x")
+
+
+def layer_flops(layer):
+    """Forward FLOPs (2 x multiply-adds) of a Conv2D or Dense layer; 0 for cheap layers."""
+    from keras import layers
+
+    if isinstance(layer, layers.Conv2D):
+        _, height, width, out_channels = layer.output.shape
+        k_h, k_w = layer.kernel_size
+        return 2 * height * width * k_h * k_w * layer.input.shape[-1] * out_channels
+    if isinstance(layer, layers.Dense):
+        return 2 * layer.input.shape[-1] * layer.units
+    return 0
+
+
+def lstm_flops(layer):
+    """Forward FLOPs of an LSTM (or Bidirectional LSTM): 4 gates x (input + state) per step."""
+    steps, features = layer.input.shape[1:]
+    inner = getattr(layer, "forward_layer", layer)
+    directions = 2 if hasattr(layer, "forward_layer") else 1
+    return directions * 2 * steps * 4 * (features + inner.units) * inner.units
+
+
+def model_flops(model):
+    return sum(
+        lstm_flops(layer) if layer.name in ("lstm", "bilstm") else layer_flops(layer)
+        for layer in model.layers
+    )
+
+
+def bench_training(table, size, batch_size, steps):
+    import keras_tuner as kt
+    import tensorflow as tf
+
+    from artgan.dataset import ImageLabelGenerator, load_split_images
+    from artgan.model import build_crnn
+
+    hp = kt.HyperParameters()
+    hp.Fixed("input_size", size)
+    model = build_crnn(hp, num_classes=table.num_classes)
+    forward = model_flops(model)
+    split = load_split_images(table.subset(np.arange(steps * batch_size)), size, progress=False)
+    generator = ImageLabelGenerator(split, batch_size, shuffle=True, augment=True)
+    model.fit(generator, epochs=1, steps_per_epoch=2, verbose=0)  # build + trace
+    _, seconds = timed(model.fit, generator, epochs=1, verbose=0)
+    images_per_second = len(split) / seconds
+    achieved = 3 * forward * images_per_second  # forward + backward ~ 3x forward
+
+    n = 2048
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    tf.linalg.matmul(a, b).numpy()
+    repeats = 10
+    started = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.linalg.matmul(a, b)
+    c.numpy()
+    peak = 2 * n**3 * repeats / (time.perf_counter() - started)
+
+    print(f"\n== training: default CRNN at {size} px ({model.count_params():,} parameters), "
+          f"batch {batch_size}, {len(split)} real images")
+    print(f"forward cost        {forward / 1e9:8.3f} GFLOP/image")
+    print(f"training            {images_per_second:8.1f} images/s")
+    print(f"achieved            {achieved / 1e9:8.2f} GFLOP/s (3x forward per image)")
+    print(f"tf.matmul {n}x{n}   {peak / 1e9:8.2f} GFLOP/s (this machine, same run)")
+    print(f"fraction of matmul  {achieved / peak:8.1%}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000, help="images for the pipeline test")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--train-steps", type=int, default=20, help="batches timed in training")
+    args = parser.parse_args()
+
+    root = data_root() / "wikiart-style7"
+    table = load_labels(root / "style_train.csv", root / "style_class.txt", root / "images")
+    table = table.sample(args.images, seed=0)
+    print(f"machine: {os.cpu_count()} CPU cores; data: {root}")
+    bench_pipeline(table, args.size, args.batch_size)
+    bench_training(table, args.size, args.batch_size, args.train_steps)
+
+
+if __name__ == "__main__":
+    main()
