@@ -83,6 +83,9 @@ def add_predict(commands):
 
 
 def run_predict(args):
+    from artgan.saved import read_metadata
+
+    read_metadata(args.model)  # a wrong path fails fast, before TensorFlow loads
     from artgan.evaluate import predict_files
 
     for path, ranked in predict_files(args.model, args.images, args.top):
@@ -113,6 +116,9 @@ def add_evaluate(commands):
 
 
 def run_evaluate(args):
+    from artgan.saved import read_metadata
+
+    read_metadata(args.model)
     from artgan.evaluate import evaluate_model
 
     result = evaluate_model(
