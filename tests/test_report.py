@@ -1,0 +1,235 @@
+"""HTML reports on one real tiny search (real Louvre paintings): numbers, escaping, partial
+runs, feature export, and rendering in headless Chromium.
+
+The search is built to end with one finished and one failed trial: only `conv_blocks`
+varies, between 2 and 6, and 6 blocks cannot fit a 32 px input (`build_crnn` raises). Its
+class file renames a real class `<script>alert(1)</script>` and its description is markup,
+so every check below also runs on hostile text.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from artgan.cli import main
+from artgan.errors import ArtganError
+from artgan.features import load_features
+from artgan.report import build_report, hp_importance, open_run, what_mattered_section, Writer
+from artgan.search import run_search
+from artgan.spec import load_experiment
+
+HOSTILE_CLASS = "<script>alert(1)</script>"
+HOSTILE_DESCRIPTION = "<img src=x onerror=alert(2)> tiny"
+FIXED = {"input_size": 32, "base_filters": 16, "filter_growth": 1.5, "kernel_size": 3,
+         "sequence": "rows", "lstm_units": 32, "bidirectional": False, "dropout": 0.1,
+         "optimizer": "adam", "learning_rate": 0.001, "batch_size": 32}
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--enable-logging=stderr", "--v=0"]
+
+
+def write_experiment(folder, data_dir):
+    louvre = data_dir / "louvre-genre4"
+    classes = (louvre / "genre_class").read_text().replace("genre_painting", HOSTILE_CLASS)
+    (folder / "genre_class").write_text(classes)
+    space = {"parameters": {"conv_blocks": {"values": [2, 6]},
+                            **{name: {"value": value} for name, value in FIXED.items()}}}
+    (folder / "space.yaml").write_text(yaml.safe_dump(space))
+    experiment = {
+        "task": "genre", "description": HOSTILE_DESCRIPTION,
+        "data": {"train": str(louvre / "genre_train.csv"), "val": str(louvre / "genre_val.csv"),
+                 "classes": str(folder / "genre_class"), "images": str(louvre / "images")},
+        "search_space": "space.yaml", "tuner": {"type": "random"},
+        "budget": {"max_trials": 2, "epochs": 1, "max_train_images": 48, "max_val_images": 24},
+        "output": str(folder / "run"),
+    }
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(experiment))
+    return folder / "experiment.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, data_dir):
+    """(run folder, report folder, CLI output) of one real search + `python -m artgan report`."""
+    folder = tmp_path_factory.mktemp("report")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARTGAN_CACHE", str(folder / "cache"))
+        spec = load_experiment(write_experiment(folder, data_dir))
+        table = run_search(spec)
+        assert sorted(table["status"]) == ["COMPLETED", "FAILED"], table
+        out = folder / "report"
+        assert main(["report", str(spec.output_dir), "--out", str(out)]) == 0
+        yield spec.output_dir, out
+
+
+@pytest.fixture(scope="module")
+def html(tiny):
+    return (tiny[1] / "report.html").read_text(encoding="utf-8")
+
+
+def test_numbers_agree_with_saved_predictions(tiny, html):
+    run_dir, out = tiny
+    metrics = json.loads((out / "metrics.json").read_text())
+    model = metrics["models"][0]
+    predictions = pd.read_csv(out / model["predictions"])
+    labels, predicted = predictions["label"].to_numpy(), predictions["predicted"].to_numpy()
+
+    assert len(predictions) == model["images"] == metrics["val_images"] == 24
+    accuracy = np.mean(labels == predicted)
+    assert model["accuracy"] == pytest.approx(accuracy)
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    searched = trials.set_index("trial_id").loc[model["trial_id"], "val_accuracy"]
+    assert accuracy == pytest.approx(searched, abs=1e-6)  # the search's own number, re-derived
+
+    position = {label: i for i, label in enumerate(model["labels"])}
+    counts = np.zeros((len(position), len(position)), dtype=int)
+    for true, guess in zip(labels, predicted):
+        counts[position[true], position[guess]] += 1
+    assert counts.tolist() == model["confusion_matrix"]
+
+    probabilities = predictions[[f"p/{name}" for name in metrics["class_names"]]].to_numpy()
+    rank_of_truth = (probabilities > probabilities[np.arange(len(labels)), labels][:, None]).sum(1)
+    assert model["top5_accuracy"] == pytest.approx(np.mean(rank_of_truth < 5))
+    per_class = pd.read_csv(out / "per_class_model_1.csv")
+    assert per_class["support"].sum() == len(labels)
+    assert f"{100 * accuracy:.1f}%" in html
+
+
+def test_failed_trial_is_listed_with_its_reason(tiny, html):
+    run_dir, out = tiny
+    leaderboard = pd.read_csv(out / "leaderboard.csv", dtype={"trial_id": str})
+    assert leaderboard["status"].tolist() == ["COMPLETED", "FAILED", "REFERENCE", "REFERENCE"]
+    assert "6 conv blocks shrink a 32 px input to nothing" in html
+    assert "Missing from this report" in html
+    assert "Only 1 finished trial(s)" in html  # what-mattered says why it is empty
+    assert "1 saved model(s) in best/, 3 requested" in html
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["trials"] == {"COMPLETED": 1, "FAILED": 1}
+    assert [b["name"] for b in metrics["baselines"]] == ["majority class", "colour+texture LR"]
+    for name in metrics["files"]:
+        assert (out / name).is_file(), name
+
+
+def test_user_text_is_escaped(html):
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert" not in html
+    assert "&lt;img src=x onerror=alert(2)&gt;" in html
+    assert "<img src=x" not in html
+    assert len(re.findall(r"<script\b", html)) == 1  # the leaderboard sorter, nothing else
+
+
+def test_report_renders_in_headless_chromium(tiny, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.fail("chromium not found: install it with `apt-get install -y chromium` "
+                    "(.ci/run does this before `make test`)", pytrace=False)
+    page = (tiny[1] / "report.html").as_uri()
+    result = subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    problems = [line for line in result.stderr.splitlines()
+                if ":CONSOLE" in line or "Uncaught" in line]
+    assert not problems, "\n".join(problems)  # JS errors, CSP violations, blocked loads
+    dom = result.stdout
+    assert 'id="leaderboard-table"' in dom and "sort-ready" in dom  # the sorter ran
+    board = dom[dom.index('id="leaderboard-table"'):]
+    board = board[: board.index("</table>")]
+    assert len(re.findall(r'<tr class="(finished|failed|reference)"', board)) == 4
+    figures = re.findall(r'<img src="data:image/png;base64,', dom)
+    assert len(figures) >= 3  # learning curves, confusion matrices, t-SNE map
+    assert len(re.findall(r'<img src="data:image/jpeg;base64,', dom)) >= 6  # thumbnails
+    assert not re.search(r'(src|href)="(https?:)?//', dom)  # nothing from the network
+
+
+def test_features_export_matches_report(tiny, data_dir, tmp_path, monkeypatch):
+    run_dir, out = tiny
+    monkeypatch.setenv("ARTGAN_CACHE", str(tmp_path / "cache"))
+    in_report = load_features(out / "features_model_1_features_conv.npz")
+    louvre = data_dir / "louvre-genre4"
+    wanted = set(in_report["paths"][:6])
+    rows = [line for line in (louvre / "genre_val.csv").read_text().splitlines()
+            if line.split(",")[0] in wanted]
+    labels_file = tmp_path / "six.csv"
+    labels_file.write_text("\n".join(rows) + "\n")
+    target = tmp_path / "six.npz"
+    assert main(["features", str(run_dir / "best" / "model_1.keras"), "--labels", str(labels_file),
+                 "--images", str(louvre / "images"), "--out", str(target)]) == 0
+    exported = load_features(target)
+    assert exported["layer"] == "features_conv" and exported["features"].shape[0] == 6
+    assert HOSTILE_CLASS in exported["class_names"]
+    same = {path: i for i, path in enumerate(in_report["paths"])}
+    for path, vector, label in zip(exported["paths"], exported["features"], exported["labels"]):
+        assert label == in_report["labels"][same[path]]
+        np.testing.assert_allclose(vector, in_report["features"][same[path]], rtol=1e-4, atol=1e-5)
+
+    lstm = tmp_path / "lstm.npz"
+    assert main(["features", str(run_dir / "best" / "model_1.keras"), "--layer", "features_lstm",
+                 "--labels", str(labels_file), "--images", str(louvre / "images"),
+                 "--out", str(lstm)]) == 0
+    assert load_features(lstm)["features"].shape == (6, FIXED["lstm_units"])
+
+    if importlib.util.find_spec("pyarrow") is None:  # parquet is optional: a clean error
+        assert main(["features", str(run_dir / "best" / "model_1.keras"), "--labels",
+                     str(labels_file), "--images", str(louvre / "images"),
+                     "--out", str(tmp_path / "six.parquet")]) == 2
+
+
+def test_errors_are_clean(tiny, tmp_path, capsys):
+    run_dir, _ = tiny
+    assert main(["report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+    failed_only = tmp_path / "failed"
+    shutil.copytree(run_dir, failed_only, ignore=shutil.ignore_patterns("tuner", "tensorboard"))
+    rows = json.loads((failed_only / "trials.json").read_text())
+    for row in rows:
+        row.update(status="FAILED", score=None)
+    (failed_only / "trials.json").write_text(json.dumps(rows))
+    with pytest.raises(ArtganError, match="no finished trial"):
+        open_run(failed_only)
+
+    assert main(["report", str(run_dir), "--layer", "no_such_layer",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "no layer 'no_such_layer'" in capsys.readouterr().err
+
+
+def test_run_without_saved_models_still_renders(tiny, tmp_path):
+    """A search interrupted before it saved best/: tables and curves, and a note why no more."""
+    unsaved = tmp_path / "unsaved"
+    shutil.copytree(tiny[0], unsaved, ignore=shutil.ignore_patterns("best", "tensorboard"))
+    report = build_report(unsaved, out=tmp_path / "report", log=lambda *_: None)
+    html = report.html.read_text(encoding="utf-8")
+    assert any("holds no saved model" in note for note in report.notes)
+    assert "No saved model, so no learned features" in html and 'id="leaderboard-table"' in html
+    written = json.loads((report.folder / "metrics.json").read_text())["files"]
+    assert "learning_curves.png" in written and "leaderboard.csv" in written
+
+
+def test_what_mattered_with_enough_trials(tiny, tmp_path):
+    """Six fabricated finished trials whose score follows the learning rate only."""
+    run = open_run(tiny[0])
+    rates = [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2]
+    trials = pd.DataFrame({
+        "trial_id": [str(i) for i in range(6)], "status": "COMPLETED",
+        "val_accuracy": [0.2, 0.3, 0.5, 0.55, 0.6, 0.4],
+        "hp/learning_rate": rates, "hp/sequence": ["rows", "columns"] * 3,
+        "hp/bidirectional": [True, False, True, False, False, True],
+        "hp/momentum": [None, 0.9, None, 0.8, None, 0.85], "hp/input_size": 32,
+    })
+    importance = hp_importance(trials, ["hp/learning_rate", "hp/sequence", "hp/bidirectional",
+                                        "hp/momentum"], "val_accuracy")
+    assert importance.sum() == pytest.approx(1.0) and importance.index[0] == "hp/learning_rate"
+    section = what_mattered_section(dataclasses.replace(run, trials=trials), Writer(tmp_path))
+    assert section["note"] is None and len(section["figures"]) == 2
+    assert {i["name"] for i in section["importance"]} == {"learning_rate", "sequence",
+                                                          "bidirectional", "momentum"}
+    assert (tmp_path / "hyperparameters.svg").is_file() and (tmp_path / "importance.png").is_file()
