@@ -11,8 +11,10 @@ this module only connects it to artgan's data and writes results a person can re
 """
 
 import json
+import os
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -117,20 +119,48 @@ class CRNNHyperModel(kt.HyperModel):
 
 
 class TrialRecorder:
-    """Tuner mixin: after each trial, save its size, time and curves, and refresh the table."""
+    """Tuner mixin: after each trial, save its size, time and curves, and refresh the table.
+
+    `artgan_trial.json` is written when a trial starts too (worker id, pid, attempt), so a
+    trial whose process died shows who held it, and a rerun counts as a further attempt.
+    """
 
     def run_trial(self, trial, *args, **kwargs):
         started = time.perf_counter()
         self.hypermodel.last_fit = {}
-        result = super().run_trial(trial, *args, **kwargs)
-        info = dict(self.hypermodel.last_fit, wall_seconds=time.perf_counter() - started)
         path = Path(self.get_trial_dir(trial.trial_id)) / TRIAL_INFO
-        path.write_text(json.dumps(info))
+        attempts = int(read_json(path).get("attempts") or 0) + 1
+        if attempts > 1:  # an interrupted attempt left half a TensorBoard run: start it over
+            for callback in kwargs.get("callbacks") or []:
+                if isinstance(callback, keras.callbacks.TensorBoard):
+                    shutil.rmtree(Path(callback.log_dir) / str(trial.trial_id), ignore_errors=True)
+        held = {"worker": self.tuner_id, "attempts": attempts, "pid": os.getpid()}
+        write_atomic(path, json.dumps(dict(held, status="RUNNING")))
+        try:
+            result = super().run_trial(trial, *args, **kwargs)
+        except Exception as error:  # KerasTuner records the trial as failed; say who ran it
+            write_atomic(path, json.dumps(dict(held, status="ERROR", error=type(error).__name__)))
+            raise
+        info = dict(self.hypermodel.last_fit, wall_seconds=time.perf_counter() - started,
+                    memory_mb=resident_memory_mb(), **held)
+        write_atomic(path, json.dumps(info))
         return result
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         write_trials_table(self, Path(self.project_dir).parent)
+
+    def pre_create_trial(self):
+        # Asking twice without a trial in between means the oracle answered IDLE (Hyperband
+        # waits for other workers' trials); KerasTuner would ask again at once, in a tight loop.
+        super().pre_create_trial()
+        if getattr(self, "_asked_in_vain", False):
+            time.sleep(1)
+        self._asked_in_vain = True
+
+    def on_trial_begin(self, trial):
+        self._asked_in_vain = False
+        super().on_trial_begin(trial)
 
 
 TUNER_CLASSES = {
@@ -140,9 +170,16 @@ TUNER_CLASSES = {
 }
 
 
-def make_tuner(spec, hypermodel, overwrite=False):
-    """The KerasTuner tuner named in the spec, with trial recording mixed in."""
+def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
+    """The KerasTuner tuner named in the spec, with trial recording mixed in.
+
+    `distribute=False` skips the spec's tf.distribute strategy (for processes that only
+    serve the oracle or read results, never train)."""
     base = TUNER_CLASSES[spec.tuner.type]
+    from artgan.distributed import adopt_oracle, distribution_strategy
+
+    if not overwrite:
+        adopt_oracle(spec.output_dir / PROJECT)
     tuner_class = type(f"Artgan{base.__name__}", (TrialRecorder, base), {})
     objective = kt.Objective(spec.tuner.objective, spec.tuner.resolved_direction)
     common = dict(
@@ -154,6 +191,7 @@ def make_tuner(spec, hypermodel, overwrite=False):
         project_name=PROJECT,
         overwrite=overwrite,
         max_consecutive_failed_trials=3,
+        distribution_strategy=distribution_strategy(spec) if distribute else None,
     )
     if spec.tuner.type == "hyperband":
         return tuner_class(
@@ -226,9 +264,8 @@ def count_finished(tuner):
 def trial_rows(tuner):
     """One dict per trial: id, status, score, metrics at the best epoch, cost, hyperparameters."""
     rows = []
-    for trial in tuner.oracle.trials.values():
-        info_file = Path(tuner.get_trial_dir(trial.trial_id)) / TRIAL_INFO
-        info = json.loads(info_file.read_text()) if info_file.exists() else {}
+    for trial in all_trials(tuner):
+        info = read_json(Path(tuner.get_trial_dir(trial.trial_id)) / TRIAL_INFO)
         row = {
             "trial_id": trial.trial_id,
             "status": trial.status,
@@ -241,6 +278,9 @@ def trial_rows(tuner):
             epochs=info.get("epochs"),
             wall_seconds=info.get("wall_seconds"),
             params=info.get("params"),
+            memory_mb=info.get("memory_mb"),
+            worker=info.get("worker"),
+            attempts=info.get("attempts"),
             message=(getattr(trial, "message", None) or "").strip().splitlines()[-1:] or None,
         )
         row["message"] = row["message"][0] if row["message"] else ""
@@ -248,6 +288,53 @@ def trial_rows(tuner):
         row["history"] = info.get("history", {})
         rows.append(row)
     return rows
+
+
+def resident_memory_mb():
+    """This process's resident memory after a trial: it must stay flat trial after trial
+    (KerasTuner clears the Keras session before each build)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):  # not Linux
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def all_trials(tuner):
+    """Every trial of the search. A distributed worker's oracle lives in the chief process,
+    so a worker reads the trial files the chief saves instead."""
+    if not tuner._is_worker():
+        return list(tuner.oracle.trials.values())
+    trials = []
+    for path in sorted(Path(tuner.project_dir).glob("trial_*/trial.json")):
+        try:
+            trials.append(kt.engine.trial.Trial.load(str(path)))
+        except (OSError, ValueError, KeyError):  # being rewritten right now: next refresh
+            continue
+    return trials
+
+
+def read_json(path):
+    """A small JSON file's content, or {} when it is missing or half written."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_atomic(path, text):
+    """Write via a unique temporary file and rename, so concurrent writers and readers
+    (several workers refreshing one table) never see half a file."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600; results are for everyone to read
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def metric_at(trial, name, step):
@@ -265,14 +352,12 @@ def write_trials_table(tuner, output):
     """trials.csv (flat, for spreadsheets) and trials.json (with per-epoch curves)."""
     rows = trial_rows(tuner)
     output = Path(output)
-    (output / "trials.json").write_text(json.dumps(rows, indent=1, default=str))
+    write_atomic(output / "trials.json", json.dumps(rows, indent=1, default=str))
     table = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in rows])
     if not table.empty:
         ascending = tuner.oracle.objective.direction == "min"
         table = table.sort_values("score", ascending=ascending, na_position="last")
-    temporary = output / ".trials.csv.tmp"
-    table.to_csv(temporary, index=False)
-    temporary.replace(output / "trials.csv")
+    write_atomic(output / "trials.csv", table.to_csv(index=False))
     return table
 
 

@@ -186,6 +186,13 @@ class TrainingSpec(Strict):
     best_models: int = Field(default=3, ge=1)
 
 
+class DistributionSpec(Strict):
+    """How one trial uses this process's devices: `default` = one device, `mirrored` =
+    `tf.distribute.MirroredStrategy` over every visible GPU (batches split across them)."""
+
+    strategy: Literal["default", "mirrored"] = "default"
+
+
 class ExperimentSpec(Strict):
     """A whole experiment, as written in `experiments/<task>.yaml`."""
 
@@ -197,6 +204,7 @@ class ExperimentSpec(Strict):
     budget: BudgetSpec = BudgetSpec()
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
     training: TrainingSpec = TrainingSpec()
+    distribution: DistributionSpec = DistributionSpec()
     seed: int = 42
     output: str
 

@@ -5,19 +5,21 @@
    approach), for the first epoch (which decodes) and later epochs (artgan reads its cache).
 2. Training: images/s and achieved FLOP/s of the default CRNN at 128 px, beside this
    machine's achievable FLOP/s measured with a large `tf.matmul` in the same run.
+3. Scaling out: wall time of one small search run as a single process, as a KerasTuner
+   chief + 1 worker, and as a chief + 2 workers (`--only workers` runs just this).
 
 Not part of the tests: it takes a few minutes and its numbers depend on the machine.
 """
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cv2  # noqa: E402
@@ -148,20 +150,77 @@ def bench_training(table, size, batch_size, steps):
     print(f"fraction of matmul  {achieved / peak:8.1%}")
 
 
+def bench_workers(trials, epochs, images, size):
+    """The same search (same seed, so the same trials) with 0 (single process), 1 and 2
+    worker processes; the decoded-image cache is built first so no run pays for decoding."""
+    import pandas as pd
+
+    from artgan.paths import REPO_ROOT
+    from artgan.search import TaskData
+    from artgan.spec import experiment_file, load_experiment
+
+    sets = [f"space.input_size={size}", f"budget.max_trials={trials}", f"budget.epochs={epochs}",
+            f"budget.max_train_images={images}", f"budget.max_val_images={images // 2}",
+            "tuner.type=random", "early_stopping.enabled=false"]
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        env = dict(os.environ, ARTGAN_CACHE=os.path.join(work, "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+        os.environ["ARTGAN_CACHE"] = env["ARTGAN_CACHE"]
+        spec = load_experiment(experiment_file("genre"), [*sets, f"output={work}/warm"])
+        TaskData.from_spec(spec).splits(size)  # decode once, shared by every run below
+        load = os.getloadavg()[0]
+        for name, workers in (("single process", None), ("chief + 1 worker", 1),
+                              ("chief + 2 workers", 2)):
+            output = Path(work) / f"run{workers or 0}"
+            command = [sys.executable, "-m", "artgan", "search", "genre",
+                       *sum((["--set", s] for s in [*sets, f"output={output}"]), [])]
+            if workers:
+                command += ["--workers", str(workers)]
+            started = time.perf_counter()
+            result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+            seconds = time.perf_counter() - started
+            if result.returncode:
+                sys.exit(f"{name} search failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+            table = pd.read_csv(output / "trials.csv")
+            rows.append((name, seconds, len(table), table["wall_seconds"].mean(),
+                         table["wall_seconds"].sum()))
+    print(f"\n== scaling out: one {trials}-trial search (genre, {size} px, {images} train / "
+          f"{images // 2} val images, {epochs} epochs), {os.cpu_count()} CPU cores, "
+          f"load average {load:.1f} before the runs")
+    print(f"{'':20}{'wall':>9}{'trials':>8}{'mean trial':>12}{'sum of trials':>15}")
+    for name, seconds, count, mean, total in rows:
+        print(f"{name:20}{seconds:>7.1f} s{count:>8}{mean:>10.1f} s{total:>13.1f} s")
+    one, two = rows[1][1], rows[2][1]
+    print(f"speed-up of 2 workers over 1 worker: {one / two:.2f}x (wall {one:.1f} s -> {two:.1f} s); "
+          f"a chief + 1 worker vs a single process: {rows[1][1] - rows[0][1]:+.1f} s")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000, help="images for the pipeline test")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=20, help="batches timed in training")
+    parser.add_argument("--only", action="append", choices=("pipeline", "training", "workers"),
+                        help="run only these sections (repeatable; default: all)")
+    parser.add_argument("--search-trials", type=int, default=4, help="trials in the workers search")
+    parser.add_argument("--search-epochs", type=int, default=2)
+    parser.add_argument("--search-images", type=int, default=200,
+                        help="training images in the workers search (half as many for validation)")
+    parser.add_argument("--search-size", type=int, default=64)
     args = parser.parse_args()
+    sections = set(args.only or ("pipeline", "training", "workers"))
 
     root = data_root() / "wikiart-style7"
     table = load_labels(root / "style_train.csv", root / "style_class.txt", root / "images")
     table = table.sample(args.images, seed=0)
     print(f"machine: {os.cpu_count()} CPU cores; data: {root}")
-    bench_pipeline(table, args.size, args.batch_size)
-    bench_training(table, args.size, args.batch_size, args.train_steps)
+    if "pipeline" in sections:
+        bench_pipeline(table, args.size, args.batch_size)
+    if "training" in sections:
+        bench_training(table, args.size, args.batch_size, args.train_steps)
+    if "workers" in sections:
+        bench_workers(args.search_trials, args.search_epochs, args.search_images, args.search_size)
 
 
 if __name__ == "__main__":

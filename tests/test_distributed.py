@@ -1,0 +1,264 @@
+"""Distributed search on KerasTuner's chief/worker engine: real processes on loopback, real
+Louvre images, a tiny budget. Workers and the chief are killed with SIGKILL on purpose."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from artgan.distributed import (
+    Launcher,
+    adopt_oracle,
+    check_same_search,
+    check_tuner_id,
+    gpu_groups,
+    parse_address,
+)
+from artgan.errors import ArtganError
+from artgan.paths import REPO_ROOT
+from artgan.spec import load_experiment
+from tiny import TINY
+
+
+def search_command(output, trials, epochs, *extra):
+    sets = [*TINY, f"budget.max_trials={trials}", f"budget.epochs={epochs}", f"output={output}"]
+    return [sys.executable, "-m", "artgan", "search", "genre", "--workers", "2",
+            *sum((["--set", s] for s in sets), []), *extra]
+
+
+@pytest.fixture()
+def env(tmp_path, data_dir):
+    return dict(os.environ, ARTGAN_CACHE=str(tmp_path / "cache"))
+
+
+def read_table(output):
+    return pd.read_csv(output / "trials.csv", dtype={"trial_id": str, "worker": str})
+
+
+def wait_for(predicate, timeout, what, process=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the search ended while waiting for {what}:\n{process.stdout.read()[-3000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def running_trial(output, worker=None, attempts=None):
+    """(trial id, marker) of a trial a worker is running right now, per its artgan_trial.json."""
+    for path in sorted((output / "tuner").glob("trial_*/artgan_trial.json")):
+        try:
+            marker = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if marker.get("status") != "RUNNING":
+            continue
+        if worker and marker["worker"] != worker or attempts and marker["attempts"] != attempts:
+            continue
+        return path.parent.name.removeprefix("trial_"), marker
+    return None
+
+
+def test_chief_and_two_workers_share_one_search(tmp_path, env):
+    output = tmp_path / "run"
+    result = subprocess.run(search_command(output, trials=4, epochs=1), env=env, cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    table = read_table(output)
+    assert sorted(table["trial_id"]) == ["0", "1", "2", "3"]
+    assert (table["status"] == "COMPLETED").all()
+    assert set(table["worker"]) <= {"worker1", "worker2"}
+    assert table["worker"].nunique() == 2, table[["trial_id", "worker"]]
+    assert (table["attempts"] == 1).all() and (table["epochs"] == 1).all()
+    # The same results as a single-process search: one table, one log tree, best models.
+    assert len(list((output / "tensorboard").iterdir())) == 4
+    assert (output / "best" / "model_1.keras").is_file()
+    curves = json.loads((output / "trials.json").read_text())
+    assert all(row["history"]["val_accuracy"] for row in curves)
+    state = json.loads((output / "workers.json").read_text())
+    assert {w["state"] for w in state["workers"].values()} == {"done"}
+    assert "val_accuracy" in (output / "logs" / "worker1.log").read_text()
+    assert "launcher: trials 4 COMPLETED" in result.stdout
+
+
+def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env):
+    """kill -9 both workers mid-trial: each is restarted under its id and gets its trial back
+    (retried). Kill worker1 again on the retry: no restarts left, so that trial is FAILED with
+    the reason, and worker2 finishes the search alone."""
+    output = tmp_path / "run"
+    command = search_command(output, 4, 3, "--max-restarts", "1")
+    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def both_running():
+            pair = running_trial(output, "worker1"), running_trial(output, "worker2")
+            return all(pair) and pair
+
+        first, second = wait_for(both_running, 240, "both workers to run a trial", process)
+        os.kill(first[1]["pid"], signal.SIGKILL)
+        os.kill(second[1]["pid"], signal.SIGKILL)
+        lost_id, retry = wait_for(lambda: running_trial(output, "worker1", attempts=2), 240,
+                                  "worker1 to retry its trial", process)
+        assert lost_id == first[0]  # the oracle handed the restarted worker1 the same trial
+        os.kill(retry["pid"], signal.SIGKILL)
+        out, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, out[-4000:]
+
+    table = read_table(output).set_index("trial_id")
+    assert sorted(table.index) == ["0", "1", "2", "3"]  # every trial accounted for
+    failed = table.loc[lost_id]
+    assert failed["status"] == "FAILED" and failed["attempts"] == 2
+    assert "worker1 was killed by SIGKILL while running trial" in failed["message"]
+    assert "no restarts left" in failed["message"]
+    retried = table.loc[second[0]]
+    assert retried["status"] == "COMPLETED" and retried["attempts"] == 2
+    assert retried["worker"] == "worker2"
+    others = table.drop(index=[lost_id])
+    assert (others["status"] == "COMPLETED").all()
+    assert f"worker2 was killed by SIGKILL while running trial {second[0]}" in out
+    assert f"trial {second[0]} is retried" in out
+    assert f"trial {lost_id} is marked FAILED" in out
+    # The retried trial's TensorBoard run holds only its last attempt.
+    assert len(list((output / "tensorboard" / second[0]).rglob("events.out.tfevents.*"))) <= 3
+
+
+def test_killing_the_chief_then_rerunning_resumes(tmp_path, env):
+    output = tmp_path / "run"
+    command = search_command(output, trials=3, epochs=2)
+    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = output / "tuner" / "trial_0" / "trial.json"
+
+    def done():
+        try:
+            return json.loads(first.read_text())["status"] == "COMPLETED"
+        except (OSError, ValueError, KeyError):
+            return False
+
+    try:
+        wait_for(done, 240, "trial 0 to finish", process)
+        chief = json.loads((output / "workers.json").read_text())["chief"]["pid"]
+        os.kill(chief, signal.SIGKILL)
+        out, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 2, out[-3000:]
+    assert "the chief was killed by SIGKILL" in out and "rerun the same command to resume" in out
+    before = json.loads(first.read_text())
+    kept = read_table(output)
+    finished = int((kept["status"] == "COMPLETED").sum())
+    assert finished >= 1
+
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"resuming: {finished} finished trial(s) kept" in result.stdout
+    table = read_table(output)
+    assert sorted(table["trial_id"]) == ["0", "1", "2"]
+    assert (table["status"] == "COMPLETED").all()
+    after = json.loads(first.read_text())
+    assert after["score"] == before["score"]  # the finished trial was not rerun
+
+
+# ----------------------------------------------------------------------------- no processes
+
+
+def test_gpus_are_dealt_out_to_workers():
+    assert gpu_groups("0,1,2,3", 2) == ["0,2", "1,3"]
+    assert gpu_groups("0,1", 2) == ["0", "1"]
+    assert gpu_groups(None, 3) is None
+    with pytest.raises(ArtganError, match="at least"):
+        gpu_groups("0", 2)
+
+
+def test_addresses_and_ids_are_checked():
+    assert parse_address("10.0.0.5:8000") == ("10.0.0.5", 8000)
+    for bad in ("10.0.0.5", ":80", "host:port", "host:0"):
+        with pytest.raises(ArtganError, match="HOST:PORT"):
+            parse_address(bad)
+    assert check_tuner_id("chief") == "chief" and check_tuner_id("gpu-box.3") == "gpu-box.3"
+    with pytest.raises(ArtganError, match="containing 'chief'"):
+        check_tuner_id("mischief1")  # KerasTuner would make it a second chief
+    with pytest.raises(ArtganError, match="letters"):
+        check_tuner_id("a/b")
+
+
+def test_worker_refuses_a_spec_that_differs_from_the_chiefs(tmp_path):
+    from artgan.search import prepare_output
+
+    experiment = REPO_ROOT / "experiments" / "genre.yaml"
+    chief = load_experiment(experiment, [*TINY, f"output={tmp_path}"])
+    prepare_output(chief, fresh=False)
+    same = load_experiment(experiment, [*TINY, f"output={tmp_path}", "budget.max_trials=99",
+                                        "distribution.strategy=mirrored"])
+    check_same_search(same)  # max_trials is the chief's business, devices each worker's
+    other = load_experiment(experiment, [*TINY, f"output={tmp_path}", "budget.epochs=5"])
+    with pytest.raises(ArtganError, match="budget.epochs"):
+        check_same_search(other)
+    empty = load_experiment(experiment, [*TINY, f"output={tmp_path / 'none'}"])
+    with pytest.raises(ArtganError, match="no search yet"):
+        check_same_search(empty)
+
+
+def test_worker_command_needs_a_chief(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "artgan", "worker", "genre", "--set", f"output={tmp_path}"],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 2 and "--chief HOST:PORT" in result.stderr
+
+
+def test_any_process_adopts_an_existing_oracle(tmp_path, monkeypatch):
+    """A search begun single-process (tuner0) must be reloaded, not overwritten, by a chief."""
+    (tmp_path / "oracle.json").write_text("{}")
+    (tmp_path / "tuner0.json").write_text("{}")
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
+    adopt_oracle(tmp_path)
+    assert (tmp_path / "chief.json").read_text() == "{}"
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    adopt_oracle(fresh)  # nothing to adopt: KerasTuner starts a new search
+    assert not (fresh / "chief.json").exists()
+
+
+def test_launcher_options_are_checked(tmp_path):
+    spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml", [f"output={tmp_path}"])
+    with pytest.raises(ArtganError, match="--workers"):
+        Launcher(spec, "genre", workers=-1)
+    launcher = Launcher(spec, "genre", ["budget.epochs=1"], workers=2, gpus="0,1")
+    command = launcher.command("worker2")
+    assert command[-4:] == ["--chief", f"127.0.0.1:{launcher.port}", "--id", "worker2"]
+    assert launcher.child_env("worker2", "1")["CUDA_VISIBLE_DEVICES"] == "1"
+    assert launcher.child_env("chief", None)["CUDA_VISIBLE_DEVICES"] == ""
+    assert "KERASTUNER_TUNER_ID" not in launcher.child_env("worker1", None)
+
+
+def test_spec_distribution_selects_mirrored_strategy(tmp_path):
+    import tensorflow as tf
+
+    from artgan.search import CRNNHyperModel, TaskData, make_tuner
+
+    experiment = REPO_ROOT / "experiments" / "genre.yaml"
+    for strategy, expected in (("mirrored", tf.distribute.MirroredStrategy), ("default", type(None))):
+        spec = load_experiment(experiment, [*TINY, f"output={tmp_path / strategy}",
+                                            f"distribution.strategy={strategy}"])
+        tuner = make_tuner(spec, CRNNHyperModel(spec.space, TaskData.from_spec(spec)))
+        assert isinstance(tuner.distribution_strategy, expected)
+    with pytest.raises(ArtganError, match="distribution.strategy"):
+        load_experiment(experiment, ["distribution.strategy=tpu"])
