@@ -1,7 +1,8 @@
 # artgan: thin wrappers over `python -m artgan`. The first target you run creates .venv
 # from requirements.txt; later runs reuse it (it is rebuilt when requirements.txt changes).
-#   make search TASK=genre [TRIALS=3] [EPOCHS=1] [SIZE=64] [MAX_IMAGES=200] [FRESH=1]
+#   make search TASK=genre [TRIALS=3] [EPOCHS=1] [SIZE=64] [MAX_IMAGES=200] [FRESH=1] [WORKERS=4]
 #   make report TASK=genre   make tensorboard [PORT=6006]   make test   make bench
+#   make similar [MODEL=runs/style/best/model_1.keras] [K=10]   (NGA similar-painting search)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +12,6 @@ PORT   ?= 6006
 RUNS   ?= runs
 
 export TF_CPP_MIN_LOG_LEVEL ?= 3
-export CUDA_VISIBLE_DEVICES ?=
 export PYTHONUNBUFFERED := 1
 
 SEARCH_SETS = $(if $(TRIALS),--set budget.max_trials=$(TRIALS)) \
@@ -34,7 +34,19 @@ $(VENV)/.installed: requirements.txt
 venv: $(VENV)/.installed
 
 search: venv
-	$(PY) -m artgan search $(TASK) $(SEARCH_SETS) $(ARGS)
+	$(PY) -m artgan search $(TASK) $(SEARCH_SETS) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+
+# Join a distributed search from another machine (same data path and output folder; README
+# "Scaling out"):  make worker TASK=genre CHIEF=host:port [ID=gpu-box-1] [TRIALS=...]
+.PHONY: worker
+worker: venv
+	$(PY) -m artgan worker $(TASK) $(filter-out --fresh,$(SEARCH_SETS)) --chief $(CHIEF) \
+	    $(if $(ID),--id $(ID)) $(ARGS)
+
+# HTML report of runs/$(TASK): reports/$(TASK)/report.html (+ figures, CSV, JSON beside it).
+#   make report TASK=genre [TOP=3] [LAYER=features_lstm]
+report: venv
+	$(PY) -m artgan report $(TASK) $(if $(TOP),--top $(TOP)) $(if $(LAYER),--layer $(LAYER)) $(ARGS)
 
 tensorboard: venv
 	$(VENV)/bin/tensorboard --logdir $(RUNS) --host 127.0.0.1 --port $(PORT)
@@ -44,6 +56,18 @@ test: venv
 
 bench: venv
 	$(PY) bench/bench.py $(ARGS)
+
+# Similar-painting search on the NGA data: index with the training-free baseline and with
+# MODEL=path.keras (default: every $(RUNS)/*/best/model_1.keras), then evaluate side by side.
+K ?= 10
+SIMILAR_MODELS = $(or $(MODEL),$(wildcard $(RUNS)/*/best/model_1.keras))
+
+.PHONY: similar
+similar: venv
+	$(PY) -m artgan similar index --extractor handcrafted
+	for model in $(SIMILAR_MODELS); do $(PY) -m artgan similar index --extractor model:$$model || exit 1; done
+	$(PY) -m artgan similar evaluate --k $(K) --extractor handcrafted \
+	    $(addprefix --extractor model:,$(SIMILAR_MODELS)) $(ARGS)
 
 clean-cache:
 	rm -rf .cache/images

@@ -10,14 +10,22 @@ import sys
 
 from artgan import __version__
 from artgan.errors import ArtganError
+from artgan.similar_cli import add_similar
 
 EPILOG = """\
 examples:
   python -m artgan search genre --set budget.max_trials=3 --set budget.epochs=1
   python -m artgan search experiments/style.yaml --set space.input_size=64 --fresh
+  python -m artgan search genre --workers 2          (a chief and 2 worker processes)
+  python -m artgan worker genre --chief HOST:PORT --id gpu-box-1   (join from elsewhere)
   python -m artgan predict runs/genre/best/model_1.keras painting.jpg --top 3
   python -m artgan evaluate runs/genre/best/model_1.keras \\
       --labels ../shared/data/louvre-genre4/genre_val.csv --images ../shared/data/louvre-genre4/images
+  python -m artgan similar index --extractor handcrafted   (then: similar query 19 --k 10)
+  python -m artgan similar evaluate --k 10
+  python -m artgan report genre --top 3        (writes reports/genre/report.html)
+  python -m artgan features runs/genre/best/model_1.keras --layer features_lstm \\
+      --labels ../shared/data/louvre-genre4/genre_val.csv --images ../shared/data/louvre-genre4/images --out val.npz
 
 environment:
   ARTGAN_DATA     root of the real data (default: ../shared/data beside the checkout)
@@ -28,9 +36,8 @@ environment:
 
 
 def quiet_tensorflow():
-    """Keep TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) off the screen."""
+    """Keep TensorFlow's C++ info/warning chatter off the screen (GPUs stay visible)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 def add_search(commands):
@@ -53,6 +60,20 @@ def add_search(commands):
         "budget.max_train_images=200); space.NAME=VALUE pins a search-space parameter",
     )
     parser.add_argument("--fresh", action="store_true", help="discard earlier trials and start over")
+    scale = parser.add_argument_group(
+        "scaling out (KerasTuner chief/worker; README 'Scaling out')")
+    scale.add_argument(
+        "--workers", type=int, metavar="N",
+        help="run a chief and N worker processes here (0: only the chief, for workers that "
+        "join from other machines with `python -m artgan worker`)",
+    )
+    scale.add_argument("--host", default="127.0.0.1",
+                       help="address the chief binds (default 127.0.0.1; 0.0.0.0 for other machines)")
+    scale.add_argument("--port", type=int, default=0, help="chief port (default: a free one)")
+    scale.add_argument("--max-restarts", type=int, default=3,
+                       help="restarts per worker killed by a signal (default 3)")
+    scale.add_argument("--gpus", metavar="LIST",
+                       help="GPU ids dealt out to the workers, e.g. 0,1,2,3 (one or more each)")
     parser.set_defaults(run=run_search)
 
 
@@ -60,13 +81,57 @@ def run_search(args):
     from artgan.spec import experiment_file, load_experiment
 
     spec = load_experiment(experiment_file(args.experiment), args.overrides)
+    if args.workers is None and (args.gpus or args.port or args.host != "127.0.0.1"):
+        raise ArtganError("--host, --port and --gpus go with --workers N")
     from artgan.search import leaderboard, run_search as search
 
-    table = search(spec, fresh=args.fresh)
+    if args.workers is None:
+        table = search(spec, fresh=args.fresh)
+    else:
+        from artgan.distributed import launch
+
+        table = launch(spec, experiment_file(args.experiment), args.overrides, args.workers,
+                       fresh=args.fresh, host=args.host, port=args.port,
+                       max_restarts=args.max_restarts, gpus=args.gpus)
     print("\nleaderboard (" + spec.tuner.objective + ")")
     print(leaderboard(table))
     print(f"\ntrials table: {spec.output_dir / 'trials.csv'}")
     print(f"TensorBoard:  make tensorboard  (logs in {spec.output_dir / 'tensorboard'})")
+
+
+def add_worker(commands):
+    parser = commands.add_parser(
+        "worker",
+        help="join a distributed search as a worker (or serve it: --id chief)",
+        description="Ask a KerasTuner chief for trials and train them until it has none left. "
+        "Give the chief's address with --chief HOST:PORT, or set KERASTUNER_ORACLE_IP, "
+        "KERASTUNER_ORACLE_PORT and KERASTUNER_TUNER_ID. Use the same experiment and --set "
+        "options as the chief, and the same data path and output folder (shared filesystem). "
+        "Rerunning with the same --id after a crash gets that worker's unfinished trial back.",
+    )
+    parser.add_argument("experiment", help="experiment YAML, or a task name (style, genre, artist)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="spec overrides, as given to the chief")
+    parser.add_argument("--chief", metavar="HOST:PORT", help="the chief's address")
+    parser.add_argument("--id", dest="tuner_id",
+                        help="unique worker id (default: $KERASTUNER_TUNER_ID, else <host>-<pid>); "
+                        "'chief' serves the oracle instead")
+    parser.add_argument("--wait", type=float, default=600,
+                        help="seconds to wait for the chief to answer (default 600)")
+    parser.set_defaults(run=run_worker)
+
+
+def run_worker(args):
+    from artgan.spec import experiment_file, load_experiment
+
+    spec = load_experiment(experiment_file(args.experiment), args.overrides)
+    from artgan.distributed import run_process
+
+    table = run_process(spec, args.chief, args.tuner_id, args.wait)
+    if table is not None:  # a chief started by hand writes the results itself
+        from artgan.search import leaderboard
+
+        print(leaderboard(table))
 
 
 def add_predict(commands):
@@ -104,15 +169,20 @@ def add_evaluate(commands):
         description="Run a saved model on every image of a label file; print accuracy, "
         "top-5 accuracy, macro-F1 and counts, and save per-image predictions as CSV.",
     )
+    add_labelled_images(parser)
+    parser.add_argument("--out", help="predictions CSV (default: <model>.predictions.csv)")
+    parser.set_defaults(run=run_evaluate)
+
+
+def add_labelled_images(parser):
+    """The arguments naming a saved model and the labelled images to run it on."""
     parser.add_argument("model", help="a .keras file saved by artgan")
     parser.add_argument("--labels", required=True, help="label file (ArtGAN CSV / artist file)")
     parser.add_argument("--images", required=True, help="folder the label paths are relative to")
     parser.add_argument("--classes", help="class file (default: the class names stored in the model)")
-    parser.add_argument("--out", help="predictions CSV (default: <model>.predictions.csv)")
     parser.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable rows/images and report them"
     )
-    parser.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args):
@@ -128,6 +198,56 @@ def run_evaluate(args):
     print(result.summary())
 
 
+def add_report(commands):
+    parser = commands.add_parser(
+        "report",
+        help="write an HTML report of a search: leaderboard, confusion, feature similarity",
+        description="Re-evaluate a search's best models on its validation split and write one "
+        "self-contained HTML report (plus figures as PNG/SVG and numbers as CSV/JSON).",
+    )
+    parser.add_argument(
+        "target", help="run folder (runs/<task>), experiment YAML, or task name (style, genre)"
+    )
+    parser.add_argument("--top", type=int, default=3, help="best models to analyse (default 3)")
+    parser.add_argument(
+        "--layer", help="layer for the feature-similarity section (default: features_conv)"
+    )
+    parser.add_argument("--out", help="output folder (default: reports/<run folder name>)")
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args):
+    from artgan.report import build_report
+
+    report = build_report(args.target, top=args.top, layer=args.layer, out=args.out)
+    print(f"report: {report.html}  ({report.seconds:.1f} s)")
+    for note in report.notes:
+        print(f"  missing: {note}")
+
+
+def add_features(commands):
+    parser = commands.add_parser(
+        "features",
+        help="export a saved model's features of a layer for a label file (.npz/.parquet)",
+        description="Run a saved model up to a named layer on every image of a label file and "
+        "write features, labels, paths, class names and the layer name.",
+    )
+    add_labelled_images(parser)
+    parser.add_argument("--layer", help="layer name (default: features_conv, the last conv block)")
+    parser.add_argument("--out", required=True, help="output file: .npz, or .parquet with pyarrow")
+    parser.set_defaults(run=run_features)
+
+
+def run_features(args):
+    from artgan.features import export_features
+
+    out, rows, dim = export_features(
+        args.model, args.labels, args.images, args.out, layer=args.layer, classes=args.classes,
+        on_error="skip" if args.skip_bad else "raise",
+    )
+    print(f"wrote {rows} x {dim} features to {out}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m artgan",
@@ -138,7 +258,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"artgan {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in (add_search, add_predict, add_evaluate):
+    for add in (add_search, add_worker, add_predict, add_evaluate, add_similar, add_report,
+                add_features):
         add(commands)
     return parser
 

@@ -18,17 +18,7 @@ from artgan.evaluate import evaluate_model, predict_files
 from artgan.paths import REPO_ROOT
 from artgan.search import run_search
 from artgan.spec import load_experiment
-
-TINY = [
-    "space.input_size=32",
-    "space.conv_blocks=2",
-    "space.base_filters=16",
-    "space.lstm_units=32",
-    "budget.max_train_images=48",
-    "budget.max_val_images=24",
-    "budget.epochs=1",
-    "tuner.type=random",
-]
+from tiny import TINY
 
 
 def tiny_spec(tmp_path, *extra):
