@@ -32,7 +32,7 @@ from artgan.paths import cache_root
 
 RESIZE_POLICIES = ("letterbox", "stretch", "crop")
 MAX_PIXELS = 120_000_000
-DECODER_VERSION = 1  # bump when decoding changes, so old caches are not reused
+DECODER_VERSION = 2  # bump when decoding changes, so old caches are not reused
 MIN_PARALLEL = 64  # below this, pool start-up costs more than it saves
 
 # One bomb policy: Pillow warns above this and refuses above twice this; we refuse above it.
@@ -158,12 +158,13 @@ def _resize(rgb: np.ndarray, size: int, resize: str) -> np.ndarray:
 
 
 def _cv_resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """INTER_AREA averages when shrinking (no aliasing); INTER_LINEAR when enlarging."""
+    """INTER_AREA averages when shrinking 2x or more (no aliasing); below that, bilinear
+    already reads every source pixel and is about 7x faster than INTER_AREA at odd ratios."""
     h, w = rgb.shape[:2]
     if (w, h) == (width, height):
         return np.ascontiguousarray(rgb, dtype=np.uint8)
-    shrinking = width <= w and height <= h
-    interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    strong_shrink = width * 2 <= w and height * 2 <= h
+    interp = cv2.INTER_AREA if strong_shrink else cv2.INTER_LINEAR
     return cv2.resize(np.ascontiguousarray(rgb), (width, height), interpolation=interp)
 
 
@@ -309,35 +310,40 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _decode_all(paths, size, resize, out: np.ndarray, workers, progress, desc) -> dict[int, str]:
-    """Fill `out` row by row; return {row: reason} for the rows that failed (left zero)."""
+    """Fill `out` (a memmap of the temp cache file) row by row; return {row: reason} for the
+    rows that failed (left zero). Pool workers write their rows straight into the file, so
+    only row numbers and reasons travel between processes, never pixels."""
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     jobs = [(i, p, size, resize) for i, p in enumerate(paths)]
     errors: dict[int, str] = {}
     with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
         if workers == 1 or len(jobs) < MIN_PARALLEL:
-            results = _decode_in_process(jobs)
+            results = _decode_in_process(jobs, out)
         else:
-            results = _decode_in_pool(jobs, workers)
-        for i, image, reason in results:
-            if reason is None:
-                out[i] = image
-            else:
+            results = _decode_in_pool(jobs, workers, out.filename)
+        for i, reason in results:
+            if reason is not None:
                 errors[i] = reason
             bar.update(1)
     return errors
 
 
-def _decode_in_process(jobs):
+def _decode_in_process(jobs, out):
+    _attach(out)
     return map(_decode_job, jobs)
 
 
-def _decode_in_pool(jobs, workers):
+def _decode_in_pool(jobs, workers, cache_file):
     """Yield results from a process pool that does not fork the (TensorFlow-laden) parent."""
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     chunksize = min(64, max(16, len(jobs) // (workers * 8)))
     context = multiprocessing.get_context(method)
+    if method == "forkserver":  # workers fork from a server that has already imported us
+        context.set_forkserver_preload([__name__])
     try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(str(cache_file),)
+        ) as pool:
             yield from pool.map(_decode_job, jobs, chunksize=chunksize)
     except BrokenProcessPool as exc:
         raise ArtganError(
@@ -346,15 +352,25 @@ def _decode_in_pool(jobs, workers):
         ) from exc
 
 
-def _init_worker() -> None:
-    """One OpenCV thread per worker: the pool already uses every core."""
+_rows = None  # the cache array this process decodes into
+
+
+def _attach(rows) -> None:
+    global _rows
+    _rows = rows
+
+
+def _init_worker(cache_file) -> None:
+    """One OpenCV thread per worker (the pool already uses every core); open the shared file."""
     cv2.setNumThreads(1)
+    _attach(np.load(cache_file, mmap_mode="r+"))
 
 
 def _decode_job(job):
-    """(row, path, size, policy) -> (row, array or None, reason or None); never raises ImageError."""
+    """(row, path, size, policy) -> (row, reason or None), the pixels written into the cache."""
     i, path, size, resize = job
     try:
-        return i, decode_image(path, size, resize), None
+        _rows[i] = decode_image(path, size, resize)
+        return i, None
     except ImageError as exc:
-        return i, None, exc.reason
+        return i, exc.reason

@@ -381,7 +381,7 @@ def test_parallel_decode_matches_serial(tmp_path, data_dir, monkeypatch):
     paths = wikiart_paths(data_dir, 80)
     serial = cache_images(paths, 32, cache_dir=tmp_path / "serial", workers=1, progress=False)
 
-    def no_in_process(jobs):
+    def no_in_process(jobs, out):
         raise AssertionError("workers=2 must use the process pool")
 
     monkeypatch.setattr(images, "_decode_in_process", no_in_process)
