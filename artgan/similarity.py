@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from artgan.errors import ArtganError
-from artgan.images import cache_images
+from artgan.images import DECODER_VERSION, cache_images
 from artgan.nga import Problem
 from artgan.paths import REPO_ROOT
 
@@ -74,7 +74,8 @@ class HandcraftedExtractor(Extractor):
     size, resize = HANDCRAFTED_SIZE, HANDCRAFTED_RESIZE
 
     def __init__(self):
-        self.description = {"kind": "handcrafted", "size": self.size, "resize": self.resize, "version": 1}
+        self.description = {"kind": "handcrafted", "size": self.size, "resize": self.resize,
+                            "version": 1, "decoder": DECODER_VERSION}
 
     def features(self, pixels, rows, progress):
         from artgan.baselines import handcrafted_features
@@ -105,6 +106,7 @@ class ModelExtractor(Extractor):
             "layer": self.layer,
             "size": self.size,
             "resize": self.resize,
+            "decoder": DECODER_VERSION,
         }
         self._model = None
 
