@@ -283,7 +283,7 @@ def _tuner(spec, distribute):
 
     keras.utils.set_random_seed(spec.seed)
     data = TaskData.from_spec(spec)
-    hypermodel = CRNNHyperModel(spec.space, data, spec.training.augment, spec.seed)
+    hypermodel = CRNNHyperModel.from_spec(spec, data)
     return make_tuner(spec, hypermodel, distribute=distribute), data
 
 

@@ -85,13 +85,19 @@ class TaskData:
 class CRNNHyperModel(kt.HyperModel):
     """Registers the spec's search space, then builds and fits `build_crnn` on cached data."""
 
-    def __init__(self, space, data, augment=True, seed=42):
+    def __init__(self, space, data, augment=True, seed=42, batch_size=32):
         super().__init__(name="crnn")
         self.space = space
         self.data = data
         self.augment = augment
         self.seed = seed
+        self.batch_size = batch_size  # used when the space has no `batch_size` parameter
         self.last_fit = {}
+
+    @classmethod
+    def from_spec(cls, spec, data):
+        training = spec.training
+        return cls(spec.space, data, training.augment, spec.seed, training.batch_size)
 
     def build(self, hp):
         self.space.register(hp)
@@ -99,7 +105,7 @@ class CRNNHyperModel(kt.HyperModel):
 
     def fit(self, hp, model, *args, **kwargs):
         train, val = self.data.splits(hp.get("input_size"))
-        batch_size = hp.get("batch_size") if "batch_size" in hp.values else 32
+        batch_size = hp.get("batch_size") if "batch_size" in hp.values else self.batch_size
         kwargs.setdefault("verbose", 1 if sys.stdout.isatty() else 2)
         started = time.perf_counter()
         history = model.fit(
@@ -245,7 +251,7 @@ def run_search(spec, fresh=False):
         f"{spec.task}: {len(data.train)} train / {len(data.val)} val images, "
         f"{len(data.class_names)} classes -> {output}"
     )
-    hypermodel = CRNNHyperModel(spec.space, data, spec.training.augment, spec.seed)
+    hypermodel = CRNNHyperModel.from_spec(spec, data)
     tuner = make_tuner(spec, hypermodel)
     finished = count_finished(tuner)
     if finished:
