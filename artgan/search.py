@@ -244,9 +244,9 @@ def prepare_output(spec, fresh):
 
 def run_search(spec, fresh=False):
     """Run (or resume) the search in `spec`; returns the trials table."""
+    data = TaskData.from_spec(spec)  # bad labels or paths stop us before anything is written
     output = prepare_output(spec, fresh)
     keras.utils.set_random_seed(spec.seed)
-    data = TaskData.from_spec(spec)
     print(
         f"{spec.task}: {len(data.train)} train / {len(data.val)} val images, "
         f"{len(data.class_names)} classes -> {output}"

@@ -22,11 +22,13 @@ def test_help_lists_commands():
         assert command in result.stdout
 
 
-def test_artist_task_explains_missing_images(data_dir):
-    result = artgan("search", "artist")
+def test_artist_task_explains_missing_images(data_dir, tmp_path):
+    output = tmp_path / "artist"
+    result = artgan("search", "artist", "--set", f"output={output}")
     assert result.returncode == 2
     assert "WIKIART_IMAGES" in result.stderr and "WikiArt" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not output.exists()  # nothing written for a search that cannot start
 
 
 def test_bad_spec_is_a_clean_error(tmp_path):
