@@ -15,15 +15,15 @@ search's own validation split and writes, under `reports/<run>/`:
 Each section is built by one `*_section` function that returns plain data for the
 template (`templates/report.html.j2`, autoescaped: class names, paths and spec values are
 text, never markup). A section that cannot be computed says what is missing and why.
+The figures are drawn in `artgan.report_figures`, values are formatted for the page by
+`artgan.report_format`, and files are written (and embedded) by `artgan.report_output`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
-import math
 import platform
 import subprocess
 import time
@@ -38,14 +38,15 @@ import numpy as np
 import pandas as pd
 import yaml
 from matplotlib import rc_context
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
-from PIL import Image
 
 from artgan import __version__
 from artgan.errors import ArtganError
 from artgan.paths import REPO_ROOT
+from artgan.report_figures import (MATPLOTLIB_STYLE, confusion_figure, curves_figure,
+                                   hp_figure, importance_figure, tsne_figure)
+from artgan.report_format import (BLANK, cell, count, decimal, duration, hp_text, is_number,
+                                  numeric_values, percent, plain, value_cell)
+from artgan.report_output import Thumbnails, Writer
 
 TEMPLATES = Path(__file__).parent / "templates"
 MIN_TRIALS_FOR_IMPORTANCE = 3
@@ -53,18 +54,12 @@ NEIGHBOURS = 5  # k of the k-NN accuracy and of the neighbour thumbnails
 MAX_TSNE_POINTS = 2000
 MAX_QUERIES = 8
 EXAMPLES_PER_KIND = 3
-THUMBNAIL_SIZE = 96
+SCORES = ("accuracy", "top5_accuracy", "macro_f1")
 UNFINISHED = {"RUNNING": "still running", "IDLE": "not started",
               "INVALID": "invalid hyperparameters", "STOPPED": "stopped early by the tuner"}
+EMBEDDED = {"figure", "figures", "queries", "thumbnail"}  # left out of metrics.json
 PACKAGES = ("tensorflow", "keras", "keras-tuner", "numpy", "pandas", "scikit-learn",
             "matplotlib", "jinja2", "pillow", "opencv-python-headless")
-MATPLOTLIB_STYLE = {
-    "text.parse_math": False,  # a class name with "$" is text, not TeX
-    "font.size": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "svg.hashsalt": "artgan",  # identical SVGs for identical figures
-}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -181,144 +176,6 @@ def model_rank(path):
         return 10**6
 
 
-# ----------------------------------------------------------------------------- output
-
-
-class Writer:
-    """Writes the report's files and remembers them, so a rerun can remove stale ones."""
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.files = []
-        self._remove_previous()
-
-    def _remove_previous(self):
-        manifest = self.folder / "metrics.json"
-        try:
-            previous = json.loads(manifest.read_text()).get("files", [])
-        except (OSError, ValueError, AttributeError):
-            return
-        for name in previous:
-            if isinstance(name, str) and "/" not in name and "\\" not in name:
-                (self.folder / name).unlink(missing_ok=True)
-
-    def path(self, name):
-        self.files.append(name)
-        return self.folder / name
-
-    def figure(self, figure, name, alt):
-        """Save PNG and SVG; return what the template needs, PNG embedded as a data URI."""
-        FigureCanvasAgg(figure)
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=110)
-        self.path(f"{name}.png").write_bytes(buffer.getvalue())
-        figure.savefig(self.path(f"{name}.svg"), format="svg")
-        return {"src": data_uri(buffer.getvalue(), "image/png"), "png": f"{name}.png",
-                "svg": f"{name}.svg", "alt": alt}
-
-    def csv(self, frame, name):
-        frame.to_csv(self.path(name), index=False)
-        return name
-
-    def text(self, text, name):
-        self.path(name).write_text(text, encoding="utf-8")
-        return self.folder / name
-
-
-def data_uri(data, mime):
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def new_figure(width, height):
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-class Thumbnails:
-    """Small JPEG data URIs of the original image files (decoded once per path)."""
-
-    def __init__(self, resize):
-        self.resize = resize
-        self._uris = {}
-
-    def __call__(self, path):
-        from artgan.images import ImageError, decode_image
-
-        path = str(path)
-        if path not in self._uris:
-            try:
-                pixels = decode_image(path, THUMBNAIL_SIZE, self.resize)
-            except ImageError:
-                self._uris[path] = None
-            else:
-                buffer = io.BytesIO()
-                Image.fromarray(pixels).save(buffer, format="JPEG", quality=82)
-                self._uris[path] = data_uri(buffer.getvalue(), "image/jpeg")
-        return self._uris[path]
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def missing(value):
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def percent(value):
-    return "–" if missing(value) else f"{100 * value:.1f}%"
-
-
-def decimal(value, digits=3):
-    return "–" if missing(value) else f"{value:.{digits}f}"
-
-
-def duration(seconds):
-    if missing(seconds):
-        return "–"
-    seconds = float(seconds)
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-
-
-def count(value):
-    if missing(value):
-        return "–"
-    value = float(value)
-    for limit, suffix in ((1e6, "M"), (1e3, "k")):
-        if value >= limit:
-            return f"{value / limit:.3g}{suffix}"
-    return f"{value:.0f}"
-
-
-def hp_text(value):
-    if missing(value):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def cell(text, sort=None, title=None):
-    """A table cell: shown text, the value the leaderboard sorts by, and a tooltip."""
-    if sort is not None and (isinstance(sort, bool) or missing(sort)):
-        sort = None
-    return {"text": text, "sort": sort, "title": title}
-
-
-def plain(value):
-    """numpy / pandas scalars -> JSON-friendly Python values (NaN -> None)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 # ----------------------------------------------------------------------------- models
 
 
@@ -343,7 +200,7 @@ class Evaluated:
 def evaluate_models(run, data, top, layer):
     """Predictions and features of the best `top` saved models, best first."""
     from artgan.dataset import load_split_images
-    from artgan.evaluate import predictions_frame, score
+    from artgan.evaluate import predictions_frame
     from artgan.features import predict_with_features
     from artgan.model import FEATURE_LAYERS
     from artgan.saved import load_model
@@ -357,12 +214,17 @@ def evaluate_models(run, data, top, layer):
                                   run.spec.data.on_error, progress=False)
         probabilities, features = predict_with_features(model, split, layers)
         names = metadata["class_names"]
-        model_scores = dict(zip(("accuracy", "top5_accuracy", "macro_f1"),
-                                score(split.labels, probabilities, len(names))))
         evaluated.append(Evaluated(rank, path, metadata, split, probabilities,
                                    predictions_frame(split, probabilities, names), features,
-                                   {k: float(v) for k, v in model_scores.items()}))
+                                   named_scores(split.labels, probabilities, len(names))))
     return evaluated
+
+
+def named_scores(labels, probabilities, num_classes):
+    """`artgan.evaluate.score` as floats under the names metrics.json and the template use."""
+    from artgan.evaluate import score
+
+    return dict(zip(SCORES, map(float, score(labels, probabilities, num_classes))))
 
 
 # ----------------------------------------------------------------------------- 1. leaderboard
@@ -376,7 +238,6 @@ def baselines_section(run, data, size):
 
     from artgan.baselines import handcrafted_features
     from artgan.dataset import load_split_images
-    from artgan.evaluate import score
 
     on_error, resize = run.spec.data.on_error, run.spec.data.resize
     train, val = (load_split_images(t, size, resize, on_error, progress=False)
@@ -386,8 +247,7 @@ def baselines_section(run, data, size):
     majority = np.tile(frequencies, (len(val), 1))
     rows = [{"name": "majority class",
              "detail": f"always predicts {data.class_names[int(frequencies.argmax())]}",
-             **dict(zip(("accuracy", "top5_accuracy", "macro_f1"),
-                        map(float, score(val.labels, majority, num_classes))))}]
+             **named_scores(val.labels, majority, num_classes)}]
 
     started = time.perf_counter()
     train_features = handcrafted_features(train.pixels)
@@ -401,8 +261,7 @@ def baselines_section(run, data, size):
                      "detail": f"logistic regression on {train_features.shape[1]} "
                                f"training-free colour/texture features, {size} px",
                      "seconds": time.perf_counter() - started,
-                     **dict(zip(("accuracy", "top5_accuracy", "macro_f1"),
-                                map(float, score(val.labels, probabilities, num_classes))))})
+                     **named_scores(val.labels, probabilities, num_classes)})
     return {"rows": rows, "size": size, "train_images": len(train), "val_images": len(val),
             "val_features": val_features, "val_labels": val.labels}
 
@@ -417,30 +276,27 @@ def leaderboard_section(run, baselines, writer):
     for position, trial in enumerate(run.trials.to_dict("records"), start=1):
         finished = trial["status"] == "COMPLETED"
         rank = position if finished else None
-        note = trial.get("message") if isinstance(trial.get("message"), str) else ""
-        note = note or ("" if finished else UNFINISHED.get(trial["status"], "did not finish"))
-        cells = [cell(str(rank) if rank else "–", rank), cell(trial["trial_id"]),
+        note = trial_reason(trial, "" if finished else "did not finish")
+        get = trial.get
+        cells = [cell(str(rank) if rank else BLANK, rank), cell(trial["trial_id"]),
                  cell(trial["status"], title=note or None),
-                 cell(decimal(trial.get("score"), 4), trial.get("score")),
-                 *[cell(percent(trial.get(m)), trial.get(m))
-                   for m in ("val_accuracy", "val_top5_accuracy")],
-                 cell(decimal(trial.get("val_loss")), trial.get("val_loss")),
-                 cell(percent(trial.get("accuracy")), trial.get("accuracy")),
-                 cell(hp_text(trial.get("best_epoch")) if finished else "–",
-                      trial.get("best_epoch") if finished else None),
-                 cell(hp_text(trial.get("epochs")), trial.get("epochs")),
-                 cell(duration(trial.get("wall_seconds")), trial.get("wall_seconds")),
-                 cell(count(trial.get("params")), trial.get("params")),
-                 *[cell(hp_text(trial.get(c)), trial.get(c) if _is_number(trial.get(c)) else None)
+                 cell(decimal(get("score"), 4), get("score")),
+                 value_cell(percent, get("val_accuracy")),
+                 value_cell(percent, get("val_top5_accuracy")),
+                 value_cell(decimal, get("val_loss")), value_cell(percent, get("accuracy")),
+                 value_cell(hp_text, get("best_epoch")) if finished else cell(BLANK),
+                 value_cell(hp_text, get("epochs")), value_cell(duration, get("wall_seconds")),
+                 value_cell(count, get("params")),
+                 *[cell(hp_text(get(c)), get(c) if is_number(get(c)) else None)
                    for c in hp_columns],
                  cell(note)]
         rows.append({"cells": cells, "kind": "finished" if finished else "failed"})
-        records.append({"rank": rank, **{k: v for k, v in trial.items()}})
+        records.append({"rank": rank, **trial})
     for reference in baselines["rows"]:
-        cells = [cell("ref"), cell(reference["name"]), cell("REFERENCE"),
-                 cell("–"), cell(percent(reference["accuracy"]), reference["accuracy"]),
-                 cell(percent(reference["top5_accuracy"]), reference["top5_accuracy"]),
-                 *[cell("–")] * (len(headers) - 7),
+        cells = [cell("ref"), cell(reference["name"]), cell("REFERENCE"), cell(BLANK),
+                 value_cell(percent, reference["accuracy"]),
+                 value_cell(percent, reference["top5_accuracy"]),
+                 *[cell(BLANK)] * (len(headers) - 7),
                  cell(reference["detail"])]
         rows.append({"cells": cells, "kind": "reference"})
         records.append({"status": "REFERENCE", "trial_id": reference["name"],
@@ -452,8 +308,12 @@ def leaderboard_section(run, baselines, writer):
             "baseline_size": baselines["size"], "train_images": baselines["train_images"]}
 
 
-def _is_number(value):
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+def trial_reason(trial, fallback):
+    """The trial's own message, else what its status means, else `fallback`."""
+    message = trial.get("message")
+    if isinstance(message, str) and message:
+        return message
+    return UNFINISHED.get(trial["status"], fallback)
 
 
 # ----------------------------------------------------------------------------- 2. what mattered
@@ -506,80 +366,6 @@ def hp_importance(finished, columns, objective):
     return importance.sort_values(ascending=False)
 
 
-def importance_figure(importance):
-    figure = new_figure(5.5, 0.3 * len(importance) + 1.0)
-    axes = figure.add_subplot()
-    names = [n.removeprefix("hp/") for n in importance.index][::-1]
-    axes.barh([shorten(n) for n in names], importance.to_numpy()[::-1], color="#4c72b0")
-    axes.set_xlabel("random-forest importance (share of explained variance)")
-    return figure
-
-
-def hp_figure(finished, columns, objective, space=None):
-    """One small panel per hyperparameter: objective against the value for ranges (log axis
-    for log-sampled ones), points per choice (with a box once a choice has 3+ trials)."""
-    per_row = min(4, len(columns))
-    rows = -(-len(columns) // per_row)
-    figure = new_figure(3.0 * per_row, 2.4 * rows)
-    y = pd.to_numeric(finished[objective]).to_numpy(float)
-    margin = 0.05 * (np.ptp(y) or 1.0)
-    rng = np.random.default_rng(0)
-    for index, column in enumerate(columns, start=1):
-        axes = figure.add_subplot(rows, per_row, index)
-        axes.set_ylim(y.min() - margin, y.max() + margin)  # one scale for every panel
-        values = finished[column]
-        numeric = numeric_values(values)
-        parameter = space.parameters.get(column.removeprefix("hp/")) if space else None
-        if numeric is not None and is_range(parameter, numeric):
-            axes.scatter(numeric, y, s=18, color="#4c72b0")
-            log = parameter is not None and parameter.distribution == "log_uniform_values"
-            if log or (numeric.min() > 0 and numeric.max() / numeric.min() >= 10):
-                axes.set_xscale("log")  # plain labels: parse_math is off, so no 10^x mathtext
-                axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-                axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-                axes.xaxis.set_minor_formatter(NullFormatter())
-            else:
-                integers = bool((numeric.dropna() % 1 == 0).all())
-                axes.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=integers))
-        else:
-            text = values.map(lambda v: "n/a" if missing(v) else hp_text(v))
-            labels = sorted(text.unique(), key=_natural)
-            groups = [y[(text == label).to_numpy()] for label in labels]
-            if min(map(len, groups)) >= 3:
-                axes.boxplot(groups, widths=0.5, showfliers=False)
-            for position, group in enumerate(groups, start=1):
-                jitter = rng.uniform(-0.12, 0.12, len(group))
-                axes.scatter(position + jitter, group, s=14, color="#4c72b0", zorder=3)
-            axes.set_xticks(range(1, len(labels) + 1), labels)
-            axes.set_xlim(0.5, len(labels) + 0.5)
-        axes.set_title(column.removeprefix("hp/"))
-        if (index - 1) % per_row == 0:
-            axes.set_ylabel(objective)
-    return figure
-
-
-def is_range(parameter, numeric):
-    """Plot as a range: declared with min/max in the search space, else many distinct values."""
-    if parameter is not None:
-        return parameter.min is not None
-    return numeric.nunique() > 3
-
-
-def numeric_values(values):
-    """The column as floats (missing -> NaN) if every present value is a number, else None."""
-    present = values[values.map(lambda v: not missing(v))]
-    if present.empty or not present.map(_is_number).all():
-        return None
-    return pd.to_numeric(values, errors="coerce").astype(float)
-
-
-def _natural(text):
-    try:
-        return (0, float(text), text)
-    except ValueError:
-        return (1, 0.0, text)
-
-
 # ----------------------------------------------------------------------------- learning curves
 
 
@@ -589,28 +375,7 @@ def curves_section(run, top, writer):
     if not trials:
         return {"figure": None, "note": "No per-epoch history was recorded for the finished "
                 "trials (trials.json has no `history`)."}
-    figure = new_figure(9, 3.2)
-    longest = max(len(v) for t in trials for v in run.histories[t].values())
-    panels = (("loss", "loss"), ("accuracy", "accuracy"))
-    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
-    for index, (metric, title) in enumerate(panels, start=1):
-        axes = figure.add_subplot(1, 2, index)
-        for rank, trial_id in enumerate(trials, start=1):
-            history = run.histories[trial_id]
-            colour = colours[(rank - 1) % len(colours)]
-            for prefix, style in (("", "-"), ("val_", "--")):
-                values = history.get(prefix + metric)
-                if values:
-                    epochs = range(1, len(values) + 1)
-                    axes.plot(epochs, values, style, marker="o", markersize=3, color=colour,
-                              label=f"#{rank} trial {trial_id} {'val' if prefix else 'train'}")
-        axes.set_title(title)
-        axes.set_xlabel("epoch")
-        if longest <= 12:
-            axes.set_xticks(range(1, longest + 1))
-        else:
-            axes.xaxis.get_major_locator().set_params(integer=True)
-    figure.axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+    figure = curves_figure(run.histories, trials)
     shown = ", ".join(f"trial {t}" for t in trials)
     return {"figure": writer.figure(figure, "learning_curves", f"learning curves of {shown}"),
             "note": None, "trials": len(trials)}
@@ -627,6 +392,7 @@ def confusion_section(evaluated, run, writer):
     truth = evaluated.split.labels
     predicted = evaluated.probabilities.argmax(axis=1)
     shown = np.union1d(truth, predicted)
+    label_names = [names[i] for i in shown]
     matrix = confusion_matrix(truth, predicted, labels=shown)
     rows = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
@@ -640,7 +406,7 @@ def confusion_section(evaluated, run, writer):
             truth, predicted, labels=present, average=average, zero_division=0)
         averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f),
                              "support": int(len(truth))}
-    per_class = pd.DataFrame({"label": shown, "class": [names[i] for i in shown],
+    per_class = pd.DataFrame({"label": shown, "class": label_names,
                               "precision": precision, "recall": recall, "f1": f1,
                               "support": support})
     suffix = f"model_{evaluated.rank}"
@@ -648,7 +414,7 @@ def confusion_section(evaluated, run, writer):
     writer.csv(evaluated.predictions, f"predictions_{suffix}.csv")
     trial = run.trials[run.trials["trial_id"] == evaluated.trial_id]
     search_score = float(trial["val_accuracy"].iloc[0]) if len(trial) else None
-    figure = confusion_figure(matrix, normalised, [names[i] for i in shown])
+    figure = confusion_figure(matrix, normalised, label_names)
     return {
         "rank": evaluated.rank,
         "file": evaluated.path.name,
@@ -657,7 +423,7 @@ def confusion_section(evaluated, run, writer):
         "search_val_accuracy": search_score,
         **evaluated.scores,
         "labels": shown.tolist(),
-        "label_names": [names[i] for i in shown],
+        "label_names": label_names,
         "confusion_matrix": matrix.tolist(),
         "per_class": per_class.to_dict("records"),
         "averages": averages,
@@ -683,48 +449,14 @@ def most_confused(matrix, shown, names, limit=5):
     return pairs
 
 
-def confusion_figure(matrix, normalised, labels):
-    short = [shorten(label) for label in labels]
-    side = max(3.4, 0.38 * len(labels) + 0.07 * max(map(len, short)) + 1.2)
-    figure = new_figure(2 * side, side)
-    for index, (values, title, fmt) in enumerate(
-        ((matrix, "counts", "{:.0f}"), (normalised, "row-normalised (recall)", "{:.2f}")), start=1
-    ):
-        axes = figure.add_subplot(1, 2, index)
-        image = axes.imshow(values, cmap="Blues", vmin=0)
-        threshold = values.max() / 2 if values.max() else 1
-        if len(labels) <= 15:  # numbers in the cells; a colour bar only when they would not fit
-            for (i, j), value in np.ndenumerate(values):
-                axes.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7,
-                          color="white" if value > threshold else "black")
-        else:
-            figure.colorbar(image, ax=axes, shrink=0.6)
-        axes.set_xticks(range(len(labels)), short, rotation=45, ha="right")
-        axes.set_yticks(range(len(labels)), short if index == 1 else [])
-        axes.set_xlabel("predicted")
-        if index == 1:
-            axes.set_ylabel("true")
-        axes.set_title(title)
-    return figure
-
-
-def shorten(name, limit=24):
-    """Class names in figures are cut to `limit` characters (tables keep them whole)."""
-    return name if len(name) <= limit else name[: limit - 1] + "…"
-
-
 # ----------------------------------------------------------------------------- 4. similarity
-
-
-def l2_normalise(features):
-    features = np.asarray(features, dtype=np.float32)
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return features / np.maximum(norms, 1e-12)
 
 
 def nearest_neighbours(features, k):
     """(indices, cosine distances) of each row's k nearest other rows."""
     from sklearn.neighbors import NearestNeighbors
+
+    from artgan.similarity import l2_normalise
 
     unit = l2_normalise(features)
     k = min(k, len(unit) - 1)
@@ -740,6 +472,8 @@ def feature_scores(features, labels, k=NEIGHBOURS):
     """k-NN accuracy (leave-one-out vote), neighbour agreement, k-means purity and NMI."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
+
+    from artgan.similarity import l2_normalise
 
     indices, _ = nearest_neighbours(features, k)
     neighbour_labels = labels[indices]
@@ -757,6 +491,8 @@ def feature_scores(features, labels, k=NEIGHBOURS):
 def similarity_section(evaluated, layer, baselines, writer, thumbnails):
     """Features of the best model: t-SNE map, neighbours of sample paintings, scores per
     layer and model (handcrafted features as the reference)."""
+    from artgan.features import save_features
+
     if not evaluated:
         return {"note": "No saved model, so no learned features (best/ is empty).", "rows": []}
     best = evaluated[0]
@@ -772,10 +508,8 @@ def similarity_section(evaluated, layer, baselines, writer, thumbnails):
                  **feature_scores(baselines["val_features"], baselines["val_labels"])})
     names = best.metadata["class_names"]
     features = best.features[layer]
-    from artgan.features import save_features
-
-    save_features(writer.path(f"features_model_1_{layer}.npz"), features, labels,
-                  best.split.paths, names, layer)
+    features_file = f"features_model_1_{layer}.npz"
+    save_features(writer.path(features_file), features, labels, best.split.paths, names, layer)
     coordinates, sampled = tsne(features, labels)
     writer.csv(pd.DataFrame({"path": np.asarray(best.split.paths)[sampled],
                              "label": labels[sampled], "x": coordinates[:, 0],
@@ -787,13 +521,15 @@ def similarity_section(evaluated, layer, baselines, writer, thumbnails):
             "figure": writer.figure(figure, f"tsne_model_1_{layer}",
                                     f"t-SNE map of {layer} features, coloured by class"),
             "queries": neighbour_queries(best, features, thumbnails),
-            "features_file": f"features_model_1_{layer}.npz"}
+            "features_file": features_file}
 
 
 def tsne(features, labels):
     """2-D t-SNE of L2-normalised features (a random MAX_TSNE_POINTS of them, if more)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+
+    from artgan.similarity import l2_normalise
 
     rows = np.arange(len(labels))
     if len(rows) > MAX_TSNE_POINTS:
@@ -806,26 +542,6 @@ def tsne(features, labels):
     coordinates = TSNE(2, perplexity=perplexity, init="pca", max_iter=500,
                        random_state=0).fit_transform(unit)
     return coordinates, rows
-
-
-def class_colours(count):
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10" if count <= 10 else "tab20"]
-    return [palette(i % palette.N) for i in range(count)]
-
-
-def tsne_figure(coordinates, labels, names):
-    figure = new_figure(7.5, 5.2)
-    axes = figure.add_subplot()
-    present = np.unique(labels)
-    for colour, label in zip(class_colours(len(present)), present):
-        chosen = labels == label
-        axes.scatter(coordinates[chosen, 0], coordinates[chosen, 1], s=12, color=colour,
-                     alpha=0.8, label=shorten(names[label], 32), linewidths=0)
-    axes.set_axis_off()
-    axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, markerscale=1.6)
-    return figure
 
 
 def neighbour_queries(best, features, thumbnails):
@@ -928,9 +644,7 @@ def run_notes(run, evaluated, top):
     notes = []
     failed = run.trials[run.trials["status"] != "COMPLETED"]
     for trial in failed.to_dict("records"):
-        reason = trial.get("message")
-        if not (isinstance(reason, str) and reason):
-            reason = UNFINISHED.get(trial["status"], "no reason recorded")
+        reason = trial_reason(trial, "no reason recorded")
         notes.append(f"Trial {trial['trial_id']} is {trial['status']} ({reason}): it has no "
                      "scores, so it is listed without a rank and left out of every figure.")
     if not run.models:
@@ -998,7 +712,6 @@ def summary(run, data, context):
 
 def write_metrics(writer, run, data, context):
     """Every number of the report as JSON (figures and thumbnails left out)."""
-    drop = {"figure", "figures", "queries", "thumbnail"}
     metrics = {
         "task": run.spec.task, "run": str(run.folder), "objective": run.objective,
         "generated": context["provenance"]["date"], "seconds": context["provenance"]["seconds"],
@@ -1007,13 +720,16 @@ def write_metrics(writer, run, data, context):
         "baselines": context["leaderboard"]["baselines"],
         "importance": context["mattered"]["importance"],
         "importance_note": context["mattered"]["note"],
-        "models": [{k: v for k, v in m.items() if k not in drop} for m in context["models"]],
-        "similarity": {k: v for k, v in context["similarity"].items() if k not in drop},
+        "models": [numbers_only(m) for m in context["models"]],
+        "similarity": numbers_only(context["similarity"]),
         "notes": context["notes"],
     }
-    writer.files.append("metrics.json")
-    metrics["files"] = sorted(set(writer.files))
-    (writer.folder / "metrics.json").write_text(json.dumps(plain(metrics), indent=1))
+    writer.manifest(plain(metrics))
+
+
+def numbers_only(section):
+    """A section without its embedded images (data URIs are for the page, not the JSON)."""
+    return {k: v for k, v in section.items() if k not in EMBEDDED}
 
 
 def csp_hash(script):
