@@ -36,8 +36,25 @@ environment:
 
 
 def quiet_tensorflow():
-    """Keep TensorFlow's C++ info/warning chatter off the screen (GPUs stay visible)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    """Load TensorFlow without its C++ start-up chatter (GPUs stay visible).
+
+    TF 2.21 writes its oneDNN notice and CUDA probing lines straight to file descriptor 2,
+    ignoring TF_CPP_MIN_LOG_LEVEL, so stderr is pointed at /dev/null while TensorFlow loads
+    and lists its devices. Python errors still show: they are printed after it is restored.
+    Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
+    """
+    if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def add_search(commands):

@@ -42,3 +42,4 @@ def test_bad_spec_is_a_clean_error(tmp_path):
 def test_missing_model_is_a_clean_error(tmp_path):
     result = artgan("predict", str(tmp_path / "nope.keras"), "x.jpg")
     assert result.returncode == 2 and "model file not found" in result.stderr
+    assert "I0000" not in result.stderr and "cuInit" not in result.stderr  # TF start-up noise
