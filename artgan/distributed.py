@@ -41,6 +41,7 @@ from pathlib import Path
 import yaml
 
 from artgan.errors import ArtganError
+from artgan.files import read_json, write_text_atomic
 
 TUNER_ID = "KERASTUNER_TUNER_ID"
 ORACLE_IP = "KERASTUNER_ORACLE_IP"
@@ -169,18 +170,6 @@ def no_kerastuner_env():
         yield
     finally:
         os.environ.update(saved)
-
-
-def read_json(path, retries=3):
-    """JSON written by another process without a rename can be caught half written."""
-    for attempt in range(retries):
-        try:
-            return json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            time.sleep(0.1 * (attempt + 1))
-    return {}
 
 
 def ongoing_trials(output):
@@ -458,7 +447,6 @@ class Launcher:
         self.save_state()
 
     def save_state(self):
-        from artgan.search import write_atomic
 
         state = {
             "chief": {"address": f"{self.host}:{self.port}", "pid": self.chief and self.chief.pid,
@@ -467,7 +455,7 @@ class Launcher:
                                  "gpus": w.env.get("CUDA_VISIBLE_DEVICES")} for w in self.workers},
             "events": self.events,
         }
-        write_atomic(self.output / STATE_FILE, json.dumps(state, indent=1))
+        write_text_atomic(self.output / STATE_FILE, json.dumps(state, indent=1))
 
     # -- processes
     def command(self, tuner_id):

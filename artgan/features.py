@@ -11,13 +11,13 @@ so clustering, retrieval or plotting can happen outside artgan.
 """
 
 import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
 
 from artgan.dataset import ImageLabelGenerator, load_split_images
 from artgan.errors import ArtganError
+from artgan.files import atomic_path
 from artgan.labels import load_labels
 
 BATCH_SIZE = 64
@@ -63,16 +63,15 @@ def save_features(out, features, labels, paths, class_names, layer):
     labels = np.asarray(labels, dtype=np.int64)
     if out.suffix == ".parquet":
         return _save_parquet(out, features, labels, paths, class_names, layer)
-    temporary = out.with_name(f".{out.stem}.tmp.npz")
-    np.savez_compressed(
-        temporary,
-        features=np.asarray(features, dtype=np.float32),
-        labels=labels,
-        paths=np.asarray(paths, dtype=str),
-        class_names=np.asarray(class_names, dtype=str),
-        layer=np.asarray(layer),
-    )
-    os.replace(temporary, out)
+    with atomic_path(out, suffix=".npz") as temporary:  # np.savez would add .npz otherwise
+        np.savez_compressed(
+            temporary,
+            features=np.asarray(features, dtype=np.float32),
+            labels=labels,
+            paths=np.asarray(paths, dtype=str),
+            class_names=np.asarray(class_names, dtype=str),
+            layer=np.asarray(layer),
+        )
     return out
 
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import tempfile
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from artgan.errors import ArtganError
+from artgan.files import atomic_path, write_text_atomic
 from artgan.paths import cache_root
 
 RESIZE_POLICIES = ("letterbox", "stretch", "crop")
@@ -261,49 +261,26 @@ def _load(npy: Path, meta: Path, key: str, n: int, size: int) -> CachedImages | 
 
 
 def _build(paths, size, resize, key, cache_dir: Path, workers, progress, desc) -> None:
-    """Decode into a temp file, then os.replace it into place: never a half-written cache."""
+    """Decode into a temp file renamed into place: never a half-written cache. The `.json`
+    comes last, and a cache is trusted only when both files exist and agree."""
     for stale in cache_dir.glob(f"{key}.*.tmp"):  # from a killed build; we hold the lock
         stale.unlink(missing_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=f"{key}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(cache_dir / f"{key}.npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
         errors = _decode_all(paths, size, resize, out, workers, progress, desc)
         out.flush()
         del out
-        _fsync(tmp)
-        os.replace(tmp, cache_dir / f"{key}.npy")
-        info = {
-            "key": key,
-            "decoder_version": DECODER_VERSION,
-            "size": size,
-            "resize": resize,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "paths": paths,
-            "ok": [i not in errors for i in range(len(paths))],
-            "errors": {str(i): reason for i, reason in sorted(errors.items())},
-        }
-        _write_atomic(cache_dir / f"{key}.json", json.dumps(info, indent=1))
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    info = {
+        "key": key,
+        "decoder_version": DECODER_VERSION,
+        "size": size,
+        "resize": resize,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "paths": paths,
+        "ok": [i not in errors for i in range(len(paths))],
+        "errors": {str(i): reason for i, reason in sorted(errors.items())},
+    }
+    write_text_atomic(cache_dir / f"{key}.json", json.dumps(info, indent=1))
 
 
 # ----------------------------------------------------------------------------- parallel decode

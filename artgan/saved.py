@@ -5,25 +5,22 @@ so a model file copied on its own still predicts with the right labels and prepr
 """
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
 from artgan.errors import ArtganError
+from artgan.files import atomic_path
 
 METADATA_MEMBER = "artgan.json"
 
 
 def save_model(model, path, metadata):
     """Write `model` and its metadata to `path` atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(temporary)
-    with zipfile.ZipFile(temporary, "a") as archive:
-        archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2, default=str))
-    os.replace(temporary, path)
-    return path
+    with atomic_path(path, suffix=".keras") as temporary:  # Keras insists on the suffix
+        model.save(temporary)
+        with zipfile.ZipFile(temporary, "a") as archive:
+            archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2, default=str))
+    return Path(path)
 
 
 def read_metadata(path):

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import yaml
 
 from artgan.dataset import ImageLabelGenerator, load_split_images
 from artgan.errors import ArtganError
+from artgan.files import read_json, write_text_atomic
 from artgan.labels import load_labels, skipped_report
 from artgan.model import DEFAULT_FEATURE_LAYER, FEATURE_LAYERS, build_crnn
 from artgan.saved import save_model
@@ -141,15 +141,15 @@ class TrialRecorder:
                 if isinstance(callback, keras.callbacks.TensorBoard):
                     shutil.rmtree(Path(callback.log_dir) / str(trial.trial_id), ignore_errors=True)
         held = {"worker": self.tuner_id, "attempts": attempts, "pid": os.getpid()}
-        write_atomic(path, json.dumps(dict(held, status="RUNNING")))
+        write_text_atomic(path, json.dumps(dict(held, status="RUNNING")))
         try:
             result = super().run_trial(trial, *args, **kwargs)
         except Exception as error:  # KerasTuner records the trial as failed; say who ran it
-            write_atomic(path, json.dumps(dict(held, status="ERROR", error=type(error).__name__)))
+            write_text_atomic(path, json.dumps(dict(held, status="ERROR", error=type(error).__name__)))
             raise
         info = dict(self.hypermodel.last_fit, wall_seconds=time.perf_counter() - started,
                     memory_mb=resident_memory_mb(), **held)
-        write_atomic(path, json.dumps(info))
+        write_text_atomic(path, json.dumps(info))
         return result
 
     def on_trial_end(self, trial):
@@ -320,29 +320,6 @@ def all_trials(tuner):
     return trials
 
 
-def read_json(path):
-    """A small JSON file's content, or {} when it is missing or half written."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def write_atomic(path, text):
-    """Write via a unique temporary file and rename, so concurrent writers and readers
-    (several workers refreshing one table) never see half a file."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600; results are for everyone to read
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def metric_at(trial, name, step):
     """The metric's value at `step` (the objective's best epoch), else its best value."""
     if not trial.metrics.exists(name):
@@ -358,12 +335,12 @@ def write_trials_table(tuner, output):
     """trials.csv (flat, for spreadsheets) and trials.json (with per-epoch curves)."""
     rows = trial_rows(tuner)
     output = Path(output)
-    write_atomic(output / "trials.json", json.dumps(rows, indent=1, default=str))
+    write_text_atomic(output / "trials.json", json.dumps(rows, indent=1, default=str))
     table = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in rows])
     if not table.empty:
         ascending = tuner.oracle.objective.direction == "min"
         table = table.sort_values("score", ascending=ascending, na_position="last")
-    write_atomic(output / "trials.csv", table.to_csv(index=False))
+    write_text_atomic(output / "trials.csv", table.to_csv(index=False))
     return table
 
 

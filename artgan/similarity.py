@@ -14,9 +14,8 @@ vectors of unchanged images, so adding images embeds only the new ones.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from artgan.errors import ArtganError
+from artgan.files import atomic_path
 from artgan.images import DECODER_VERSION, cache_images
 from artgan.nga import Problem
 from artgan.paths import REPO_ROOT
@@ -51,7 +51,7 @@ class Embedded:
     errors: dict[int, str] = field(default_factory=dict)
 
 
-class Extractor:
+class Extractor(ABC):
     """Images -> L2-normalised vectors. `description` says when two indexes are comparable."""
 
     name = "extractor"
@@ -63,8 +63,9 @@ class Extractor:
         vectors = self.features(cached.array, rows, progress)
         return Embedded(l2_normalise(vectors), cached.ok.copy(), dict(cached.errors))
 
+    @abstractmethod
     def features(self, pixels, rows, progress) -> np.ndarray:
-        raise NotImplementedError
+        """Raw feature vectors for `pixels[rows]` (cached uint8 images)."""
 
 
 class HandcraftedExtractor(Extractor):
@@ -204,12 +205,6 @@ def file_digest(path) -> str:
     return file_sha256(path)
 
 
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def display_path(path: Path) -> str:
     try:
         return str(path.relative_to(REPO_ROOT))
@@ -235,27 +230,17 @@ class Index:
 
     def save(self, path) -> Path:
         """Write atomically: a crash or error mid-write leaves the previous file untouched."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(
-                    handle,
-                    format=np.int64(INDEX_FORMAT),
-                    ids=self.ids.astype(np.int64),
-                    sha256=self.sha256.astype(str),
-                    vectors=self.vectors.astype(np.float32),
-                    extractor=np.str_(json.dumps(self.extractor, sort_keys=True)),
-                    name=np.str_(self.name),
-                )
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return path
+        with atomic_path(path, suffix=".npz") as temporary:
+            np.savez(
+                temporary,
+                format=np.int64(INDEX_FORMAT),
+                ids=self.ids.astype(np.int64),
+                sha256=self.sha256.astype(str),
+                vectors=self.vectors.astype(np.float32),
+                extractor=np.str_(json.dumps(self.extractor, sort_keys=True)),
+                name=np.str_(self.name),
+            )
+        return Path(path)
 
     @classmethod
     def load(cls, path) -> "Index":

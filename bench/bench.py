@@ -29,18 +29,19 @@ from artgan.labels import load_labels  # noqa: E402
 from artgan.paths import data_root  # noqa: E402
 
 
-def baseline_epoch(paths, labels, size, batch_size):
+def baseline_batches(paths, labels, size, batch_size):
     """The plain approach: decode and resize every image, every epoch, one at a time."""
-    count = 0
     for start in range(0, len(paths), batch_size):
         batch = []
         for path in paths[start : start + batch_size]:
             image = cv2.imread(str(path))
             image = cv2.cvtColor(cv2.resize(image, (size, size)), cv2.COLOR_BGR2RGB)
             batch.append(image.astype(np.float32) / 255)
-        x, y = np.stack(batch), labels[start : start + batch_size]
-        count += len(x)
-    return count
+        yield np.stack(batch), labels[start : start + batch_size]
+
+
+def baseline_epoch(paths, labels, size, batch_size):
+    return sum(len(x) for x, _ in baseline_batches(paths, labels, size, batch_size))
 
 
 def artgan_epoch(generator):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -20,9 +19,10 @@ from artgan.distributed import (
     parse_address,
 )
 from artgan.errors import ArtganError
+from artgan.files import read_json
 from artgan.paths import REPO_ROOT
 from artgan.spec import load_experiment
-from tiny import TINY
+from support import TINY, killed_on_exit, wait_for
 
 
 def search_command(output, trials, epochs, *extra):
@@ -36,20 +36,14 @@ def env(tmp_path, data_dir):
     return dict(os.environ, ARTGAN_CACHE=str(tmp_path / "cache"))
 
 
+def start(command, env):
+    """The search in the background, its output (stdout and stderr) readable as text."""
+    return subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
 def read_table(output):
     return pd.read_csv(output / "trials.csv", dtype={"trial_id": str, "worker": str})
-
-
-def wait_for(predicate, timeout, what, process=None):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if process is not None and process.poll() is not None:
-            pytest.fail(f"the search ended while waiting for {what}:\n{process.stdout.read()[-3000:]}")
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def running_trial(output, worker=None, attempts=None):
@@ -96,9 +90,7 @@ def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env
     the reason, and worker2 finishes the search alone."""
     output = tmp_path / "run"
     command = search_command(output, 4, 3, "--max-restarts", "1")
-    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
+    with killed_on_exit(start(command, env)) as process:
         def both_running():
             pair = running_trial(output, "worker1"), running_trial(output, "worker2")
             return all(pair) and pair
@@ -111,10 +103,6 @@ def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env
         assert lost_id == first[0]  # the oracle handed the restarted worker1 the same trial
         os.kill(retry["pid"], signal.SIGKILL)
         out, _ = process.communicate(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 0, out[-4000:]
 
     table = read_table(output).set_index("trial_id")
@@ -138,25 +126,13 @@ def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env
 def test_killing_the_chief_then_rerunning_resumes(tmp_path, env):
     output = tmp_path / "run"
     command = search_command(output, trials=3, epochs=2)
-    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     first = output / "tuner" / "trial_0" / "trial.json"
-
-    def done():
-        try:
-            return json.loads(first.read_text())["status"] == "COMPLETED"
-        except (OSError, ValueError, KeyError):
-            return False
-
-    try:
-        wait_for(done, 240, "trial 0 to finish", process)
+    with killed_on_exit(start(command, env)) as process:
+        wait_for(lambda: read_json(first).get("status") == "COMPLETED", 240, "trial 0 to finish",
+                 process)
         chief = json.loads((output / "workers.json").read_text())["chief"]["pid"]
         os.kill(chief, signal.SIGKILL)
         out, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert process.returncode == 2, out[-3000:]
     assert "the chief was killed by SIGKILL" in out and "rerun the same command to resume" in out
     before = json.loads(first.read_text())

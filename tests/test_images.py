@@ -9,16 +9,22 @@ import struct
 import subprocess
 import sys
 import textwrap
-import time
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
+from support import wait_for
 
 from artgan import images
 from artgan.errors import ArtganError
-from artgan.images import RESIZE_POLICIES, CachedImages, ImageError, cache_images, decode_image
+from artgan.images import (
+    RESIZE_POLICIES,
+    CachedImages,
+    ImageError,
+    cache_images,
+    decode_image,
+)
 from artgan.paths import REPO_ROOT
 
 PROVENANCE_FORMAT = {"RIFF": "WEBP", "GIF": "GIF", "PNG": "PNG", "JPEG": "JPEG"}
@@ -63,13 +69,6 @@ def run_child(code, *args):
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting for the child process"
-        time.sleep(0.01)
 
 
 # ----------------------------------------------------------------------------- real web images
@@ -414,7 +413,7 @@ def test_two_processes_decode_only_once(tmp_path, data_dir):
     go = tmp_path / "go"
     readies = [tmp_path / f"ready{i}" for i in range(2)]
     children = [run_child(CONCURRENT_CHILD, tmp_path / "cache", paths_file, r, go) for r in readies]
-    wait_for(lambda: all(r.exists() for r in readies))
+    wait_for(lambda: all(r.exists() for r in readies), 30, "both children to be ready")
     go.touch()  # both start at once: one builds, the other waits on the lock, then reuses
     reports = []
     for child in children:
@@ -445,7 +444,7 @@ def test_killed_build_is_never_trusted(tmp_path, data_dir):
     paths_file.write_text(json.dumps(paths))
     child = run_child(KILLED_CHILD, cache, paths_file)
     try:
-        wait_for(lambda: any(cache.glob("*.tmp")))
+        wait_for(lambda: any(cache.glob("*.tmp")), 30, "the child to start writing")
     finally:
         child.send_signal(signal.SIGKILL)
         child.communicate()

@@ -5,11 +5,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import zipfile
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,7 +15,7 @@ from artgan.evaluate import evaluate_model, predict_files
 from artgan.paths import REPO_ROOT
 from artgan.search import run_search
 from artgan.spec import load_experiment
-from tiny import TINY
+from support import TINY, killed_on_exit, wait_for
 
 
 def tiny_spec(tmp_path, *extra):
@@ -90,33 +87,20 @@ def test_changed_search_refuses_to_resume(finished_run, tmp_path):
         run_search(changed)
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
 def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir):
     """kill -9 during trial 2, rerun the same command: 2 finished trials, trial 1 untouched."""
     output = tmp_path / "run"
     command = [sys.executable, "-m", "artgan", "search", "genre", *sum((["--set", s] for s in TINY), []),
                "--set", "budget.epochs=4", "--set", "budget.max_trials=2", "--set", f"output={output}"]
     env = dict(os.environ, ARTGAN_CACHE=str(tmp_path / "cache"))
-    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = output / "tuner" / "trial_0" / "trial.json"
     second = output / "tuner" / "trial_1"
-    try:
-        wait_for(lambda: second.exists() or process.poll() is not None, 300, "trial 2 to start")
-        assert process.poll() is None, "search ended before it could be interrupted"
+    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with killed_on_exit(process):
+        wait_for(second.exists, 300, "trial 2 to start", process)
         process.send_signal(signal.SIGKILL)
         process.wait()
-    finally:
-        if process.poll() is None:
-            process.kill()
     before = json.loads(first.read_text())
     assert before["status"] == "COMPLETED"
 
@@ -129,3 +113,4 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir):
     after = json.loads(first.read_text())
     assert after["score"] == before["score"]  # the finished trial was not rerun
     assert (output / "best" / "model_1.keras").is_file()
+

@@ -2,6 +2,7 @@
 
 import itertools
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from artgan.nga import NgaCollection, load_collection
 from artgan.paths import REPO_ROOT
 from artgan.retrieval import evaluate_scores, query_metrics, random_expected
 from artgan.similarity import HandcraftedExtractor, Index, build_index, make_extractor
-from tiny import TINY
+from support import TINY
 
 TINY = [*TINY, "budget.max_trials=1"]
 
@@ -193,8 +194,8 @@ def test_index_write_is_atomic(small_nga, cache_dir, monkeypatch):
     before = build_index(collection, HandcraftedExtractor(), path, progress=False).index
     original = path.read_bytes()
 
-    def crash(handle, **arrays):
-        handle.write(b"PK\x03\x04 half an archive")
+    def crash(target, **arrays):
+        Path(target).write_bytes(b"PK\x03\x04 half an archive")
         raise OSError("No space left on device")
 
     monkeypatch.setattr("artgan.similarity.np.savez", crash)

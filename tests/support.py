@@ -1,0 +1,44 @@
+"""What several test files share: a seconds-long search, waiting on other processes."""
+
+import time
+from contextlib import contextmanager
+
+import pytest
+
+#: Overrides that shrink any experiment to a seconds-long real search (32 px, 48/24 images).
+TINY = [
+    "space.input_size=32",
+    "space.conv_blocks=2",
+    "space.base_filters=16",
+    "space.lstm_units=32",
+    "budget.max_train_images=48",
+    "budget.max_val_images=24",
+    "budget.epochs=1",
+    "tuner.type=random",
+]
+
+
+def wait_for(predicate, timeout, what, process=None):
+    """Poll `predicate` until it returns something true (which is returned); fail the test
+    on time-out, or as soon as `process` (a Popen with piped text stdout) has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if process is not None and process.poll() is not None:
+            output = process.stdout.read()[-3000:] if process.stdout else ""
+            pytest.fail(f"the process ended while waiting for {what}:\n{output}")
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextmanager
+def killed_on_exit(process):
+    """Never leave a child running when a test fails half-way."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
