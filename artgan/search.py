@@ -200,13 +200,32 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
         distribution_strategy=distribution_strategy(spec) if distribute else None,
     )
     if spec.tuner.type == "hyperband":
-        return tuner_class(
+        tuner = tuner_class(
             max_epochs=spec.budget.epochs,
             factor=spec.tuner.hyperband_factor,
             hyperband_iterations=1,
             **common,
         )
-    return tuner_class(max_trials=spec.budget.max_trials, **common)
+    else:
+        tuner = tuner_class(max_trials=spec.budget.max_trials, **common)
+    requeue_orphaned_trials(tuner.oracle)
+    return tuner
+
+
+def requeue_orphaned_trials(oracle):
+    """Queue for retry every reloaded trial still marked RUNNING.
+
+    KerasTuner's reload retries the trials its oracle.json lists as ongoing, but a process
+    killed after a new trial's trial.json was written and before oracle.json was saved
+    leaves a RUNNING trial that nothing would ever finish. (A distributed worker's oracle
+    lives in the chief: it has no queue here.)
+    """
+    queue = getattr(oracle, "_retry_queue", None)
+    if queue is None:
+        return
+    for trial_id, trial in oracle.trials.items():
+        if trial.status == kt.engine.trial.TrialStatus.RUNNING and trial_id not in queue:
+            queue.append(trial_id)
 
 
 def callbacks(spec):

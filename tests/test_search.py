@@ -114,3 +114,18 @@ def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir):
     assert after["score"] == before["score"]  # the finished trial was not rerun
     assert (output / "best" / "model_1.keras").is_file()
 
+
+def test_trial_orphaned_by_a_kill_before_the_oracle_saved_is_retried(tmp_path, data_dir):
+    """A kill can land after trial.json of a new trial is written but before oracle.json
+    lists it as ongoing: the rerun must still finish that trial, not leave it RUNNING."""
+    os.environ["ARTGAN_CACHE"] = str(tmp_path / "cache")
+    run_search(tiny_spec(tmp_path, "budget.max_trials=1"))
+    tuner_dir = tmp_path / "run" / "tuner"
+    orphan = json.loads((tuner_dir / "trial_0" / "trial.json").read_text())
+    orphan.update(trial_id="1", status="RUNNING", score=None, metrics={"metrics": {}})
+    (tuner_dir / "trial_1").mkdir()
+    (tuner_dir / "trial_1" / "trial.json").write_text(json.dumps(orphan))
+
+    table = run_search(tiny_spec(tmp_path, "budget.max_trials=2"))
+    assert sorted(table["trial_id"]) == ["0", "1"]
+    assert (table["status"] == "COMPLETED").all()
