@@ -55,6 +55,11 @@ def load_split_images(table, size, resize="letterbox", on_error="raise", progres
     return SplitImages(table, pixels, labels, rows, skipped)
 
 
+def model_input(pixels):
+    """uint8 pixels -> the float32 [0, 1] images every artgan model is trained on."""
+    return np.asarray(pixels).astype(np.float32) * np.float32(1 / 255)
+
+
 class ImageLabelGenerator(keras.utils.PyDataset):
     """Yields `(images, labels)` batches: float32 in [0, 1], shuffled and lightly augmented
     (horizontal flips, small shifts) when training, in file order otherwise."""
@@ -78,7 +83,7 @@ class ImageLabelGenerator(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         batch = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        images = self.split.pixels[batch].astype(np.float32) * np.float32(1 / 255)
+        images = model_input(self.split.pixels[batch])
         if self.augment:
             images = self._augment(images)
         return images, self.split.labels[batch]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
 
-from artgan.dataset import ImageLabelGenerator, load_split_images
+from artgan.dataset import ImageLabelGenerator, load_split_images, model_input
 from artgan.errors import ArtganError
 from artgan.images import ImageError, decode_image
 from artgan.labels import load_labels, skipped_report
@@ -30,7 +30,7 @@ def predict_files(model_path, image_paths, top=TOP_K):
         except ImageError as error:
             yield path, str(error)
             continue
-        probabilities = model.predict(image[None].astype(np.float32) / 255, verbose=0)[0]
+        probabilities = model.predict(model_input(image[None]), verbose=0)[0]
         best = np.argsort(probabilities)[::-1][:top]
         yield path, [(names[i], float(probabilities[i])) for i in best]
 

@@ -112,10 +112,12 @@ class ModelExtractor(Extractor):
         self._model = None
 
     def features(self, pixels, rows, progress):
+        from artgan.dataset import model_input
+
         model = self.feature_model()
         chunks = []
         for batch in tqdm(batches(rows), desc=f"embedding ({self.layer})", disable=not progress):
-            images = pixels[batch].astype(np.float32) * np.float32(1 / 255)  # as in training
+            images = model_input(pixels[batch])  # as in training
             chunks.append(np.asarray(model([images], training=False)))  # inputs as a list, like model.inputs
         width = int(model.outputs[0].shape[-1])
         return np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
