@@ -25,6 +25,7 @@ class SplitImages:
     labels: np.ndarray  # (N,) int64
     rows: np.ndarray  # (N,) positions in `table` of the usable images
     skipped: list = field(default_factory=list)
+    cache_key: str = ""  # the decoded-image cache's key (paths, file stamps, size, policy)
 
     def __len__(self):
         return len(self.labels)
@@ -52,7 +53,7 @@ def load_split_images(table, size, resize="letterbox", on_error="raise", progres
     rows = np.flatnonzero(cached.ok)
     pixels = cached.array if len(rows) == len(table) else cached.array[rows]
     labels = table.labels()[rows]
-    return SplitImages(table, pixels, labels, rows, skipped)
+    return SplitImages(table, pixels, labels, rows, skipped, cached.cache_file.stem)
 
 
 def model_input(pixels):
@@ -60,37 +61,63 @@ def model_input(pixels):
     return np.asarray(pixels).astype(np.float32) * np.float32(1 / 255)
 
 
-class ImageLabelGenerator(keras.utils.PyDataset):
-    """Yields `(images, labels)` batches: float32 in [0, 1], shuffled and lightly augmented
-    (horizontal flips, small shifts) when training, in file order otherwise."""
+def output_labels(labels, classes=None):
+    """Labels as a model's output indices: positions in `classes` (the ArtGAN class ids a
+    model predicts, sorted), or the ids themselves when `classes` is None."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if classes is None:
+        return labels
+    classes = np.asarray(classes, dtype=np.int64)
+    if not np.isin(labels, classes).all():
+        missing = sorted(set(labels.tolist()) - set(classes.tolist()))
+        raise ArtganError(f"labels {missing} are not among the model's classes")
+    return np.searchsorted(classes, labels)
 
-    def __init__(
-        self, split, batch_size=32, shuffle=False, augment=False, seed=0, **kwargs
-    ):
+
+class _Batches(keras.utils.PyDataset):
+    """Shuffled (when training) batches of row numbers over `count` items; subclasses turn
+    rows into `(inputs, labels)`."""
+
+    def __init__(self, count, labels, batch_size, shuffle, augment, seed, **kwargs):
         super().__init__(**kwargs)
-        if len(split) == 0:
-            raise ArtganError(f"{split.table.label_file}: no usable images in this split")
-        self.split = split
+        self.labels = labels
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.augment = augment
         self.rng = np.random.default_rng(seed)
-        self.order = np.arange(len(split))
+        self.order = np.arange(count)
         self.on_epoch_end()
 
     def __len__(self):
-        return -(-len(self.split) // self.batch_size)
+        return -(-len(self.order) // self.batch_size)
 
-    def __getitem__(self, index):
-        batch = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        images = model_input(self.split.pixels[batch])
-        if self.augment:
-            images = self._augment(images)
-        return images, self.split.labels[batch]
+    def rows(self, index):
+        return np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
 
     def on_epoch_end(self):
         if self.shuffle:
             self.rng.shuffle(self.order)
+
+
+class ImageLabelGenerator(_Batches):
+    """Yields `(images, labels)` batches: float32 in [0, 1], shuffled and lightly augmented
+    (horizontal flips, small shifts) when training, in file order otherwise. With `classes`,
+    labels are positions in it (see `output_labels`)."""
+
+    def __init__(self, split, batch_size=32, shuffle=False, augment=False, seed=0,
+                 classes=None, **kwargs):
+        if len(split) == 0:
+            raise ArtganError(f"{split.table.label_file}: no usable images in this split")
+        self.split = split
+        super().__init__(len(split), output_labels(split.labels, classes), batch_size,
+                         shuffle, augment, seed, **kwargs)
+
+    def __getitem__(self, index):
+        batch = self.rows(index)
+        images = model_input(self.split.pixels[batch])
+        if self.augment:
+            images = self._augment(images)
+        return images, self.labels[batch]
 
     def _augment(self, images):
         """Mirror half the paintings and shift each by up to 1/16 of its size."""
@@ -101,3 +128,26 @@ class ImageLabelGenerator(keras.utils.PyDataset):
         for i, (dy, dx) in enumerate(shifts):
             images[i] = np.roll(images[i], (dy, dx), axis=(0, 1))
         return images
+
+
+class EmbeddingGenerator(_Batches):
+    """Yields `({tap: float32 activations}, labels)` from cached backbone taps
+    (`artgan.embeddings`). When augmenting and the cache holds mirrored copies, each
+    painting is shown mirrored half the time."""
+
+    def __init__(self, embeddings, labels, taps, batch_size=32, shuffle=False, augment=False,
+                 seed=0, classes=None, **kwargs):
+        self.embeddings = embeddings
+        self.taps = list(taps)
+        super().__init__(len(embeddings), output_labels(labels, classes), batch_size,
+                         shuffle, augment and embeddings.flipped, seed, **kwargs)
+
+    def __getitem__(self, index):
+        batch = self.rows(index)
+        rows = batch
+        if self.augment:
+            rows = batch + len(self.embeddings) * (self.rng.random(len(batch)) < 0.5)
+            rows = np.sort(rows)  # memmap reads in order; labels follow the same order
+            batch = rows % len(self.embeddings)
+        inputs = {tap: self.embeddings.taps[tap][rows].astype(np.float32) for tap in self.taps}
+        return inputs, self.labels[batch]

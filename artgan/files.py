@@ -4,6 +4,7 @@ Caches, indexes, models and trial tables are read by other processes (later tria
 workers, reports) while they may be rewritten; every writer goes through `atomic_path`.
 """
 
+import fcntl
 import json
 import os
 import tempfile
@@ -54,3 +55,15 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextmanager
+def exclusive_lock(lock_path):
+    """Hold an flock on `lock_path` (created if needed). The kernel releases it when its
+    holder dies, so a stale lock file is harmless."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

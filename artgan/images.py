@@ -8,7 +8,6 @@ that file instead of decoding again.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -17,7 +16,6 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from artgan.errors import ArtganError
-from artgan.files import atomic_path, write_text_atomic
+from artgan.files import atomic_path, exclusive_lock, write_text_atomic
 from artgan.paths import cache_root
 
 RESIZE_POLICIES = ("letterbox", "stretch", "crop")
@@ -208,7 +206,7 @@ def cache_images(
     cached = _load(npy, meta, key, len(paths), size)
     if cached is not None:
         return cached
-    with _exclusive_lock(cache_dir / f"{key}.lock"):
+    with exclusive_lock(cache_dir / f"{key}.lock"):
         # Another process may have built it while we waited for the lock.
         cached = _load(npy, meta, key, len(paths), size)
         if cached is not None:
@@ -232,17 +230,6 @@ def cache_key(paths, size: int, resize: str) -> str:
             stamp = "missing"
         h.update(f"{os.path.abspath(p)}\0{stamp}\n".encode())
     return h.hexdigest()
-
-
-@contextmanager
-def _exclusive_lock(lock_path: Path):
-    """flock is released by the kernel when its holder dies, so a stale lock file is harmless."""
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _load(npy: Path, meta: Path, key: str, n: int, size: int) -> CachedImages | None:

@@ -657,6 +657,12 @@ def run_notes(run, evaluated, top):
     return notes
 
 
+def first_input_size(run, default=64):
+    """The input size of the first finished trial that has one (scratch CNNs do)."""
+    sizes = run.finished.get("hp/input_size", pd.Series(dtype=float)).dropna()
+    return int(sizes.iloc[0]) if len(sizes) else default
+
+
 def build_report(target, top=3, layer=None, out=None, log=print):
     """Write the report for `target` (run folder, experiment YAML or task); returns `Report`."""
     started = time.perf_counter()
@@ -670,8 +676,7 @@ def build_report(target, top=3, layer=None, out=None, log=print):
     log(f"{run.folder}: {len(run.trials)} trial(s), {len(run.finished)} finished; "
         f"{len(data.val)} validation images")
     evaluated = evaluate_models(run, data, top, layer)
-    size = (evaluated[0].metadata["input_size"] if evaluated
-            else int(run.finished.iloc[0].get("hp/input_size", 64)))
+    size = evaluated[0].metadata["input_size"] if evaluated else first_input_size(run)
     baselines = baselines_section(run, data, size)
     thumbnails = Thumbnails(run.spec.data.resize)
     with rc_context(MATPLOTLIB_STYLE):

@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +26,21 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from artgan.dataset import ImageLabelGenerator, load_split_images
+from artgan.backbones import SCRATCH, get_backbone
+from artgan.dataset import EmbeddingGenerator, ImageLabelGenerator, load_split_images
+from artgan.embeddings import embed_split
 from artgan.errors import ArtganError
 from artgan.files import read_json, write_text_atomic
 from artgan.labels import load_labels, skipped_report
-from artgan.model import DEFAULT_FEATURE_LAYER, FEATURE_LAYERS, build_crnn
+from artgan.model import (
+    DEFAULT_FEATURE_LAYER,
+    FEATURE_LAYERS,
+    build_model,
+    deployable_model,
+    input_size,
+    uses_cache,
+    with_class_ids,
+)
 from artgan.saved import save_model
 
 PROJECT = "tuner"
@@ -47,6 +58,7 @@ class TaskData:
 
     def __post_init__(self):
         self._splits = {}
+        self._embeddings = {}
 
     @classmethod
     def from_spec(cls, spec):
@@ -66,6 +78,20 @@ class TaskData:
     def class_names(self):
         return self.train.class_names
 
+    @property
+    def classes(self):
+        """The class ids the task's labels really use, sorted: a model's outputs, in order."""
+        return np.union1d(self.train.labels(), self.val.labels())
+
+    def embeddings(self, backbone, flip):
+        """(train, val) cached activations of `backbone`'s bottom; `flip` adds mirrored
+        training images. Computed once per process and cached on disk for all others."""
+        key = (backbone.name, bool(flip))
+        if key not in self._embeddings:
+            train, val = self.splits(backbone.input_size)
+            self._embeddings[key] = (embed_split(backbone, train, flip), embed_split(backbone, val))
+        return self._embeddings[key]
+
     def splits(self, size):
         """(train, val) `SplitImages` at `size`, decoding only on the first request."""
         if size not in self._splits:
@@ -82,8 +108,42 @@ class TaskData:
         return rows
 
 
+class SpaceValues:
+    """The `hp` a model builder sees in a search: a name the search space declares takes
+    the trial's value; any other takes the builder's default and is not searched (like
+    KerasTuner's `tune_new_entries=False`, matched by name whatever conditional scope the
+    builder opens, so builder and space never hold two parameters of one name)."""
+
+    def __init__(self, hp, names):
+        self.hp, self.names = hp, frozenset(names)
+
+    def _value(self, name, default):
+        if name in self.names and self.hp.is_active(name):
+            return self.hp.get(name)
+        return default
+
+    def Choice(self, name, values, ordered=None, default=None, **_):
+        return self._value(name, values[0] if default is None else default)
+
+    def Int(self, name, min_value, max_value, step=None, sampling="linear", default=None, **_):
+        return self._value(name, min_value if default is None else default)
+
+    Float = Int
+
+    def Boolean(self, name, default=False, **_):
+        return self._value(name, default)
+
+    def Fixed(self, name, value, **_):
+        return self._value(name, value)
+
+    @contextmanager
+    def conditional_scope(self, parent_name, parent_values):
+        yield
+
+
 class CRNNHyperModel(kt.HyperModel):
-    """Registers the spec's search space, then builds and fits `build_crnn` on cached data."""
+    """Registers the spec's search space, then builds `build_model` and fits it on cached
+    pixels, or on cached backbone activations when the trial's backbone is frozen."""
 
     def __init__(self, space, data, augment=True, seed=42, batch_size=32):
         super().__init__(name="crnn")
@@ -99,29 +159,50 @@ class CRNNHyperModel(kt.HyperModel):
         training = spec.training
         return cls(spec.space, data, training.augment, spec.seed, training.batch_size)
 
+    def values(self, hp):
+        """What the builder reads: the search space's parameters only."""
+        return SpaceValues(hp, self.space.parameters)
+
     def build(self, hp):
         self.space.register(hp)
-        return build_crnn(hp, num_classes=len(self.data.class_names))
+        return build_model(self.values(hp), num_classes=len(self.data.classes))
 
     def fit(self, hp, model, *args, **kwargs):
-        train, val = self.data.splits(hp.get("input_size"))
-        batch_size = hp.get("batch_size") if "batch_size" in hp.values else self.batch_size
+        values = self.values(hp)
+        batch_size = values.Int("batch_size", 1, 1024, default=self.batch_size)
+        train, val = self.generators(values, batch_size, [t.name for t in model.inputs])
         kwargs.setdefault("verbose", 1 if sys.stdout.isatty() else 2)
         started = time.perf_counter()
-        history = model.fit(
-            ImageLabelGenerator(train, batch_size, shuffle=True, augment=self.augment, seed=self.seed),
-            validation_data=ImageLabelGenerator(val, batch_size),
-            **kwargs,
-        )
+        history = model.fit(train, validation_data=val, **kwargs)
         self.last_fit = {
             "params": int(model.count_params()),
             "epochs": len(history.epoch),
             "fit_seconds": time.perf_counter() - started,
-            "train_images": len(train),
-            "val_images": len(val),
+            "train_images": len(train.labels),
+            "val_images": len(val.labels),
             "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         }
         return history
+
+    def generators(self, values, batch_size, inputs):
+        """(train, val) batches for a trial: cached activations for a frozen pretrained
+        bottom (`inputs` names the taps the model reads), else cached pixels."""
+        common = dict(batch_size=batch_size, classes=self.data.classes)
+        training = dict(common, shuffle=True, augment=self.augment, seed=self.seed)
+        if uses_cache(values):
+            backbone = get_backbone(values.Choice("backbone", [SCRATCH]))
+            train, val = self.data.embeddings(backbone, flip=self.augment)
+            splits = self.data.splits(backbone.input_size)
+            return (EmbeddingGenerator(train, splits[0].labels, inputs, **training),
+                    EmbeddingGenerator(val, splits[1].labels, inputs, **common))
+        train, val = self.data.splits(input_size(values))
+        return ImageLabelGenerator(train, **training), ImageLabelGenerator(val, **common)
+
+    def deployable(self, hp, model):
+        """The trained trial `model` as the image -> ArtGAN class model that is saved."""
+        values = self.values(hp)
+        model = deployable_model(values, model, len(self.data.classes))
+        return with_class_ids(model, self.data.classes, len(self.data.class_names))
 
 
 class TrialRecorder:
@@ -206,6 +287,9 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
             hyperband_iterations=1,
             **common,
         )
+    elif spec.tuner.type == "bayesian":
+        tuner = tuner_class(max_trials=spec.budget.max_trials,
+                            num_initial_points=spec.tuner.initial_points, **common)
     else:
         tuner = tuner_class(max_trials=spec.budget.max_trials, **common)
     requeue_orphaned_trials(tuner.oracle)
@@ -378,11 +462,16 @@ def save_best_models(tuner, spec, data, output):
         models = tuner.get_best_models(count)
     paths = []
     for rank, (trial, model) in enumerate(zip(trials, models), start=1):
+        model = tuner.hypermodel.deployable(trial.hyperparameters, model)
+        values = tuner.hypermodel.values(trial.hyperparameters)
         hp = trial.hyperparameters.values
+        backbone = values.Choice("backbone", [SCRATCH])
         metadata = {
             "task": spec.task,
             "class_names": list(data.class_names),
-            "input_size": int(hp["input_size"]),
+            "input_size": int(input_size(values)),
+            "backbone": backbone,
+            "backbone_weights": None if backbone == SCRATCH else get_backbone(backbone).origin,
             "resize": spec.data.resize,
             "feature_layers": list(FEATURE_LAYERS),
             "default_feature_layer": DEFAULT_FEATURE_LAYER,

@@ -12,7 +12,8 @@ from artgan.errors import ArtganError
 from artgan.paths import REPO_ROOT
 
 EXTRACTOR_HELP = (
-    "'handcrafted' (colour/texture, no training needed), 'model:PATH.keras', or an experiment "
+    "'handcrafted' (colour/texture, no training needed), 'efficientnet_lite0' (ImageNet "
+    "features, no training needed), 'model:PATH.keras', or an experiment "
     "name/YAML whose best model (<output>/best/model_1.keras) is used"
 )
 

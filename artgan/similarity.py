@@ -32,6 +32,9 @@ INDEX_FORMAT = 1
 HANDCRAFTED_SIZE = 128
 HANDCRAFTED_RESIZE = "letterbox"  # the training default; keeps the aspect ratio, a real cue
 BATCH_SIZE = 64
+#: Pretrained backbones usable as extractors (artgan.backbones.BACKBONES, named here so
+#: that choosing `handcrafted` never loads TensorFlow).
+BACKBONE_NAMES = ("efficientnet_lite0",)
 
 
 def index_dir() -> Path:
@@ -135,12 +138,42 @@ class ModelExtractor(Extractor):
         return self._model
 
 
+class BackboneExtractor(Extractor):
+    """An ImageNet-pretrained backbone as is (no training on paintings): the global means
+    of its stages 1-6, colour and brushwork statistics from fine to coarse."""
+
+    resize = "letterbox"
+
+    def __init__(self, backbone):
+        self.backbone = backbone
+        self.name, self.size = backbone.name, backbone.input_size
+        self.description = {"kind": "backbone", "name": backbone.name, "tap": "pooled",
+                            "weights": backbone.weights_id, "size": self.size,
+                            "resize": self.resize, "decoder": DECODER_VERSION}
+
+    def features(self, pixels, rows, progress):
+        from artgan.dataset import model_input
+
+        model = self.backbone.bottom()
+        chunks = [
+            model.predict_on_batch(model_input(pixels[batch]))["pooled"]
+            for batch in tqdm(batches(rows), desc=f"embedding ({self.name})", disable=not progress)
+        ]
+        width = self.backbone.tap_shapes()["pooled"][0]
+        return np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
+
+
 def make_extractor(spec="handcrafted", layer=None) -> Extractor:
-    """`handcrafted`, `model:PATH`, a `.keras` path, or an experiment (its best model)."""
-    if spec == "handcrafted":
+    """`handcrafted`, a pretrained backbone's name, `model:PATH`, a `.keras` path, or an
+    experiment (its best model)."""
+    if spec in ("handcrafted", *BACKBONE_NAMES):
         if layer:
-            raise ArtganError("--layer applies to model extractors, not 'handcrafted'")
-        return HandcraftedExtractor()
+            raise ArtganError(f"--layer applies to model extractors, not {spec!r}")
+        if spec == "handcrafted":
+            return HandcraftedExtractor()
+        from artgan.backbones import get_backbone  # loads TensorFlow
+
+        return BackboneExtractor(get_backbone(spec))
     if spec.startswith("model:"):
         return ModelExtractor(spec[len("model:"):], layer)
     if spec.endswith(".keras"):

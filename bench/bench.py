@@ -5,7 +5,10 @@
    approach), for the first epoch (which decodes) and later epochs (artgan reads its cache).
 2. Training: images/s and achieved FLOP/s of the default CRNN at 128 px, beside this
    machine's achievable FLOP/s measured with a large `tf.matmul` in the same run.
-3. Scaling out: wall time of one small search run as a single process, as a KerasTuner
+3. Pretrained backbone: embedding throughput of EfficientNet-Lite0 at 224 px (images/s and
+   as a fraction of the same matmul rate), and the time of a head-only trial on cached
+   activations against a scratch-CRNN trial on the same paintings.
+4. Scaling out: wall time of one small search run as a single process, as a KerasTuner
    chief + 1 worker, and as a chief + 2 workers (`--only workers` runs just this).
 
 Not part of the tests: it takes a few minutes and its numbers depend on the machine.
@@ -86,9 +89,17 @@ def bench_pipeline(table, size, batch_size):
 
 
 def layer_flops(layer):
-    """Forward FLOPs (2 x multiply-adds) of a Conv2D or Dense layer; 0 for cheap layers."""
+    """Forward FLOPs (2 x multiply-adds) of a (depthwise) conv or Dense layer; 0 for cheap
+    layers; nested models are summed."""
+    import keras
     from keras import layers
 
+    if isinstance(layer, keras.Model):
+        return model_flops(layer)
+    if isinstance(layer, layers.DepthwiseConv2D):
+        _, height, width, channels = layer.output.shape
+        k_h, k_w = layer.kernel_size
+        return 2 * height * width * k_h * k_w * channels
     if isinstance(layer, layers.Conv2D):
         _, height, width, out_channels = layer.output.shape
         k_h, k_w = layer.kernel_size
@@ -130,17 +141,7 @@ def bench_training(table, size, batch_size, steps):
     _, seconds = timed(model.fit, generator, epochs=1, verbose=0)
     images_per_second = len(split) / seconds
     achieved = 3 * forward * images_per_second  # forward + backward ~ 3x forward
-
-    n = 2048
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
-    tf.linalg.matmul(a, b).numpy()
-    repeats = 10
-    started = time.perf_counter()
-    for _ in range(repeats):
-        c = tf.linalg.matmul(a, b)
-    c.numpy()
-    peak = 2 * n**3 * repeats / (time.perf_counter() - started)
+    peak, n = matmul_rate()
 
     print(f"\n== training: default CRNN at {size} px ({model.count_params():,} parameters), "
           f"batch {batch_size}, {len(split)} real images")
@@ -149,6 +150,73 @@ def bench_training(table, size, batch_size, steps):
     print(f"achieved            {achieved / 1e9:8.2f} GFLOP/s (3x forward per image)")
     print(f"tf.matmul {n}x{n}   {peak / 1e9:8.2f} GFLOP/s (this machine, same run)")
     print(f"fraction of matmul  {achieved / peak:8.1%}")
+
+
+MATMUL_SIZE = 2048
+
+
+def matmul_rate(n=MATMUL_SIZE, repeats=10):
+    """FLOP/s of a large float32 `tf.matmul`: what this machine can achieve right now."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    tf.linalg.matmul(a, b).numpy()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.linalg.matmul(a, b)
+    c.numpy()
+    return 2 * n**3 * repeats / (time.perf_counter() - started), n
+
+
+def bench_backbone(table, images, epochs, batch_size):
+    """Embedding throughput, and a head-only trial against a scratch-CRNN trial."""
+    import keras_tuner as kt
+
+    from artgan.backbones import BACKBONES
+    from artgan.dataset import EmbeddingGenerator, ImageLabelGenerator, load_split_images
+    from artgan.embeddings import embed_split
+    from artgan.model import build_model
+
+    backbone = BACKBONES["efficientnet_lite0"]
+    table = table.subset(np.arange(images))
+    classes = np.unique(table.labels())
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["ARTGAN_CACHE"] = cache
+        pixels = load_split_images(table, backbone.input_size, progress=False)
+        bottom = backbone.bottom()
+        forward = model_flops(bottom)
+        embedded, embed_seconds = timed(embed_split, backbone, pixels, flip=True, progress=False)
+        embed_rate = 2 * images / embed_seconds
+        peak, n = matmul_rate()
+
+        def trial(values, generator):
+            hp = kt.HyperParameters()
+            for name, value in values.items():
+                hp.Fixed(name, value)
+            model = build_model(hp, len(classes))
+            _, seconds = timed(model.fit, generator, epochs=epochs, verbose=0)
+            return seconds, model.count_params()
+
+        head = trial({"backbone": backbone.name}, EmbeddingGenerator(
+            embedded, pixels.labels, ["stage6"], batch_size, shuffle=True, augment=True,
+            classes=classes))
+        small = load_split_images(table, 64, progress=False)
+        scratch = trial({"backbone": "scratch", "input_size": 64, "conv_blocks": 4}, ImageLabelGenerator(
+            small, batch_size, shuffle=True, augment=True, classes=classes))
+    print(f"\n== pretrained backbone: {backbone.name} at {backbone.input_size} px, "
+          f"{images} real images (+ mirrored copies)")
+    print(f"embedding           {embed_rate:8.1f} images/s ({embed_seconds:.1f} s for {2 * images})")
+    print(f"achieved            {forward * embed_rate / 1e9:8.2f} GFLOP/s "
+          f"({forward / 1e9:.3f} GFLOP/image forward)")
+    print(f"tf.matmul {n}x{n}   {peak / 1e9:8.2f} GFLOP/s (same run)")
+    print(f"fraction of matmul  {forward * embed_rate / peak:8.1%}")
+    print(f"{epochs}-epoch trial      {'seconds':>8} {'params':>10}")
+    print(f"  head on cache     {head[0]:8.1f} {head[1]:>10,}")
+    print(f"  scratch CRNN 64px {scratch[0]:8.1f} {scratch[1]:>10,}")
+    print(f"head-only trial vs scratch trial: {head[0] / scratch[0]:.2f}x the time "
+          f"({scratch[0] / head[0]:.1f}x faster); with the one-off embedding counted: "
+          f"{(head[0] + embed_seconds) / scratch[0]:.2f}x")
 
 
 def bench_workers(trials, epochs, images, size):
@@ -202,15 +270,19 @@ def main():
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=20, help="batches timed in training")
-    parser.add_argument("--only", action="append", choices=("pipeline", "training", "workers"),
+    parser.add_argument("--only", action="append",
+                        choices=("pipeline", "training", "backbone", "workers"),
                         help="run only these sections (repeatable; default: all)")
     parser.add_argument("--search-trials", type=int, default=4, help="trials in the workers search")
     parser.add_argument("--search-epochs", type=int, default=2)
     parser.add_argument("--search-images", type=int, default=200,
                         help="training images in the workers search (half as many for validation)")
     parser.add_argument("--search-size", type=int, default=64)
+    parser.add_argument("--backbone-images", type=int, default=500,
+                        help="images embedded and trained on in the backbone section")
+    parser.add_argument("--backbone-epochs", type=int, default=3)
     args = parser.parse_args()
-    sections = set(args.only or ("pipeline", "training", "workers"))
+    sections = set(args.only or ("pipeline", "training", "backbone", "workers"))
 
     root = data_root() / "wikiart-style7"
     table = load_labels(root / "style_train.csv", root / "style_class.txt", root / "images")
@@ -220,6 +292,8 @@ def main():
         bench_pipeline(table, args.size, args.batch_size)
     if "training" in sections:
         bench_training(table, args.size, args.batch_size, args.train_steps)
+    if "backbone" in sections:
+        bench_backbone(table, args.backbone_images, args.backbone_epochs, args.batch_size)
     if "workers" in sections:
         bench_workers(args.search_trials, args.search_epochs, args.search_images, args.search_size)
 

