@@ -27,13 +27,14 @@ import yaml
 
 from artgan.dataset import ImageLabelGenerator, load_split_images
 from artgan.errors import ArtganError
-from artgan.files import read_json, write_text_atomic
+from artgan.files import clear_folder, read_json, write_text_atomic
 from artgan.labels import load_labels, skipped_report
 from artgan.model import DEFAULT_FEATURE_LAYER, FEATURE_LAYERS, build_crnn
 from artgan.saved import save_model
 
 PROJECT = "tuner"
 TRIAL_INFO = "artgan_trial.json"
+FINGERPRINT = "fingerprint"  # what makes a folder an artgan run folder
 METRICS = ("val_accuracy", "val_top5_accuracy", "val_loss", "accuracy", "loss")
 
 
@@ -244,11 +245,12 @@ def callbacks(spec):
 
 
 def prepare_output(spec, fresh):
-    """Create (or, with `fresh`, wipe) the run folder; refuse to resume a different search."""
+    """Create (or, with `fresh`, empty) the run folder; refuse to resume a different search.
+    Only `fresh` deletes, and only in a folder artgan made (see `clear_folder`)."""
     output = spec.output_dir
-    fingerprint_file = output / "fingerprint"
-    if fresh and output.exists():
-        shutil.rmtree(output)
+    fingerprint_file = output / FINGERPRINT
+    if fresh:
+        clear_folder(output, FINGERPRINT)
     output.mkdir(parents=True, exist_ok=True)
     fingerprint = spec.fingerprint()
     if fingerprint_file.exists() and fingerprint_file.read_text().strip() != fingerprint:
@@ -368,8 +370,8 @@ def save_best_models(tuner, spec, data, output):
     finished = count_finished(tuner)
     count = min(spec.training.best_models, finished)
     best_dir = output / "best"
-    if best_dir.exists():
-        shutil.rmtree(best_dir)
+    for stale in best_dir.glob("model_[0-9]*.keras"):  # ours only: other files there stay
+        stale.unlink()
     if not count:
         return []
     trials = tuner.oracle.get_best_trials(count)
