@@ -1,19 +1,25 @@
 """Files that readers never see half-written, even when a writer is killed mid-way; run
-folders that artgan empties only when it made them.
+folders that one search at a time uses, and that artgan empties only when it made them.
 
 Caches, indexes, models and trial tables are read by other processes (later trials, search
 workers, reports) while they may be rewritten; every writer goes through `atomic_path`.
 """
 
+import fcntl
 import json
 import os
+import shlex
 import shutil
+import socket
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from artgan.errors import ArtganError
+
+LOCK_FILE = ".lock"
 
 
 @contextmanager
@@ -54,7 +60,7 @@ def read_json(path, retries=3):
     return {}
 
 
-def check_removable(folder, marker, keep=()):
+def check_removable(folder, marker, keep=(LOCK_FILE,)):
     """Refuse (ArtganError) to empty `folder` unless artgan made it: it holds `marker`, a
     file artgan writes there, or nothing but `keep`. A missing folder is fine."""
     folder = Path(folder)
@@ -71,7 +77,7 @@ def check_removable(folder, marker, keep=()):
         )
 
 
-def clear_folder(folder, marker, keep=()):
+def clear_folder(folder, marker, keep=(LOCK_FILE,)):
     """Delete everything in `folder` but `keep`, after `check_removable` (links are removed,
     never followed)."""
     folder = Path(folder)
@@ -85,6 +91,39 @@ def clear_folder(folder, marker, keep=()):
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+@contextmanager
+def folder_lock(folder):
+    """Hold an exclusive lock on `folder` (its `.lock` file) while the block runs, or refuse
+    (ArtganError) naming the process that holds it. The kernel releases a `flock` when its
+    holder dies, even by kill -9, so a lock file left behind never blocks anyone."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    with open(path, "a+") as handle:  # not "w": that would wipe the holder's details
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ArtganError(
+                f"{folder} is in use by another search ({_holder(path)}); wait for it to end, "
+                "or choose another output folder"
+            ) from None
+        handle.truncate(0)
+        command = " ".join(shlex.join(sys.orig_argv).split())  # one line, even for `python -c`
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command}))
+        handle.flush()
+        try:
+            yield folder
+        finally:
+            handle.truncate(0)
+
+
+def _holder(lock_file):
+    holder = read_json(lock_file)
+    if not isinstance(holder, dict) or "pid" not in holder:
+        return "a process that has not said who it is yet"
+    return f"pid {holder['pid']} on {holder.get('host', '?')}: {holder.get('command', '?')}"
 
 
 def _umask():

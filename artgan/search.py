@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import yaml
 
 from artgan.dataset import ImageLabelGenerator, load_split_images
 from artgan.errors import ArtganError
-from artgan.files import clear_folder, read_json, write_text_atomic
+from artgan.files import check_removable, clear_folder, folder_lock, read_json, write_text_atomic
 from artgan.labels import load_labels, skipped_report
 from artgan.model import DEFAULT_FEATURE_LAYER, FEATURE_LAYERS, build_crnn
 from artgan.saved import save_model
@@ -244,6 +245,16 @@ def callbacks(spec):
     return result
 
 
+@contextmanager
+def run_folder(spec, fresh):
+    """The prepared run folder, locked while the block runs: a second search on it is
+    refused. `fresh` refuses a folder artgan did not make before writing anything there."""
+    if fresh:
+        check_removable(spec.output_dir, FINGERPRINT)
+    with folder_lock(spec.output_dir):
+        yield prepare_output(spec, fresh)
+
+
 def prepare_output(spec, fresh):
     """Create (or, with `fresh`, empty) the run folder; refuse to resume a different search.
     Only `fresh` deletes, and only in a folder artgan made (see `clear_folder`)."""
@@ -266,21 +277,21 @@ def prepare_output(spec, fresh):
 def run_search(spec, fresh=False):
     """Run (or resume) the search in `spec`; returns the trials table."""
     data = TaskData.from_spec(spec)  # bad labels or paths stop us before anything is written
-    output = prepare_output(spec, fresh)
-    keras.utils.set_random_seed(spec.seed)
-    print(
-        f"{spec.task}: {len(data.train)} train / {len(data.val)} val images, "
-        f"{len(data.class_names)} classes -> {output}"
-    )
-    hypermodel = CRNNHyperModel.from_spec(spec, data)
-    tuner = make_tuner(spec, hypermodel)
-    finished = count_finished(tuner)
-    if finished:
-        print(f"resuming: {finished} finished trial(s) kept in {output / PROJECT}")
-    tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
-    table = write_trials_table(tuner, output)
-    report_skipped(data, output)
-    save_best_models(tuner, spec, data, output)
+    with run_folder(spec, fresh) as output:
+        keras.utils.set_random_seed(spec.seed)
+        print(
+            f"{spec.task}: {len(data.train)} train / {len(data.val)} val images, "
+            f"{len(data.class_names)} classes -> {output}"
+        )
+        hypermodel = CRNNHyperModel.from_spec(spec, data)
+        tuner = make_tuner(spec, hypermodel)
+        finished = count_finished(tuner)
+        if finished:
+            print(f"resuming: {finished} finished trial(s) kept in {output / PROJECT}")
+        tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
+        table = write_trials_table(tuner, output)
+        report_skipped(data, output)
+        save_best_models(tuner, spec, data, output)
     return table
 
 
