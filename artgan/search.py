@@ -288,11 +288,34 @@ def run_search(spec, fresh=False):
         finished = count_finished(tuner)
         if finished:
             print(f"resuming: {finished} finished trial(s) kept in {output / PROJECT}")
-        tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
+        gave_up = None
+        try:
+            tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
+        except RuntimeError as error:  # KerasTuner stops after a few failed trials in a row
+            if not str(error).startswith("Number of consecutive failures"):
+                raise
+            gave_up = str(error).strip().splitlines()
         table = write_trials_table(tuner, output)
         report_skipped(data, output)
         save_best_models(tuner, spec, data, output)
+    if gave_up:
+        raise ArtganError(
+            f"KerasTuner stopped the search: {gave_up[0].rstrip('.').lower()} (last error: "
+            f"{gave_up[-1]}); every trial's reason is in {output / 'trials.csv'}"
+        )
     return table
+
+
+def check_produced(table, output):
+    """Refuse (ArtganError) a search that produced nothing: no trial finished."""
+    if (table.get("status", pd.Series(dtype=str)) == "COMPLETED").any():
+        return
+    reasons = [m for m in table.get("message", []) if isinstance(m, str) and m]
+    example = f", e.g. {reasons[0]}" if reasons else ""
+    raise ArtganError(
+        f"no trial finished ({len(table)} failed{example}), so no model was saved; every trial's "
+        f"reason is in {output / 'trials.csv'}"
+    )
 
 
 def count_finished(tuner):
