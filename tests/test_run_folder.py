@@ -19,7 +19,8 @@ from support import TINY, killed_on_exit
 
 
 def search_args(output, *extra):
-    return ["search", "genre", *sum((["--set", s] for s in [*TINY, "budget.max_trials=1", f"output={output}"]), []), *extra]
+    sets = [*TINY, "budget.max_trials=1", f"output={output}"]
+    return ["search", "genre", *sum((["--set", s] for s in sets), []), *extra]
 
 
 def test_fresh_refuses_a_folder_artgan_did_not_make(tmp_path, data_dir, cache_dir, capsys):
