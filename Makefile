@@ -20,7 +20,7 @@ SEARCH_SETS = $(if $(TRIALS),--set budget.max_trials=$(TRIALS)) \
               $(if $(MAX_IMAGES),--set budget.max_train_images=$(MAX_IMAGES)) \
               $(if $(FRESH),--fresh)
 
-.PHONY: help search report tensorboard test bench venv clean-cache
+.PHONY: help search report tensorboard test deps bench venv clean-cache
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
@@ -51,7 +51,15 @@ report: venv
 tensorboard: venv
 	$(VENV)/bin/tensorboard --logdir $(RUNS) --host 127.0.0.1 --port $(PORT)
 
-test: venv
+# What the tests need besides Python packages: headless Chromium renders the HTML report in
+# tests/test_report.py (Debian's package; sudo only when not root).
+deps:
+	@command -v chromium >/dev/null || { \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: venv deps
 	$(PY) -m pytest $(ARGS)
 
 bench: venv

@@ -100,7 +100,7 @@ def run_search(args):
     spec = load_experiment(experiment_file(args.experiment), args.overrides)
     if args.workers is None and (args.gpus or args.port or args.host != "127.0.0.1"):
         raise ArtganError("--host, --port and --gpus go with --workers N")
-    from artgan.search import leaderboard, run_search as search
+    from artgan.search import check_produced, leaderboard, run_search as search
 
     if args.workers is None:
         table = search(spec, fresh=args.fresh)
@@ -114,6 +114,7 @@ def run_search(args):
     print(leaderboard(table))
     print(f"\ntrials table: {spec.output_dir / 'trials.csv'}")
     print(f"TensorBoard:  make tensorboard  (logs in {spec.output_dir / 'tensorboard'})")
+    check_produced(table, spec.output_dir)
 
 
 def add_worker(commands):
@@ -146,9 +147,10 @@ def run_worker(args):
 
     table = run_process(spec, args.chief, args.tuner_id, args.wait)
     if table is not None:  # a chief started by hand writes the results itself
-        from artgan.search import leaderboard
+        from artgan.search import check_produced, leaderboard
 
         print(leaderboard(table))
+        check_produced(table, spec.output_dir)
 
 
 def add_predict(commands):
@@ -170,13 +172,17 @@ def run_predict(args):
     read_metadata(args.model)  # a wrong path fails fast, before TensorFlow loads
     from artgan.evaluate import predict_files
 
+    unreadable = 0
     for path, ranked in predict_files(args.model, args.images, args.top):
         print(path)
         if isinstance(ranked, str):
             print(f"  could not read: {ranked}")
+            unreadable += 1
             continue
         for name, probability in ranked:
             print(f"  {probability:7.2%}  {name}")
+    if unreadable == len(args.images):
+        raise ArtganError(f"none of the {unreadable} image(s) could be read (reasons above)")
 
 
 def add_evaluate(commands):

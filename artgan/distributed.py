@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import yaml
@@ -279,18 +279,18 @@ def _tuner(spec, distribute):
 def serve(spec, host, port):
     """The chief: hold the oracle and serve trials until KerasTuner decides the search is
     over. Started by hand (not by a launcher) it also writes the table and best models."""
-    from artgan.search import PROJECT, callbacks, prepare_output
+    from artgan.search import PROJECT, callbacks, run_folder
 
-    launched = LAUNCHER in os.environ
-    output = spec.output_dir if launched else prepare_output(spec, fresh=False)
-    tuner, _ = _tuner(spec, distribute=False)
-    finished = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
-    print(f"chief: serving trials on {host}:{port} for {output / PROJECT} "
-          f"({finished} finished trial(s) kept)", flush=True)
-    tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))  # blocks: KerasTuner's server
-    print("chief: every trial handed out has come back; stopping", flush=True)
-    if not launched:
-        return finalize(spec)
+    launched = LAUNCHER in os.environ  # then the launcher holds the run folder's lock
+    with nullcontext(spec.output_dir) if launched else run_folder(spec, fresh=False) as output:
+        tuner, _ = _tuner(spec, distribute=False)
+        finished = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+        print(f"chief: serving trials on {host}:{port} for {output / PROJECT} "
+              f"({finished} finished trial(s) kept)", flush=True)
+        tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))  # blocks: KerasTuner's server
+        print("chief: every trial handed out has come back; stopping", flush=True)
+        if not launched:
+            return finalize(spec)
     return None
 
 
@@ -481,10 +481,14 @@ class Launcher:
 
     def run(self, fresh=False):
         """Run (or resume) the search; returns the trials table. Rerunning after any crash
-        (chief, launcher or machine) resumes with the finished trials kept."""
-        from artgan.search import prepare_output
+        (chief, launcher or machine) resumes with the finished trials kept. The launcher holds
+        the run folder's lock throughout; the chief and workers it starts do not take it."""
+        from artgan.search import run_folder
 
-        prepare_output(self.spec, fresh)
+        with run_folder(self.spec, fresh):
+            return self._run()
+
+    def _run(self):
         (self.output / LOG_DIR).mkdir(exist_ok=True)
         finished = finished_count(self.output)
         if finished:

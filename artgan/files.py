@@ -1,4 +1,5 @@
-"""Files that readers never see half-written, even when a writer is killed mid-way.
+"""Files that readers never see half-written, even when a writer is killed mid-way; run
+folders that one search at a time uses, and that artgan empties only when it made them.
 
 Caches, indexes, models and trial tables are read by other processes (later trials, search
 workers, reports) while they may be rewritten; every writer goes through `atomic_path`.
@@ -7,10 +8,18 @@ workers, reports) while they may be rewritten; every writer goes through `atomic
 import fcntl
 import json
 import os
+import shlex
+import shutil
+import socket
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from artgan.errors import ArtganError
+
+LOCK_FILE = ".lock"
 
 
 @contextmanager
@@ -49,6 +58,72 @@ def read_json(path, retries=3):
         except (OSError, ValueError):
             time.sleep(0.1 * (attempt + 1))
     return {}
+
+
+def check_removable(folder, marker, keep=(LOCK_FILE,)):
+    """Refuse (ArtganError) to empty `folder` unless artgan made it: it holds `marker`, a
+    file artgan writes there, or nothing but `keep`. A missing folder is fine."""
+    folder = Path(folder)
+    if not folder.exists() or (folder / marker).is_file():
+        return
+    if not folder.is_dir():
+        raise ArtganError(f"{folder}: not removed: it is a file, not an artgan run folder")
+    foreign = sorted(entry.name for entry in folder.iterdir() if entry.name not in keep)
+    if foreign:
+        named = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ArtganError(
+            f"{folder}: not emptied: it has no {marker} file, so artgan did not make it, and it "
+            f"holds {named}; empty it yourself or choose another folder"
+        )
+
+
+def clear_folder(folder, marker, keep=(LOCK_FILE,)):
+    """Delete everything in `folder` but `keep`, after `check_removable` (links are removed,
+    never followed)."""
+    folder = Path(folder)
+    check_removable(folder, marker, keep)
+    if not folder.exists():
+        return
+    for entry in folder.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+@contextmanager
+def folder_lock(folder):
+    """Hold an exclusive lock on `folder` (its `.lock` file) while the block runs, or refuse
+    (ArtganError) naming the process that holds it. The kernel releases a `flock` when its
+    holder dies, even by kill -9, so a lock file left behind never blocks anyone."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    with open(path, "a+") as handle:  # not "w": that would wipe the holder's details
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ArtganError(
+                f"{folder} is in use by another search ({_holder(path)}); wait for it to end, "
+                "or choose another output folder"
+            ) from None
+        handle.truncate(0)
+        command = " ".join(shlex.join(sys.orig_argv).split())  # one line, even for `python -c`
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command}))
+        handle.flush()
+        try:
+            yield folder
+        finally:
+            handle.truncate(0)
+
+
+def _holder(lock_file):
+    holder = read_json(lock_file)
+    if not isinstance(holder, dict) or "pid" not in holder:
+        return "a process that has not said who it is yet"
+    return f"pid {holder['pid']} on {holder.get('host', '?')}: {holder.get('command', '?')}"
 
 
 def _umask():

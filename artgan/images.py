@@ -12,6 +12,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import select
+import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -306,7 +308,8 @@ def _decode_in_pool(jobs, workers, cache_file):
         context.set_forkserver_preload([__name__])
     try:
         with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(str(cache_file),)
+            workers, mp_context=context, initializer=_init_worker,
+            initargs=(str(cache_file), os.getpid()),
         ) as pool:
             yield from pool.map(_decode_job, jobs, chunksize=chunksize)
     except BrokenProcessPool as exc:
@@ -324,10 +327,44 @@ def _attach(rows) -> None:
     _rows = rows
 
 
-def _init_worker(cache_file) -> None:
-    """One OpenCV thread per worker (the pool already uses every core); open the shared file."""
+def _init_worker(cache_file, owner) -> None:
+    """Exit with `owner`, the process building the cache; one OpenCV thread per worker (the
+    pool already uses every core); open the shared file."""
+    _exit_with(owner)
     cv2.setNumThreads(1)
     _attach(np.load(cache_file, mmap_mode="r+"))
+
+
+def _exit_with(owner) -> None:
+    """End this process as soon as process `owner` ends, even by kill -9.
+
+    A pool worker's parent is the forkserver, not `owner`, and the forkserver only exits once
+    every worker has (each holds its "alive" pipe open), so no parent-death signal would ever
+    fire: a watcher thread waits on `owner` itself (a pidfd, else polling once a second).
+    When the workers go, the forkserver and the resource tracker follow on their own.
+    """
+
+    def watch():
+        try:
+            select.select([os.pidfd_open(owner)], [], [])
+        except ProcessLookupError:  # already gone
+            pass
+        except (AttributeError, OSError):  # no pidfd (not Linux 5.3+)
+            while _is_running(owner):
+                time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-owner", daemon=True).start()
+
+
+def _is_running(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # running, as another user
+        pass
+    return True
 
 
 def _decode_job(job):

@@ -30,7 +30,7 @@ from artgan.backbones import SCRATCH, get_backbone
 from artgan.dataset import EmbeddingGenerator, ImageLabelGenerator, load_split_images
 from artgan.embeddings import embed_split
 from artgan.errors import ArtganError
-from artgan.files import read_json, write_text_atomic
+from artgan.files import check_removable, clear_folder, folder_lock, read_json, write_text_atomic
 from artgan.labels import load_labels, skipped_report
 from artgan.model import (
     DEFAULT_FEATURE_LAYER,
@@ -45,6 +45,7 @@ from artgan.saved import save_model
 
 PROJECT = "tuner"
 TRIAL_INFO = "artgan_trial.json"
+FINGERPRINT = "fingerprint"  # what makes a folder an artgan run folder
 METRICS = ("val_accuracy", "val_top5_accuracy", "val_loss", "accuracy", "loss")
 
 
@@ -327,12 +328,23 @@ def callbacks(spec):
     return result
 
 
+@contextmanager
+def run_folder(spec, fresh):
+    """The prepared run folder, locked while the block runs: a second search on it is
+    refused. `fresh` refuses a folder artgan did not make before writing anything there."""
+    if fresh:
+        check_removable(spec.output_dir, FINGERPRINT)
+    with folder_lock(spec.output_dir):
+        yield prepare_output(spec, fresh)
+
+
 def prepare_output(spec, fresh):
-    """Create (or, with `fresh`, wipe) the run folder; refuse to resume a different search."""
+    """Create (or, with `fresh`, empty) the run folder; refuse to resume a different search.
+    Only `fresh` deletes, and only in a folder artgan made (see `clear_folder`)."""
     output = spec.output_dir
-    fingerprint_file = output / "fingerprint"
-    if fresh and output.exists():
-        shutil.rmtree(output)
+    fingerprint_file = output / FINGERPRINT
+    if fresh:
+        clear_folder(output, FINGERPRINT)
     output.mkdir(parents=True, exist_ok=True)
     fingerprint = spec.fingerprint()
     if fingerprint_file.exists() and fingerprint_file.read_text().strip() != fingerprint:
@@ -348,22 +360,45 @@ def prepare_output(spec, fresh):
 def run_search(spec, fresh=False):
     """Run (or resume) the search in `spec`; returns the trials table."""
     data = TaskData.from_spec(spec)  # bad labels or paths stop us before anything is written
-    output = prepare_output(spec, fresh)
-    keras.utils.set_random_seed(spec.seed)
-    print(
-        f"{spec.task}: {len(data.train)} train / {len(data.val)} val images, "
-        f"{len(data.class_names)} classes -> {output}"
-    )
-    hypermodel = CRNNHyperModel.from_spec(spec, data)
-    tuner = make_tuner(spec, hypermodel)
-    finished = count_finished(tuner)
-    if finished:
-        print(f"resuming: {finished} finished trial(s) kept in {output / PROJECT}")
-    tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
-    table = write_trials_table(tuner, output)
-    report_skipped(data, output)
-    save_best_models(tuner, spec, data, output)
+    with run_folder(spec, fresh) as output:
+        keras.utils.set_random_seed(spec.seed)
+        print(
+            f"{spec.task}: {len(data.train)} train / {len(data.val)} val images, "
+            f"{len(data.class_names)} classes -> {output}"
+        )
+        hypermodel = CRNNHyperModel.from_spec(spec, data)
+        tuner = make_tuner(spec, hypermodel)
+        finished = count_finished(tuner)
+        if finished:
+            print(f"resuming: {finished} finished trial(s) kept in {output / PROJECT}")
+        gave_up = None
+        try:
+            tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
+        except RuntimeError as error:  # KerasTuner stops after a few failed trials in a row
+            if not str(error).startswith("Number of consecutive failures"):
+                raise
+            gave_up = str(error).strip().splitlines()
+        table = write_trials_table(tuner, output)
+        report_skipped(data, output)
+        save_best_models(tuner, spec, data, output)
+    if gave_up:
+        raise ArtganError(
+            f"KerasTuner stopped the search: {gave_up[0].rstrip('.').lower()} (last error: "
+            f"{gave_up[-1]}); every trial's reason is in {output / 'trials.csv'}"
+        )
     return table
+
+
+def check_produced(table, output):
+    """Refuse (ArtganError) a search that produced nothing: no trial finished."""
+    if (table.get("status", pd.Series(dtype=str)) == "COMPLETED").any():
+        return
+    reasons = [m for m in table.get("message", []) if isinstance(m, str) and m]
+    example = f", e.g. {reasons[0]}" if reasons else ""
+    raise ArtganError(
+        f"no trial finished ({len(table)} failed{example}), so no model was saved; every trial's "
+        f"reason is in {output / 'trials.csv'}"
+    )
 
 
 def count_finished(tuner):
@@ -452,8 +487,8 @@ def save_best_models(tuner, spec, data, output):
     finished = count_finished(tuner)
     count = min(spec.training.best_models, finished)
     best_dir = output / "best"
-    if best_dir.exists():
-        shutil.rmtree(best_dir)
+    for stale in best_dir.glob("model_[0-9]*.keras"):  # ours only: other files there stay
+        stale.unlink()
     if not count:
         return []
     trials = tuner.oracle.get_best_trials(count)

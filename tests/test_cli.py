@@ -3,7 +3,14 @@
 import subprocess
 import sys
 
+import pandas as pd
+import pytest
+
+from artgan.cli import main
 from artgan.paths import REPO_ROOT
+from artgan.saved import save_model
+from artgan.search import TaskData
+from support import TINY
 
 
 def artgan(*args, env=None):
@@ -43,3 +50,37 @@ def test_missing_model_is_a_clean_error(tmp_path):
     result = artgan("predict", str(tmp_path / "nope.keras"), "x.jpg")
     assert result.returncode == 2 and "model file not found" in result.stderr
     assert "I0000" not in result.stderr and "cuInit" not in result.stderr  # TF start-up noise
+
+
+@pytest.mark.parametrize("trials", [1, 3])  # 3: KerasTuner itself gives up (3 failures in a row)
+def test_search_where_every_trial_failed_exits_non_zero(tmp_path, data_dir, cache_dir, capsys,
+                                                        monkeypatch, trials):
+    def unreadable(self, size):
+        raise OSError("the disk is on fire")
+
+    monkeypatch.setattr(TaskData, "splits", unreadable)  # every trial's fit fails at once
+    output = tmp_path / "run"
+    sets = [*TINY, f"budget.max_trials={trials}", f"output={output}"]
+    assert main(["search", "genre", *sum((["--set", s] for s in sets), [])]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("artgan: error: ") and str(output / "trials.csv") in error
+    assert "OSError: the disk is on fire" in error and "Traceback" not in error
+    assert (pd.read_csv(output / "trials.csv")["status"] == "FAILED").sum() == trials
+    assert not list(output.glob("best/*.keras"))
+
+
+def test_predict_exits_non_zero_when_no_image_could_be_read(tmp_path, data_dir, capsys):
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
+    model = save_model(keras.Model(inputs, outputs), tmp_path / "tiny.keras",
+                       {"class_names": ["a", "b"], "input_size": 8, "resize": "letterbox"})
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    assert main(["predict", str(model), str(broken), str(tmp_path / "missing.jpg")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.count("could not read") == 2
+    assert captured.err.strip() == "artgan: error: none of the 2 image(s) could be read (reasons above)"
+    painting = next((data_dir / "louvre-genre4" / "images").rglob("*.jpg"))
+    assert main(["predict", str(model), str(broken), str(painting)]) == 0  # one is enough

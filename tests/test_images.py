@@ -10,11 +10,12 @@ import subprocess
 import sys
 import textwrap
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
-from support import wait_for
+from support import killed_on_exit, wait_for
 
 from artgan import images
 from artgan.errors import ArtganError
@@ -474,3 +475,67 @@ def test_incomplete_or_damaged_cache_is_rebuilt(tmp_path, data_dir, cache_dir):
 
     meta.write_text("{not json")
     assert cache_images(paths, 32, progress=False).decoded == 10
+
+
+def process_tree(root):
+    """{pid: (parent pid, start time)} of every process below `root`, from /proc (Linux)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        found[int(stat.parent.name)] = (int(fields[1]), fields[19])
+    tree, todo = {}, [root]
+    while todo:
+        parent = todo.pop()
+        below = {pid: info for pid, info in found.items() if info[0] == parent}
+        tree.update(below)
+        todo += below
+    return tree
+
+
+def still_running(pid, start):
+    """Neither gone, nor a zombie, nor a new process that reuses the pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return False
+    return fields[0] != "Z" and fields[19] == start
+
+
+POOL_CHILD = """
+    import json, sys
+    from pathlib import Path
+    from artgan.images import cache_images
+    cache_images(json.loads(Path(sys.argv[2]).read_text()), 32, cache_dir=sys.argv[1], workers=2, progress=False)
+"""
+
+
+def test_kill_9_during_a_pool_build_leaves_no_process_behind(tmp_path, data_dir):
+    """The pool's forkserver and workers must go with the process that started the build."""
+    stuck = tmp_path / "stuck.jpg"
+    os.mkfifo(stuck)  # opening it blocks until a writer comes: the build never finishes
+    paths = [str(p) for p in wikiart_paths(data_dir, 200)] + [str(stuck)]
+    paths_file = tmp_path / "paths.json"
+    paths_file.write_text(json.dumps(paths))
+    child = run_child(POOL_CHILD, tmp_path / "cache", paths_file)
+    tree = {}
+
+    def pool_started():  # the forkserver below the child, its 2 workers below that
+        below = process_tree(child.pid)
+        return sum(parent != child.pid for parent, _ in below.values()) >= 2 and below
+
+    def survivors():
+        return [pid for pid, (_, start) in tree.items() if still_running(pid, start)]
+
+    try:
+        with killed_on_exit(child):
+            wait_for(lambda: any((tmp_path / "cache").glob("*.tmp")), 60, "the build to start", child)
+            tree = wait_for(pool_started, 60, "the forkserver and 2 workers", child)
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        wait_for(lambda: not survivors(), 3, f"every process of the pool ({tree}) to end")
+    finally:
+        for pid in survivors():  # a failed check must not leave them running
+            os.kill(pid, signal.SIGKILL)

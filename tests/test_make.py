@@ -1,0 +1,55 @@
+"""`make test` on a clean machine installs what the tests need, not only `.ci/run`."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from artgan.paths import REPO_ROOT
+
+MAKE = shutil.which("make")
+UPDATE = "apt-get update -qq"
+INSTALL = "apt-get install -y -qq chromium"
+SUDO = "sudo env DEBIAN_FRONTEND=noninteractive "  # sudo drops the environment
+
+
+def make(tmp_path, *args, uid=0, chromium=False):
+    """Run make with only stub `id`, `sudo`, `apt-get` (and `chromium`) on PATH; returns the
+    result and the commands the stubs were given."""
+    stubs, calls = tmp_path / "bin", tmp_path / "calls"
+    stubs.mkdir()
+    scripts = {"id": f"echo {uid}", "apt-get": f'echo "apt-get $*" >> {calls}',
+               "sudo": f'echo "sudo $*" >> {calls}\nexec "$@"'}
+    if chromium:
+        scripts["chromium"] = "exit 0"
+    for name, body in scripts.items():
+        (stubs / name).write_text(f"#!/bin/sh\n{body}\n")
+        (stubs / name).chmod(0o755)
+    (stubs / "env").symlink_to(shutil.which("env"))
+    result = subprocess.run([MAKE, *args], cwd=REPO_ROOT, env={"PATH": str(stubs)},
+                            capture_output=True, text=True, timeout=60)
+    return result, calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.mark.parametrize("uid, expected", [
+    (0, [UPDATE, INSTALL]),
+    (1000, [SUDO + UPDATE, UPDATE, SUDO + INSTALL, INSTALL]),
+])
+def test_deps_installs_chromium_when_missing(tmp_path, uid, expected):
+    result, calls = make(tmp_path, "deps", uid=uid)
+    assert result.returncode == 0, result.stderr
+    assert calls == expected
+
+
+def test_deps_does_nothing_when_chromium_is_there(tmp_path):
+    result, calls = make(tmp_path, "deps", chromium=True)
+    assert result.returncode == 0, result.stderr
+    assert calls == []
+
+
+def test_make_test_runs_deps_and_ci_only_calls_make_test(tmp_path):
+    result, _ = make(tmp_path, "--dry-run", "test")
+    assert result.returncode == 0, result.stderr
+    assert INSTALL in result.stdout and "-m pytest" in result.stdout
+    assert (REPO_ROOT / ".ci" / "run").read_text().strip().endswith("\nmake test")
+    assert "apt-get" not in (REPO_ROOT / ".ci" / "run").read_text()
