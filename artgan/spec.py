@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -105,17 +106,30 @@ class SearchSpace(Strict):
             for parent in (param.when or {}):
                 if parent not in self.parameters:
                     raise ValueError(f"{name}.when refers to unknown parameter {parent!r}")
+            self.scopes(name)  # no cycles
         return self
 
+    def scopes(self, name, seen=()):
+        """[(parent, allowed values), ...] from the outermost condition of `name` inwards: a
+        parameter whose parent is itself conditional lives inside both conditions."""
+        when = self.parameters[name].when
+        if not when:
+            return []
+        (parent, allowed), = when.items()
+        if parent in seen or parent == name:
+            raise ValueError(f"{name}.when: the conditions {' -> '.join([name, *seen])} form a cycle")
+        outer = self.scopes(parent, (*seen, name))
+        return [*outer, (parent, allowed if isinstance(allowed, list) else [allowed])]
+
     def register(self, hp):
-        """Declare every parameter on `hp` (conditional ones inside their scope)."""
-        for name, param in self.parameters.items():
-            if param.when:
-                (parent, allowed), = param.when.items()
-                allowed = allowed if isinstance(allowed, list) else [allowed]
-                with hp.conditional_scope(parent, allowed):
-                    declare(hp, name, param)
-            else:
+        """Declare every parameter on `hp`, parents first, conditional ones inside their
+        scopes."""
+        depth = {name: len(self.scopes(name)) for name in self.parameters}
+        for name in sorted(self.parameters, key=depth.get):  # stable: file order per depth
+            param = self.parameters[name]
+            with ExitStack() as scopes:
+                for parent, allowed in self.scopes(name):
+                    scopes.enter_context(hp.conditional_scope(parent, allowed))
                 declare(hp, name, param)
 
     def fix(self, name, value):

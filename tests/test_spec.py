@@ -143,3 +143,32 @@ def test_shipped_experiments_validate(data_dir, monkeypatch):
             spec.path("images")
     monkeypatch.setenv("WIKIART_IMAGES", "/data/wikiart")
     assert str(load_experiment(experiment_file("artist")).path("images")) == "/data/wikiart"
+
+
+def test_nested_conditions_and_their_order():
+    """A parameter whose parent is itself conditional is active only when both are."""
+    space = SearchSpace.model_validate({"parameters": {
+        "backbone": {"values": ["efficientnet_lite0", "scratch"]},
+        "backbone_layer": {"values": ["top", "stage6"], "when": {"backbone": "efficientnet_lite0"}},
+        "backbone_trainable": {"values": ["top", "frozen"], "when": {"backbone_layer": "top"}},
+    }})
+    assert space.scopes("backbone_trainable") == [
+        ("backbone", ["efficientnet_lite0"]), ("backbone_layer", ["top"])]
+    hp = kt.HyperParameters()
+    space.register(hp)
+    assert hp.values == {"backbone": "efficientnet_lite0", "backbone_layer": "top",
+                         "backbone_trainable": "top"}
+
+
+def test_conditions_may_not_form_a_cycle(tmp_path):
+    spec = yaml_spec(tmp_path, {"parameters": {"a": {"values": [1, 2], "when": {"b": 1}},
+                                               "b": {"values": [1, 2], "when": {"a": 1}}}})
+    with pytest.raises(ArtganError, match="form a cycle"):
+        load_experiment(spec)
+
+
+def test_initial_points_only_for_bayesian(tmp_path):
+    spec = yaml_spec(tmp_path, {"parameters": {"conv_blocks": {"min": 2, "max": 4}}},
+                     tuner={"type": "random", "initial_points": 3})
+    with pytest.raises(ArtganError, match="initial_points applies to the bayesian tuner"):
+        load_experiment(spec)
