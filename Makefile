@@ -65,16 +65,18 @@ test: venv deps
 bench: venv
 	$(PY) bench/bench.py $(ARGS)
 
-# Similar-painting search on the NGA data: index with the training-free baseline and with
-# MODEL=path.keras (default: every $(RUNS)/*/best/model_1.keras), then evaluate side by side.
+# Similar-painting search on the NGA data: index with the training-free extractors (colour and
+# texture statistics; ImageNet EfficientNet-Lite0 features) and with MODEL=path.keras
+# (default: every $(RUNS)/*/best/model_1.keras), then evaluate side by side.
 K ?= 10
 SIMILAR_MODELS = $(or $(MODEL),$(wildcard $(RUNS)/*/best/model_1.keras))
 
 .PHONY: similar
 similar: venv
 	$(PY) -m artgan similar index --extractor handcrafted
+	$(PY) -m artgan similar index --extractor efficientnet_lite0
 	for model in $(SIMILAR_MODELS); do $(PY) -m artgan similar index --extractor model:$$model || exit 1; done
-	$(PY) -m artgan similar evaluate --k $(K) --extractor handcrafted \
+	$(PY) -m artgan similar evaluate --k $(K) --extractor handcrafted --extractor efficientnet_lite0 \
 	    $(addprefix --extractor model:,$(SIMILAR_MODELS)) $(ARGS)
 
 clean-cache:

@@ -71,6 +71,8 @@ def embed_split(backbone, split, flip=False, cache_dir=None, progress=True):
     with exclusive_lock(cache_dir / f"{key}.lock"):
         found = _load(cache_dir, key, shapes, len(split), flip)  # built while we waited
         if found is None:
+            for stale in cache_dir.glob(f"{key}.*.tmp"):  # from a killed build; we hold the lock
+                stale.unlink(missing_ok=True)
             _build(backbone, split, flip, cache_dir, key, shapes, progress)
             found = _load(cache_dir, key, shapes, len(split), flip)
             found.built = True

@@ -66,26 +66,30 @@ def feature_map_to_sequence(feature_map, mode):
     raise ValueError(f"sequence must be one of {SEQUENCE_MODES}, got {mode!r}")
 
 
+def backbone_name(hp):
+    """`scratch` or the name of a pretrained backbone (`artgan.backbones.BACKBONES`)."""
+    return hp.Choice("backbone", [SCRATCH, *BACKBONES], default=SCRATCH)
+
+
 def build_model(hp, num_classes):
     """The model a trial trains: a scratch CRNN, or a pretrained backbone + LSTM head."""
-    backbone = hp.Choice("backbone", [SCRATCH, *BACKBONES], default=SCRATCH)
-    if backbone == SCRATCH:
+    if backbone_name(hp) == SCRATCH:
         return build_crnn(hp, num_classes)
     return build_pretrained_crnn(hp, num_classes)
 
 
 def input_size(hp):
     """The image size a trial's model reads (a pretrained backbone's own size)."""
-    backbone = hp.Choice("backbone", [SCRATCH, *BACKBONES], default=SCRATCH)
-    if backbone == SCRATCH:
+    if backbone_name(hp) == SCRATCH:
         return hp.Int("input_size", 32, 256, step=32, default=96)
-    return get_backbone(backbone).input_size
+    return get_backbone(backbone_name(hp)).input_size
 
 
 def uses_cache(hp):
     """Whether a trial trains on cached backbone activations instead of images."""
-    backbone = hp.Choice("backbone", [SCRATCH, *BACKBONES], default=SCRATCH)
-    return backbone != SCRATCH and hp.Choice("backbone_trainable", list(TRAINABLE), default="frozen") != "all"
+    if backbone_name(hp) == SCRATCH:
+        return False
+    return hp.Choice("backbone_trainable", list(TRAINABLE), default="frozen") != "all"
 
 
 def build_crnn(hp, num_classes):
@@ -139,7 +143,7 @@ def build_pretrained_crnn(hp, num_classes, image_input=False):
     `image_input`, the input is the [0, 1] image and the whole backbone is inside.
     BatchNorm layers of the backbone always run in inference mode.
     """
-    backbone = get_backbone(hp.Choice("backbone", [SCRATCH, *BACKBONES], default=SCRATCH))
+    backbone = get_backbone(backbone_name(hp))
     tap = hp.Choice("backbone_layer", list(SEQUENCE_TAPS), default="stage6")
     trainable = hp.Choice("backbone_trainable", list(TRAINABLE), default="frozen")
     use_pooled = hp.Boolean("pooled_stages", default=False)
@@ -247,7 +251,7 @@ class SlowerBackbone:
         super().__init__(*args, **kwargs)
         self._backbone_variables = list(backbone_variables)
 
-    def update_step(self, gradient, variable, learning_rate):
+    def update_step(self, gradient, variable, learning_rate):  # runs while tracing
         slow = {self._var_key(v) for v in self._backbone_variables}
         if self._var_key(variable) in slow:
             learning_rate = learning_rate * BACKBONE_LR_SCALE

@@ -35,6 +35,7 @@ from artgan.labels import load_labels, skipped_report
 from artgan.model import (
     DEFAULT_FEATURE_LAYER,
     FEATURE_LAYERS,
+    backbone_name,
     build_model,
     deployable_model,
     input_size,
@@ -191,7 +192,7 @@ class CRNNHyperModel(kt.HyperModel):
         common = dict(batch_size=batch_size, classes=self.data.classes)
         training = dict(common, shuffle=True, augment=self.augment, seed=self.seed)
         if uses_cache(values):
-            backbone = get_backbone(values.Choice("backbone", [SCRATCH]))
+            backbone = get_backbone(backbone_name(values))
             train, val = self.data.embeddings(backbone, flip=self.augment)
             splits = self.data.splits(backbone.input_size)
             return (EmbeddingGenerator(train, splits[0].labels, inputs, **training),
@@ -500,7 +501,7 @@ def save_best_models(tuner, spec, data, output):
         model = tuner.hypermodel.deployable(trial.hyperparameters, model)
         values = tuner.hypermodel.values(trial.hyperparameters)
         hp = trial.hyperparameters.values
-        backbone = values.Choice("backbone", [SCRATCH])
+        backbone = backbone_name(values)
         metadata = {
             "task": spec.task,
             "class_names": list(data.class_names),

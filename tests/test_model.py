@@ -104,3 +104,27 @@ def test_outputs_are_the_used_classes_and_saved_models_speak_artgan_ids():
     assert artgan.shape == (3, 10)
     np.testing.assert_allclose(artgan[:, classes], own, rtol=1e-6)
     assert not artgan[:, [0, 1, 3, 5, 7, 8]].any()
+
+
+def test_fine_tuned_backbone_layers_take_smaller_steps():
+    """One SGD step: a backbone variable moves BACKBONE_LR_SCALE times as far as the head's."""
+    import keras
+
+    from artgan.model import BACKBONE_LR_SCALE, build_optimizer
+
+    inputs = keras.Input((2,))
+    backbone = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones", name="backbone")
+    head = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones", name="head")
+    model = keras.Model(inputs, head(backbone(inputs)))
+    hp = kt.HyperParameters()
+    hp.Fixed("optimizer", "sgd")
+    hp.Fixed("learning_rate", 0.01)
+    with hp.conditional_scope("optimizer", ["sgd"]):
+        hp.Fixed("momentum", 0.0)
+    model.compile(build_optimizer(hp, backbone.trainable_variables), loss="mse")
+    model.fit(np.ones((1, 2)), np.zeros((1, 2)), epochs=1, verbose=0)
+    # Both kernels start at ones and get equal gradients (the network is symmetric).
+    backbone_step = 1 - backbone.get_weights()[0]
+    head_step = 1 - head.get_weights()[0]
+    np.testing.assert_allclose(backbone_step, BACKBONE_LR_SCALE * head_step, rtol=1e-5)
+    assert head_step.min() > 0
