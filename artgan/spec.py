@@ -172,15 +172,10 @@ class TunerSpec(Strict):
     objective: str = "val_accuracy"
     direction: Optional[Literal["min", "max"]] = None
     hyperband_factor: int = Field(default=3, ge=2)
-    #: Bayesian: random trials before the Gaussian process steers (KerasTuner's default,
-    #: 3 per hyperparameter, spends a small budget entirely at random).
+    #: Bayesian only (like hyperband_factor for hyperband): random trials before the
+    #: Gaussian process steers; KerasTuner's default, 3 per hyperparameter, would spend a
+    #: small budget entirely at random.
     initial_points: Optional[int] = Field(default=None, ge=1)
-
-    @model_validator(mode="after")
-    def _initial_points_for_bayesian(self):
-        if self.initial_points is not None and self.type != "bayesian":
-            raise ValueError(f"initial_points applies to the bayesian tuner, not {self.type!r}")
-        return self
 
     @property
     def resolved_direction(self):

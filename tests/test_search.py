@@ -129,3 +129,11 @@ def test_trial_orphaned_by_a_kill_before_the_oracle_saved_is_retried(tmp_path, d
     table = run_search(tiny_spec(tmp_path, "budget.max_trials=2"))
     assert sorted(table["trial_id"]) == ["0", "1"]
     assert (table["status"] == "COMPLETED").all()
+
+
+def test_bayesian_initial_points_reach_the_oracle(tmp_path, data_dir):
+    from artgan.search import CRNNHyperModel, TaskData, make_tuner
+
+    spec = tiny_spec(tmp_path, "tuner.type=bayesian", "tuner.initial_points=2")
+    tuner = make_tuner(spec, CRNNHyperModel.from_spec(spec, TaskData.from_spec(spec)))
+    assert tuner.oracle.num_initial_points == 2

@@ -165,10 +165,3 @@ def test_conditions_may_not_form_a_cycle(tmp_path):
                                                "b": {"values": [1, 2], "when": {"a": 1}}}})
     with pytest.raises(ArtganError, match="form a cycle"):
         load_experiment(spec)
-
-
-def test_initial_points_only_for_bayesian(tmp_path):
-    spec = yaml_spec(tmp_path, {"parameters": {"conv_blocks": {"min": 2, "max": 4}}},
-                     tuner={"type": "random", "initial_points": 3})
-    with pytest.raises(ArtganError, match="initial_points applies to the bayesian tuner"):
-        load_experiment(spec)
