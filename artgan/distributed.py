@@ -654,4 +654,7 @@ def gpu_groups(gpus, workers):
 
 def launch(spec, experiment, overrides=(), workers=2, fresh=False, **options):
     """`python -m artgan search EXP --workers N`: the trials table of the finished search."""
+    from artgan.model import PARAMETERS
+
+    spec.space.check(PARAMETERS)  # before any process starts or anything is written
     return Launcher(spec, experiment, overrides, workers, **options).run(fresh=fresh)

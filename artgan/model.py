@@ -19,6 +19,7 @@ import numpy as np
 from keras import layers
 
 from artgan.backbones import BACKBONES, BOTTOM_TAPS, SCRATCH, SEQUENCE_TAPS, get_backbone
+from artgan.spec import Allowed
 
 #: Named layers whose outputs are useful features, in network order.
 CONV_FEATURES = "features_conv"
@@ -32,6 +33,28 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 TRAINABLE = ("frozen", "top", "all")
 #: Fine-tuned backbone layers learn this much slower than the new head.
 BACKBONE_LR_SCALE = 0.1
+
+#: Every hyperparameter the builders below read, and the values they can build: a search
+#: space naming anything else (a typo) or another value is refused before a search starts.
+PARAMETERS = {
+    "backbone": Allowed(choices=(SCRATCH, *BACKBONES)),
+    "backbone_layer": Allowed(choices=tuple(SEQUENCE_TAPS)),
+    "backbone_trainable": Allowed(choices=TRAINABLE),
+    "pooled_stages": Allowed(choices=(True, False)),
+    "input_size": Allowed(integer=True, low=8, high=1024),
+    "conv_blocks": Allowed(integer=True, low=1, high=8),
+    "base_filters": Allowed(integer=True, low=1),
+    "filter_growth": Allowed(low=1.0, high=4.0),
+    "kernel_size": Allowed(integer=True, low=1, high=15),
+    "sequence": Allowed(choices=SEQUENCE_MODES),
+    "lstm_units": Allowed(integer=True, low=1),
+    "bidirectional": Allowed(choices=(True, False)),
+    "dropout": Allowed(low=0.0, high=1.0, high_inclusive=False),
+    "optimizer": Allowed(choices=OPTIMIZERS),
+    "learning_rate": Allowed(low=1e-8, high=10.0),
+    "momentum": Allowed(low=0.0, high=1.0, high_inclusive=False),
+    "batch_size": Allowed(integer=True, low=1),
+}
 
 
 def conv_block(x, filters, kernel_size, index):

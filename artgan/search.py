@@ -35,6 +35,7 @@ from artgan.labels import load_labels, skipped_report
 from artgan.model import (
     DEFAULT_FEATURE_LAYER,
     FEATURE_LAYERS,
+    PARAMETERS,
     backbone_name,
     build_model,
     deployable_model,
@@ -158,6 +159,7 @@ class CRNNHyperModel(kt.HyperModel):
 
     @classmethod
     def from_spec(cls, spec, data):
+        spec.space.check(PARAMETERS)
         training = spec.training
         return cls(spec.space, data, training.augment, spec.seed, training.batch_size)
 
@@ -360,7 +362,8 @@ def prepare_output(spec, fresh):
 
 def run_search(spec, fresh=False):
     """Run (or resume) the search in `spec`; returns the trials table."""
-    data = TaskData.from_spec(spec)  # bad labels or paths stop us before anything is written
+    spec.space.check(PARAMETERS)  # a bad space, labels or paths stop us before anything is written
+    data = TaskData.from_spec(spec)
     with run_folder(spec, fresh) as output:
         keras.utils.set_random_seed(spec.seed)
         print(

@@ -18,11 +18,14 @@ given values, via `hp.conditional_scope`. Pydantic validates both files, so a mi
 reported with the file, the key and what was expected.
 """
 
+import difflib
 import hashlib
 import json
+import math
 import os
 import re
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -94,11 +97,67 @@ class Parameter(Strict):
         )
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """What a model builder accepts for one hyperparameter: one of `choices`, or numbers
+    (whole ones with `integer`) from `low` to `high` (`high` itself only if `high_inclusive`)."""
+
+    choices: tuple = ()
+    integer: bool = False
+    low: Optional[float] = None
+    high: Optional[float] = None
+    high_inclusive: bool = True
+
+    def problems(self, param):
+        """What is wrong with `param` (a search-space entry) for this hyperparameter."""
+        if param.min is not None:
+            if self.choices:
+                return [f"expected one of {list(self.choices)}, not a range"]
+            if self.integer and not param.is_integer_range():
+                return ["needs whole numbers: give integer min/max (and q)"]
+            candidates = [param.min, param.max]
+        else:
+            candidates = [param.value] if param.value is not None else param.values
+        return [problem for value in candidates if (problem := self.problem(value))]
+
+    def problem(self, value):
+        if self.choices:
+            known = [c for c in self.choices if c == value and type(c) is type(value)]
+            return None if known else f"{value!r} is not one of {list(self.choices)}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{value!r} is not a number"
+        if not math.isfinite(value):
+            return f"{value!r} is not a finite number"
+        if self.integer and not float(value).is_integer():
+            return f"{value!r} is not a whole number"
+        if self.low is not None and value < self.low:
+            return f"{value!r} is below {self.low:g}"
+        if self.high is not None and (value > self.high or (value == self.high and not self.high_inclusive)):
+            return f"{value!r} must be below {self.high:g}" + ("" if self.high_inclusive else " (exclusive)")
+        return None
+
+
 class SearchSpace(Strict):
     """A named set of parameters; `register(hp)` declares them on a KerasTuner `hp`."""
 
     description: str = ""
     parameters: dict[str, Parameter] = Field(min_length=1)
+    source: Optional[str] = Field(default=None, exclude=True)  # the YAML file, for messages
+
+    def check(self, allowed):
+        """Refuse (ArtganError naming file and key) a parameter that no model builder reads,
+        e.g. a typo, or a value the builder cannot build. `allowed`: {name: Allowed}."""
+        lines = []
+        for name, param in self.parameters.items():
+            where = f"{self.source or 'search space'}: parameters.{name}"
+            if name not in allowed:
+                near = difflib.get_close_matches(name, list(allowed), n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(allowed)}"
+                lines.append(f"{where}: unknown parameter (no model builder reads it){hint}")
+                continue
+            lines += [f"{where}: {problem}" for problem in allowed[name].problems(param)]
+        if lines:
+            raise ArtganError("\n".join(lines))
 
     @model_validator(mode="after")
     def _parents_exist(self):
@@ -311,6 +370,7 @@ def load_experiment(path, overrides=()):
     spec = validate(ExperimentSpec, raw, path)
     space_file = (path.parent / spec.search_space).resolve()
     space = validate(SearchSpace, read_yaml(space_file), space_file)
+    space.source = str(space_file)
     for name, value in space_overrides:
         space.fix(name, value)
     return spec.model_copy(update={"source": str(path), "space": space})

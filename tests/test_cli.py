@@ -84,3 +84,14 @@ def test_predict_exits_non_zero_when_no_image_could_be_read(tmp_path, data_dir, 
     assert captured.err.strip() == "artgan: error: none of the 2 image(s) could be read (reasons above)"
     painting = next((data_dir / "louvre-genre4" / "images").rglob("*.jpg"))
     assert main(["predict", str(model), str(broken), str(painting)]) == 0  # one is enough
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
+def test_a_typo_in_the_space_stops_the_search_before_anything_is_written(tmp_path, workers):
+    output = tmp_path / "run"
+    result = artgan("search", "genre", "--set", "space.lstm_unit=32", "--set", f"output={output}",
+                    *workers)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "parameters.lstm_unit: unknown parameter" in result.stderr
+    assert "did you mean 'lstm_units'" in result.stderr
+    assert not output.exists()

@@ -128,3 +128,25 @@ def test_fine_tuned_backbone_layers_take_smaller_steps():
     head_step = 1 - head.get_weights()[0]
     np.testing.assert_allclose(backbone_step, BACKBONE_LR_SCALE * head_step, rtol=1e-5)
     assert head_step.min() > 0
+
+
+@pytest.mark.parametrize("branch", [
+    {"backbone": "scratch", "optimizer": "sgd"},
+    {"backbone": "efficientnet_lite0", "backbone_layer": "top", "backbone_trainable": "top",
+     "pooled_stages": True},
+])
+def test_builders_read_only_the_parameters_spaces_are_checked_against(branch):
+    """PARAMETERS (what a search space may name) lists every name the builders read."""
+    from artgan.model import PARAMETERS, build_model
+    from artgan.search import SpaceValues
+
+    read = set()
+
+    class Recorder(SpaceValues):
+        def _value(self, name, default):
+            read.add(name)
+            return branch.get(name, default)
+
+    build_model(Recorder(None, ()), num_classes=3)
+    assert read and read <= set(PARAMETERS)
+    assert set(branch) <= read

@@ -165,3 +165,41 @@ def test_conditions_may_not_form_a_cycle(tmp_path):
                                                "b": {"values": [1, 2], "when": {"a": 1}}}})
     with pytest.raises(ArtganError, match="form a cycle"):
         load_experiment(spec)
+
+
+@pytest.mark.parametrize("parameter, value, message", [
+    ("lstm_unit", {"values": [64, 128]}, "parameters.lstm_unit: unknown parameter (no model builder reads it); did you mean 'lstm_units'?"),
+    ("frobnicate", {"min": 1, "max": 3}, "parameters.frobnicate: unknown parameter"),
+    ("sequence", {"values": ["rows", "diagonal"]}, "parameters.sequence: 'diagonal' is not one of ['rows', 'columns', 'both']"),
+    ("dropout", {"min": -0.1, "max": 0.5}, "parameters.dropout: -0.1 is below 0"),
+    ("dropout", {"value": 1.0}, "parameters.dropout: 1.0 must be below 1 (exclusive)"),
+    ("lstm_units", {"values": [-4, 64]}, "parameters.lstm_units: -4 is below 1"),
+    ("input_size", {"value": 32.5}, "parameters.input_size: 32.5 is not a whole number"),
+    ("input_size", {"min": 32, "max": 64, "distribution": "uniform"}, "needs whole numbers"),
+    ("learning_rate", {"value": float("inf")}, "parameters.learning_rate: inf is not a finite number"),
+    ("backbone", {"values": ["efficientnet_lite0", "resnet9000"]}, "'resnet9000' is not one of"),
+    ("bidirectional", {"values": [1, 0]}, "1 is not one of [True, False]"),
+])
+def test_spaces_are_checked_against_what_the_builder_reads(tmp_path, parameter, value, message):
+    from artgan.model import PARAMETERS
+
+    spec = load_experiment(yaml_spec(tmp_path, {"parameters": {parameter: value}}))
+    with pytest.raises(ArtganError) as error:
+        spec.space.check(PARAMETERS)
+    assert str(error.value).startswith(str(tmp_path / "space.yaml"))
+    assert message in str(error.value)
+
+
+def test_a_typo_on_the_command_line_is_refused_too(tmp_path):
+    from artgan.model import PARAMETERS
+
+    spec = load_experiment(experiment_file("genre"), ["space.input_sise=32"])
+    with pytest.raises(ArtganError, match="parameters.input_sise: .*did you mean 'input_size'"):
+        spec.space.check(PARAMETERS)
+
+
+def test_shipped_spaces_pass_the_check():
+    from artgan.model import PARAMETERS
+
+    for task in ("genre", "style", "genre-full", "style-full"):
+        load_experiment(experiment_file(task)).space.check(PARAMETERS)
