@@ -38,10 +38,9 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-import yaml
-
 from artgan.errors import ArtganError
 from artgan.files import read_json, write_text_atomic
+from artgan.spec import differences
 
 TUNER_ID = "KERASTUNER_TUNER_ID"
 ORACLE_IP = "KERASTUNER_ORACLE_IP"
@@ -56,8 +55,6 @@ DEFAULT_MAX_RESTARTS = 3
 #: TensorFlow's start-up lines (absl INFO, which TF_CPP_MIN_LOG_LEVEL no longer silences).
 TF_CHATTER = re.compile(r"I\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl|"
                         r"To enable the following instructions|This TensorFlow binary is optimized")
-#: Spec keys a worker may set differently from the chief (the rest must match spec.yaml).
-PER_PROCESS_KEYS = ("output", "description", "budget.max_trials", "distribution")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -182,49 +179,27 @@ def finished_count(output):
     return sum(read_json(path).get("status") == "COMPLETED" for path in trials)
 
 
-def _flatten(data, prefix=""):
-    flat = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and key != "parameters":
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def check_same_search(spec):
-    """A worker must train what the chief's search defined: same data, space, tuner, seed,
-    epochs, early stopping and training settings (it may differ in output path spelling,
-    max_trials and device strategy)."""
+    """A worker must train what the chief's search defined: the same `spec.comparable()`
+    (data and label contents, space, tuner, seed, epochs, image subsets, early stopping,
+    training), the definition a resumed search is held to as well."""
+    from artgan.search import COMPARABLE
+
     output = spec.output_dir
-    saved_file = output / "spec.yaml"
-    saved = None
-    for _ in range(3):
-        try:
-            saved = yaml.safe_load(saved_file.read_text())
-            break
-        except FileNotFoundError:
-            raise ArtganError(
-                f"{output} holds no search yet. Start the chief first and give every worker "
-                "the same output folder (--set output=...) on a shared filesystem."
-            ) from None
-        except (OSError, yaml.YAMLError):
-            time.sleep(0.5)
-    if not isinstance(saved, dict):
-        raise ArtganError(f"{saved_file}: cannot be read")
-
-    def keep(key):
-        return not any(key == k or key.startswith(k + ".") for k in PER_PROCESS_KEYS)
-
-    mine = {k: v for k, v in _flatten(spec.resolved()).items() if keep(k)}
-    theirs = {k: v for k, v in _flatten(saved).items() if keep(k)}
-    differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-    if differ:
-        details = "; ".join(f"{k}: chief {theirs.get(k)!r}, here {mine.get(k)!r}" for k in differ[:6])
+    saved_file = output / COMPARABLE
+    if not saved_file.is_file():
         raise ArtganError(
-            f"this worker's spec differs from the chief's search in {output} ({details}). "
-            "Use the same experiment file and --set options as the chief."
+            f"{output} holds no search yet. Start the chief first and give every worker "
+            "the same output folder (--set output=...) on a shared filesystem."
+        )
+    saved = read_json(saved_file)
+    if not saved:
+        raise ArtganError(f"{saved_file}: cannot be read")
+    differ = differences(spec.comparable(), saved)
+    if differ:
+        raise ArtganError(
+            f"this worker's spec differs from the chief's search in {output} "
+            f"({'; '.join(differ)}). Use the same experiment file and --set options as the chief."
         )
 
 

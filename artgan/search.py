@@ -44,10 +44,12 @@ from artgan.model import (
     with_class_ids,
 )
 from artgan.saved import save_model
+from artgan.spec import differences
 
 PROJECT = "tuner"
 TRIAL_INFO = "artgan_trial.json"
 FINGERPRINT = "fingerprint"  # what makes a folder an artgan run folder
+COMPARABLE = "comparable.json"  # what the fingerprint hashes, to say what differs
 METRICS = ("val_accuracy", "val_top5_accuracy", "val_loss", "accuracy", "loss")
 
 
@@ -349,13 +351,17 @@ def prepare_output(spec, fresh):
     if fresh:
         clear_folder(output, FINGERPRINT)
     output.mkdir(parents=True, exist_ok=True)
+    comparable = spec.comparable()
     fingerprint = spec.fingerprint()
     if fingerprint_file.exists() and fingerprint_file.read_text().strip() != fingerprint:
+        details = differences(comparable, read_json(output / COMPARABLE))
         raise ArtganError(
-            f"{output} holds a search with other data, search space, tuner or seed. "
+            f"{output} holds a search whose trials were scored differently "
+            f"({'; '.join(details) or 'other data, search space, tuner, seed or budget'}). "
             "Rerun with --fresh to start over there, or set output: to a new folder."
         )
     fingerprint_file.write_text(fingerprint + "\n")
+    write_text_atomic(output / COMPARABLE, json.dumps(comparable, indent=1, default=str))
     (output / "spec.yaml").write_text(yaml.safe_dump(spec.resolved(), sort_keys=False))
     return output
 

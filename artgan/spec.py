@@ -307,12 +307,52 @@ class ExperimentSpec(Strict):
         }
         return spec
 
-    def fingerprint(self):
-        """Hash of what makes trials comparable (data, space, tuner, seed); budget excluded,
-        so rerunning with more trials or epochs extends the same search."""
+    def comparable(self):
+        """Everything that changes what a trial scores, as flat `key: value` pairs: the data
+        (with a hash of each label file's contents, so the same paths with other rows differ),
+        the search space, tuner, seed, training, early stopping, epochs and image subsets.
+        Resuming a run folder and joining a chief's search both require it to match; the
+        number of trials, the output path, devices and descriptions may differ."""
         spec = self.resolved()
-        keep = {k: spec[k] for k in ("task", "data", "search_space", "tuner", "seed", "training")}
-        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+        spec["search_space"].pop("description", None)
+        kept = {k: spec[k] for k in ("task", "data", "search_space", "tuner", "seed", "training",
+                                     "early_stopping")}
+        kept["budget"] = {k: spec["budget"][k] for k in SCORED_BUDGET}
+        kept["label_files"] = {k: content_sha256(self.path(k)) for k in ("train", "val", "classes")}
+        return flatten(kept)
+
+    def fingerprint(self):
+        """A short hash of `comparable()`."""
+        return hashlib.sha256(json.dumps(self.comparable(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Budget keys that change what a trial scores (max_trials only changes how many there are).
+SCORED_BUDGET = ("epochs", "executions_per_trial", "max_train_images", "max_val_images")
+
+
+def flatten(data, prefix=""):
+    """{"a": {"b": 1}} -> {"a.b": 1}; a search space's `parameters` stay whole."""
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "parameters":
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def differences(mine, theirs, limit=6):
+    """'key: there X, here Y' for each key where two `comparable()` dicts differ."""
+    keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    return [f"{k}: there {theirs.get(k)!r}, here {mine.get(k)!r}" for k in keys[:limit]]
+
+
+def content_sha256(path):
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
 
 
 #: What an unset variable should point at, for the error message.

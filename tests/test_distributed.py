@@ -183,9 +183,11 @@ def test_worker_refuses_a_spec_that_differs_from_the_chiefs(tmp_path):
     same = load_experiment(experiment, [*TINY, f"output={tmp_path}", "budget.max_trials=99",
                                         "distribution.strategy=mirrored"])
     check_same_search(same)  # max_trials is the chief's business, devices each worker's
-    other = load_experiment(experiment, [*TINY, f"output={tmp_path}", "budget.epochs=5"])
-    with pytest.raises(ArtganError, match="budget.epochs"):
-        check_same_search(other)
+    for change, key in (("budget.epochs=5", "budget.epochs"),
+                        ("budget.max_train_images=40", "budget.max_train_images")):
+        other = load_experiment(experiment, [*TINY, f"output={tmp_path}", change])
+        with pytest.raises(ArtganError, match=f"{key}: there"):
+            check_same_search(other)
     empty = load_experiment(experiment, [*TINY, f"output={tmp_path / 'none'}"])
     with pytest.raises(ArtganError, match="no search yet"):
         check_same_search(empty)

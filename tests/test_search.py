@@ -77,13 +77,15 @@ def test_best_model_predicts_and_evaluates(finished_run, data_dir, tmp_path):
     assert sum(p for _, p in ranked) <= 1.0 + 1e-6
 
 
-def test_changed_search_refuses_to_resume(finished_run, tmp_path):
+@pytest.mark.parametrize("change, key", [("space.lstm_units=64", "search_space.parameters"),
+                                         ("budget.max_train_images=40", "budget.max_train_images")])
+def test_changed_search_refuses_to_resume(finished_run, tmp_path, change, key):
     spec, _ = finished_run
     changed = load_experiment(
         REPO_ROOT / "experiments" / "genre.yaml",
-        [*TINY, f"output={spec.output_dir}", "space.lstm_units=64"],
+        [*TINY, f"output={spec.output_dir}", change],
     )
-    with pytest.raises(ArtganError, match="--fresh"):
+    with pytest.raises(ArtganError, match=rf"scored differently \({key}: there .*--fresh"):
         run_search(changed)
 
 

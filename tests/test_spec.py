@@ -123,7 +123,24 @@ def test_overrides(tmp_path):
         load_experiment(yaml_spec(tmp_path, SPACE), ["budget.max_trials=0"])
 
 
-def test_fingerprint_ignores_budget_but_not_space(tmp_path):
+def test_fingerprint_covers_what_changes_a_score(tmp_path, data_dir):
+    """Image subsets, epochs and the label files' contents change it; max_trials does not."""
+    import shutil
+
+    labels = tmp_path / "labels"
+    shutil.copytree(data_dir / "louvre-genre4", labels,
+                    ignore=shutil.ignore_patterns("images"))
+    base_overrides = [f"data.train={labels / 'genre_train.csv'}"]
+    base = load_experiment(experiment_file("genre"), base_overrides).fingerprint()
+    for change in ("budget.max_train_images=100", "budget.max_val_images=50", "budget.epochs=3"):
+        assert load_experiment(experiment_file("genre"), [*base_overrides, change]).fingerprint() != base
+    assert load_experiment(experiment_file("genre"), [*base_overrides, "budget.max_trials=50"]).fingerprint() == base
+    rows = (labels / "genre_train.csv").read_text().splitlines(keepends=True)
+    (labels / "genre_train.csv").write_text("".join(rows[:-1]))  # same path, one row fewer
+    assert load_experiment(experiment_file("genre"), base_overrides).fingerprint() != base
+
+
+def test_fingerprint_ignores_max_trials_but_not_space(tmp_path):
     path = yaml_spec(tmp_path, SPACE)
     base = load_experiment(path).fingerprint()
     assert load_experiment(path, ["budget.max_trials=50"]).fingerprint() == base
