@@ -297,11 +297,25 @@ def _check_duplicates(frame, class_names, image_root):
 
 
 def _check_files(frame, class_names, image_root):
+    """Each image must be a regular file whose real path (links followed) stays under the
+    real image root: a link inside the folder must not reach files outside it."""
     if image_root is None:
         return pd.Series(False, index=frame.index), None
-    full = [os.path.join(image_root, path) for path in frame["path"]]
-    bad = pd.Series([not os.path.isfile(p) for p in full], index=frame.index)
-    return bad, "image file not found: " + pd.Series(full, index=frame.index)
+    root = os.path.realpath(image_root)
+    reasons = [_file_problem(os.path.join(image_root, path), root) for path in frame["path"]]
+    bad = pd.Series([reason is not None for reason in reasons], index=frame.index)
+    return bad, pd.Series([reason or "" for reason in reasons], index=frame.index)
+
+
+def _file_problem(path, real_root):
+    if not os.path.lexists(path):
+        return f"image file not found: {path}"
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        return f"unsafe path: {path} is a link to {real}, outside the image root"
+    if not os.path.isfile(real):
+        return f"not a regular file: {path}"
+    return None
 
 
 _CHECKS = (_check_paths, _check_labels, _check_duplicates, _check_files)

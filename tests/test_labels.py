@@ -1,5 +1,6 @@
 """Label loading: the published ArtGAN files, the small real sets, and every bad input."""
 
+import os
 import re
 
 import numpy as np
@@ -434,3 +435,28 @@ def test_skipped_report_counts_then_lists_every_row(tiny):
     # a bare sequence of rows works too, numbered by line
     assert skipped_report(table.skipped).splitlines()[3].startswith("line 2  x.jpg")
     assert skipped_report(()) == "no rows skipped"
+
+
+def test_links_out_of_the_image_root_are_refused(tiny, tmp_path):
+    """The path check follows links: a file or folder linked from inside the image root to
+    outside it is not read."""
+    outside = tmp_path / "outside"
+    (outside / "folder").mkdir(parents=True)
+    secret = outside / "secret.jpg"
+    secret.write_bytes((tiny / "images" / "a.jpg").read_bytes())
+    (outside / "folder" / "x.jpg").write_bytes(secret.read_bytes())
+    (tiny / "images" / "link.jpg").symlink_to(secret)
+    (tiny / "images" / "linked").symlink_to(outside / "folder")
+    (tiny / "images" / "inside.jpg").symlink_to(tiny / "images" / "a.jpg")  # stays inside: fine
+    table = load(tiny, write(tiny, "a.jpg,0\nlink.jpg,1\nlinked/x.jpg,1\ninside.jpg,2\n"),
+                 on_error="skip")
+    assert table.frame["path"].tolist() == ["a.jpg", "inside.jpg"]
+    assert [row.line for row in table.skipped] == [2, 3]
+    assert all(row.reason.startswith("unsafe path: ") and "outside the image root" in row.reason
+               for row in table.skipped)
+
+
+def test_special_files_are_not_images(tiny):
+    os.mkfifo(tiny / "images" / "pipe.jpg")
+    table = load(tiny, write(tiny, "a.jpg,0\npipe.jpg,1\n"), on_error="skip")
+    assert [row.reason.split(":")[0] for row in table.skipped] == ["not a regular file"]
