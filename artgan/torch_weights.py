@@ -58,6 +58,12 @@ class _TensorRef:
         self.size, self.stride = tuple(size), tuple(stride)
 
     def to_numpy(self):
+        """A copy of the tensor; a shape or stride reaching outside its storage is refused
+        (numpy's as_strided would read whatever memory lies there)."""
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride) if n)
+        if (min(self.size, default=1) < 0 or min(self.stride, default=0) < 0
+                or self.offset < 0 or (all(self.size) and last >= self.storage.numel)):
+            raise ArtganError(f"a tensor of storage {self.storage.key} reaches outside it")
         itemsize = self.storage.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
             self.storage.array[self.offset:],

@@ -219,3 +219,45 @@ def test_unknown_backbone_is_a_clear_error():
     hp.Fixed("backbone", "resnet9000")
     with pytest.raises(ArtganError, match="unknown backbone 'resnet9000'"):
         build_model(hp, num_classes=3)
+
+
+def test_a_tensor_reaching_outside_its_storage_is_refused(tmp_path, monkeypatch):
+    """Strides are checked before numpy builds a view: no read past the file's data."""
+    import struct
+    import types
+
+    torch = types.ModuleType("torch")  # stand-ins, so pickle writes torch's global names
+    utils = types.ModuleType("torch._utils")
+
+    class FloatStorage:
+        pass
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called while writing")
+
+    FloatStorage.__module__, _rebuild_tensor_v2.__module__ = "torch", "torch._utils"
+    FloatStorage.__qualname__, _rebuild_tensor_v2.__qualname__ = "FloatStorage", "_rebuild_tensor_v2"
+    torch.FloatStorage, utils._rebuild_tensor_v2 = FloatStorage, _rebuild_tensor_v2
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+
+    class Storage:
+        pass
+
+    class Tensor:  # 4 floats in storage, but a stride of 1000 elements
+        def __reduce__(self):
+            return (_rebuild_tensor_v2, (Storage(), 0, (4,), (1000,)))
+
+    class Writer(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", FloatStorage, "0", "cpu", 4) if isinstance(obj, Storage) else None
+
+    path = tmp_path / "strided.pth"
+    with open(path, "wb") as stream:
+        for part in (LEGACY_MAGIC, 1001, {"little_endian": True}):
+            pickle.dump(part, stream, protocol=2)
+        Writer(stream, protocol=2).dump({"weight": Tensor()})
+        pickle.dump(["0"], stream, protocol=2)
+        stream.write(struct.pack("<q", 4) + np.zeros(4, "<f4").tobytes())
+    with pytest.raises(ArtganError, match="reaches outside"):
+        read_state_dict(path)
