@@ -170,11 +170,6 @@ def no_kerastuner_env():
         os.environ.update(saved)
 
 
-def ongoing_trials(output):
-    """{tuner id: trial id} of the trials the chief has handed out and not yet got back."""
-    return read_json(Path(output) / "tuner" / "oracle.json").get("ongoing_trials", {})
-
-
 def finished_count(output):
     trials = Path(output).glob("tuner/trial_*/trial.json")
     return sum(read_json(path).get("status") == "COMPLETED" for path in trials)
@@ -217,6 +212,7 @@ TOKEN_FILE_ENV = "ARTGAN_ORACLE_TOKEN_FILE"
 TOKEN_FILE = "oracle.token"  # in the output folder, written by a chief started without one
 TOKEN_HEADER = "artgan-oracle-token"
 DEFAULT_TRIAL_TIMEOUT = 30 * 60.0  # seconds a RUNNING trial may go without any update
+HEARTBEAT = 60.0  # seconds between a worker's "still on it" calls while it holds a trial
 
 
 def new_token():
@@ -315,11 +311,13 @@ def check_chief_access(host, token):
 #     instead of `tuner.search()` calling `start_server` (which has no hook for one);
 #   * the worker's channel (oracle_client.py: `OracleClient.stub`, made from an insecure
 #     channel in its __init__) is replaced by `authenticate_client` with one that sends the
-#     token;
+#     token and beats a heartbeat (GetTrial) while it holds a trial;
 #   * a silent worker's trial is ended by `expire_trials`, which reads the oracle's
 #     `ongoing_trials` and drops the dead worker from `tuner_ids` (else the chief waits for
-#     it forever, `exit_chief`).
-
+#     it forever, `exit_chief`);
+#   * `mark_failed` fails, after the fact, a trial whose local worker is gone for good
+#     (the oracle's `_retry_queue` and `end_order`); `ongoing_trials` reads who holds what
+#     from the chief's oracle.json.
 
 
 def _server_interceptor(token, say):
@@ -363,6 +361,11 @@ def _servicer(oracle, seen):
             response = super().CreateTrial(request, context)
             seen[response.trial.trial_id] = time.monotonic()
             return response
+
+        def GetTrial(self, request, context):  # also a worker's heartbeat
+            if out(request.trial_id):
+                seen[request.trial_id] = time.monotonic()
+            return super().GetTrial(request, context)
 
         def UpdateTrial(self, request, context):
             if not out(request.trial_id):
@@ -423,15 +426,21 @@ def serve_oracle(oracle, host, port, token, trial_timeout=DEFAULT_TRIAL_TIMEOUT,
         while not (stop is not None and stop.is_set()):
             time.sleep(tick)
             if trial_timeout:
-                expire_trials(oracle, seen, trial_timeout, say=say)
+                try:
+                    expire_trials(oracle, seen, trial_timeout, say=say)
+                except RuntimeError as error:  # KerasTuner: too many consecutive failures
+                    raise ArtganError(f"the chief stops the search: {error}") from None
             if servicer.stop_triggered and exit_chief(oracle):
                 break
     finally:
         server.stop(grace=1)
 
 
-def authenticate_client(tuner, host, port, token):
-    """Point a worker tuner's OracleClient at the chief through a channel sending the token."""
+def authenticate_client(tuner, host, port, token, beat=HEARTBEAT):
+    """Point a worker tuner's OracleClient at the chief through a channel that sends the
+    token, and, while it holds a trial, asks the chief about that trial every `beat` seconds
+    (KerasTuner reports a trial only when it ends; the chief's time-out needs a sign of life).
+    Returns an Event that stops the heartbeat."""
     import grpc
     from keras_tuner.src import protos
 
@@ -439,17 +448,63 @@ def authenticate_client(tuner, host, port, token):
                                          "wait_for_ready compression"), grpc.ClientCallDetails):
         pass
 
+    held = {"trial": None}
+    stop = threading.Event()
+
     class SendToken(grpc.UnaryUnaryClientInterceptor):
         def intercept_unary_unary(self, continuation, details, request):
             metadata = [*(details.metadata or ()), (TOKEN_HEADER, token)]
-            return continuation(Details(details.method, details.timeout, metadata,
-                                        details.credentials, details.wait_for_ready,
-                                        details.compression), request)
+            outcome = continuation(Details(details.method, details.timeout, metadata,
+                                           details.credentials, details.wait_for_ready,
+                                           details.compression), request)
+            if details.method.endswith("/CreateTrial") and outcome.exception() is None:
+                trial = outcome.result().trial
+                running = trial.status == protos.get_proto().TrialStatus.RUNNING
+                held["trial"] = trial.trial_id if running else None
+            elif details.method.endswith("/EndTrial"):
+                held["trial"] = None
+            return outcome
 
     channel = grpc.intercept_channel(grpc.insecure_channel(f"{host}:{port}"), SendToken())
-    tuner.oracle.stub = protos.get_service_grpc().OracleStub(channel)
-    return tuner
+    stub = protos.get_service_grpc().OracleStub(channel)
+    tuner.oracle.stub = stub
 
+    def heartbeat():
+        while not stop.wait(beat):
+            trial_id = held["trial"]
+            if trial_id is None:
+                continue
+            try:
+                stub.GetTrial(protos.get_service().GetTrialRequest(trial_id=trial_id),
+                              timeout=max(beat, 10.0))
+            except grpc.RpcError:
+                pass  # the next real call reports a chief that is gone
+
+    threading.Thread(target=heartbeat, name="artgan-heartbeat", daemon=True).start()
+    return stop
+
+
+def mark_failed(tuner, failed):
+    import keras_tuner as kt
+
+    oracle = tuner.oracle
+    for trial_id, reason in failed.items():
+        trial = oracle.trials.get(trial_id)
+        if trial is None or trial.status != kt.engine.trial.TrialStatus.RUNNING:
+            continue
+        trial.status = kt.engine.trial.TrialStatus.FAILED
+        trial.message = reason
+        if trial_id in oracle._retry_queue:  # Oracle.reload() queued the unfinished trial
+            oracle._retry_queue.remove(trial_id)
+        oracle.end_order.append(trial_id)
+        trial.save(os.path.join(tuner.get_trial_dir(trial_id), "trial.json"))
+    oracle.save()
+
+
+
+def ongoing_trials(output):
+    """{tuner id: trial id} of the trials the chief has handed out and not yet got back."""
+    return read_json(Path(output) / "tuner" / "oracle.json").get("ongoing_trials", {})
 
 # ----------------------------------------------------------------------------- one process
 
@@ -536,7 +591,7 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
     check_same_search(spec)
     token = worker_token(spec.output_dir, token_file)
     tuner, data = _tuner(spec, distribute=True)
-    authenticate_client(tuner, host, port, token)
+    heartbeat = authenticate_client(tuner, host, port, token)
     print(f"{tuner_id}: joined the chief at {host}:{port}; {len(data.train)} train / "
           f"{len(data.val)} val images -> {spec.output_dir}", flush=True)
     import grpc
@@ -550,6 +605,8 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
             f"the chief at {host}:{port} refused this worker's token: give the chief's token "
             f"(--token-file PATH, {TOKEN_ENV} or {TOKEN_FILE_ENV})"
         ) from None
+    finally:
+        heartbeat.set()
     print(f"{tuner_id}: the chief has no trials left; done", flush=True)
 
 
@@ -570,23 +627,6 @@ def finalize(spec, failed=None):
         report_skipped(data, spec.output_dir)
         save_best_models(tuner, spec, data, spec.output_dir)
     return table
-
-
-def mark_failed(tuner, failed):
-    import keras_tuner as kt
-
-    oracle = tuner.oracle
-    for trial_id, reason in failed.items():
-        trial = oracle.trials.get(trial_id)
-        if trial is None or trial.status != kt.engine.trial.TrialStatus.RUNNING:
-            continue
-        trial.status = kt.engine.trial.TrialStatus.FAILED
-        trial.message = reason
-        if trial_id in oracle._retry_queue:  # Oracle.reload() queued the unfinished trial
-            oracle._retry_queue.remove(trial_id)
-        oracle.end_order.append(trial_id)
-        trial.save(os.path.join(tuner.get_trial_dir(trial_id), "trial.json"))
-    oracle.save()
 
 
 # ----------------------------------------------------------------------------- launcher

@@ -225,6 +225,14 @@ def test_launcher_options_are_checked(tmp_path):
     assert launcher.child_env("worker2", "1")["CUDA_VISIBLE_DEVICES"] == "1"
     assert launcher.child_env("chief", None)["CUDA_VISIBLE_DEVICES"] == ""
     assert "KERASTUNER_TUNER_ID" not in launcher.child_env("worker1", None)
+    # Every process it starts gets the same new token; only the chief gets the time-out.
+    token = launcher.child_env("worker1", None)["ARTGAN_ORACLE_TOKEN"]
+    assert len(token) >= 32 and launcher.child_env("chief", None)["ARTGAN_ORACLE_TOKEN"] == token
+    assert Launcher(spec, "genre", workers=1).token != token
+    assert launcher.command("chief")[-2:] == ["--trial-timeout", "1800"]
+    assert "--trial-timeout" not in launcher.command("worker1")
+    with pytest.raises(ArtganError, match="--trial-timeout"):
+        Launcher(spec, "genre", workers=1, trial_timeout=0)
 
 
 def test_spec_distribution_selects_mirrored_strategy(tmp_path):
@@ -384,3 +392,28 @@ def test_tokens_for_chiefs_and_workers(tmp_path, monkeypatch):
     check_chief_access("0.0.0.0", "secret")
     with pytest.raises(ArtganError, match="without a token"):
         check_chief_access("0.0.0.0", None)
+
+
+def test_a_worker_with_the_token_keeps_its_trial_alive_by_heartbeat(chief):
+    """authenticate_client (what a worker uses): its calls carry the token, and while it holds
+    a trial its heartbeat keeps the chief's 2 s time-out away; when it stops, the trial expires."""
+    import time
+    from types import SimpleNamespace
+
+    from artgan.distributed import authenticate_client
+    from support import wait_for
+
+    oracle, address, token, _ = chief
+    host, port = address.split(":")
+    tuner = SimpleNamespace(oracle=SimpleNamespace(stub=None))
+    stop = authenticate_client(tuner, host, int(port), token, beat=0.3)
+    from keras_tuner.src import protos
+
+    trial = tuner.oracle.stub.CreateTrial(protos.get_service().CreateTrialRequest(
+        tuner_id="worker1"), timeout=10).trial
+    time.sleep(4)
+    assert oracle.ongoing_trials["worker1"].trial_id == trial.trial_id
+    assert oracle.trials[trial.trial_id].status == "RUNNING"
+    stop.set()
+    wait_for(lambda: not oracle.ongoing_trials, 20, "the trial to time out once the beat stops")
+    assert oracle.trials[trial.trial_id].status == "FAILED"
