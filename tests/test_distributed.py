@@ -417,3 +417,23 @@ def test_a_worker_with_the_token_keeps_its_trial_alive_by_heartbeat(chief):
     stop.set()
     wait_for(lambda: not oracle.ongoing_trials, 20, "the trial to time out once the beat stops")
     assert oracle.trials[trial.trial_id].status == "FAILED"
+
+
+def test_a_worker_with_a_wrong_token_stops_with_a_clear_error(chief, tmp_path, data_dir):
+    from artgan.search import prepare_output
+
+    oracle, address, token, lines = chief
+    output = tmp_path / "run"
+    prepare_output(load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
+                                   [*TINY, f"output={output}"]), fresh=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERASTUNER_", "ARTGAN_ORACLE"))}
+    env.update(ARTGAN_ORACLE_TOKEN="wrong", ARTGAN_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run(
+        [sys.executable, "-m", "artgan", "worker", "genre", *sum((["--set", s] for s in TINY), []),
+         "--set", f"output={output}", "--chief", address, "--id", "intruder"],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "refused this worker's token" in result.stderr
+    assert oracle.trials == {} and "intruder" not in oracle.tuner_ids
+    assert any("refused an unauthenticated call" in line for line in lines)
