@@ -91,7 +91,17 @@ def add_search(commands):
                        help="restarts per worker killed by a signal (default 3)")
     scale.add_argument("--gpus", metavar="LIST",
                        help="GPU ids dealt out to the workers, e.g. 0,1,2,3 (one or more each)")
+    add_access(scale)
     parser.set_defaults(run=run_search)
+
+
+def add_access(parser):
+    parser.add_argument("--token-file", metavar="PATH",
+                        help="file holding the chief's token (default: $ARTGAN_ORACLE_TOKEN, "
+                        "$ARTGAN_ORACLE_TOKEN_FILE, else <output>/oracle.token)")
+    parser.add_argument("--trial-timeout", type=float, default=1800, metavar="SECONDS",
+                        help="the chief fails a trial whose worker sends no update for this long "
+                        "(default 1800; longer than your slowest epoch)")
 
 
 def run_search(args):
@@ -109,7 +119,8 @@ def run_search(args):
 
         table = launch(spec, experiment_file(args.experiment), args.overrides, args.workers,
                        fresh=args.fresh, host=args.host, port=args.port,
-                       max_restarts=args.max_restarts, gpus=args.gpus)
+                       max_restarts=args.max_restarts, gpus=args.gpus,
+                       token_file=args.token_file, trial_timeout=args.trial_timeout)
     print("\nleaderboard (" + spec.tuner.objective + ")")
     print(leaderboard(table))
     print(f"\ntrials table: {spec.output_dir / 'trials.csv'}")
@@ -136,6 +147,7 @@ def add_worker(commands):
                         "'chief' serves the oracle instead")
     parser.add_argument("--wait", type=float, default=600,
                         help="seconds to wait for the chief to answer (default 600)")
+    add_access(parser)
     parser.set_defaults(run=run_worker)
 
 
@@ -145,7 +157,8 @@ def run_worker(args):
     spec = load_experiment(experiment_file(args.experiment), args.overrides)
     from artgan.distributed import run_process
 
-    table = run_process(spec, args.chief, args.tuner_id, args.wait)
+    table = run_process(spec, args.chief, args.tuner_id, args.wait, args.token_file,
+                        args.trial_timeout)
     if table is not None:  # a chief started by hand writes the results itself
         from artgan.search import check_produced, leaderboard
 

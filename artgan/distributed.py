@@ -25,6 +25,7 @@ are written straight into <output>/tuner/ and <output>/tensorboard/ by the worke
 runs them, and the oracle's state by the chief.
 """
 
+import collections
 import ctypes
 import json
 import os
@@ -169,11 +170,6 @@ def no_kerastuner_env():
         os.environ.update(saved)
 
 
-def ongoing_trials(output):
-    """{tuner id: trial id} of the trials the chief has handed out and not yet got back."""
-    return read_json(Path(output) / "tuner" / "oracle.json").get("ongoing_trials", {})
-
-
 def finished_count(output):
     trials = Path(output).glob("tuner/trial_*/trial.json")
     return sum(read_json(path).get("status") == "COMPLETED" for path in trials)
@@ -208,13 +204,318 @@ def default_worker_id():
     return check_tuner_id(f"{host}-{os.getpid()}".replace("chief", "chf"))
 
 
+# ----------------------------------------------------------------------------- oracle access
+# Who may talk to the chief: a shared secret (token) in every gRPC call's metadata.
+
+TOKEN_ENV = "ARTGAN_ORACLE_TOKEN"
+TOKEN_FILE_ENV = "ARTGAN_ORACLE_TOKEN_FILE"
+TOKEN_FILE = "oracle.token"  # in the output folder, written by a chief started without one
+TOKEN_HEADER = "artgan-oracle-token"
+DEFAULT_TRIAL_TIMEOUT = 30 * 60.0  # seconds a RUNNING trial may go without any update
+HEARTBEAT = 60.0  # seconds between a worker's "still on it" calls while it holds a trial
+
+
+def new_token():
+    import secrets
+
+    return secrets.token_urlsafe(32)
+
+
+def read_token_file(path):
+    path = Path(path).expanduser()
+    try:
+        token = path.read_text().strip()
+    except OSError as error:
+        raise ArtganError(f"token file {path}: cannot be read ({error.strerror})") from None
+    if not token:
+        raise ArtganError(f"token file {path} is empty")
+    return token
+
+
+def given_token(token_file=None):
+    """The token given to this process: --token-file, else $ARTGAN_ORACLE_TOKEN, else the file
+    named by $ARTGAN_ORACLE_TOKEN_FILE; None if none (an empty variable counts as none)."""
+    if token_file:
+        return read_token_file(token_file)
+    if os.environ.get(TOKEN_ENV, "").strip():
+        return os.environ[TOKEN_ENV].strip()
+    if os.environ.get(TOKEN_FILE_ENV, "").strip():
+        return read_token_file(os.environ[TOKEN_FILE_ENV].strip())
+    return None
+
+
+def write_token(output, token):
+    """<output>/oracle.token, readable by its owner only."""
+    path = Path(output) / TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def chief_token(output, token_file=None):
+    """(token, note) for a chief: the one given, else the one a previous chief wrote to
+    <output>/oracle.token, else a new one written there (note says so, for the user)."""
+    token = given_token(token_file)
+    if token:
+        return token, None
+    path = Path(output) / TOKEN_FILE
+    if path.is_file():
+        return read_token_file(path), f"using the token in {path}"
+    token = new_token()
+    write_token(output, token)
+    return token, (f"no token given: wrote a new one to {path} (mode 0600); give it to the "
+                   f"workers with --token-file or {TOKEN_ENV}")
+
+
+def worker_token(output, token_file=None):
+    token = given_token(token_file)
+    if token:
+        return token
+    path = Path(output) / TOKEN_FILE
+    if path.is_file():
+        return read_token_file(path)
+    raise ArtganError(
+        f"no token for the chief: give --token-file PATH, or set {TOKEN_ENV} or {TOKEN_FILE_ENV} "
+        f"(a chief started by hand writes its token to <output>/{TOKEN_FILE})"
+    )
+
+
+def is_loopback(host):
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_chief_access(host, token):
+    if not token and not is_loopback(host):
+        raise ArtganError(
+            f"refusing to serve the oracle on {host} without a token: anyone who reaches the "
+            f"port could take trials and report made-up scores. Set {TOKEN_ENV}, or give "
+            "--token-file PATH, or listen on 127.0.0.1"
+        )
+
+
+# ---------------------------------------------------------------- KerasTuner private parts
+# Written for keras-tuner 1.4.8. Everything artgan does with KerasTuner's internals of the
+# distributed mode is here and nowhere else in this module:
+#   * the chief's gRPC server (keras_tuner/src/distribute/oracle_chief.py: `start_server`,
+#     `OracleServicer`, `exit_chief`) is rebuilt by `serve_oracle` with a token interceptor,
+#     instead of `tuner.search()` calling `start_server` (which has no hook for one);
+#   * the worker's channel (oracle_client.py: `OracleClient.stub`, made from an insecure
+#     channel in its __init__) is replaced by `authenticate_client` with one that sends the
+#     token and beats a heartbeat (GetTrial) while it holds a trial;
+#   * a silent worker's trial is ended by `expire_trials`, which reads the oracle's
+#     `ongoing_trials` and drops the dead worker from `tuner_ids` (else the chief waits for
+#     it forever, `exit_chief`);
+#   * `mark_failed` fails, after the fact, a trial whose local worker is gone for good
+#     (the oracle's `_retry_queue` and `end_order`); `ongoing_trials` reads who holds what
+#     from the chief's oracle.json.
+
+
+def _server_interceptor(token, say):
+    import hmac
+
+    import grpc
+
+    expected = token.encode()
+    refused = {"count": 0}
+
+    def refuse(request, context):
+        refused["count"] += 1
+        if refused["count"] <= 10 or refused["count"] % 100 == 0:
+            say(f"chief: refused an unauthenticated call from {context.peer()} "
+                f"({refused['count']} so far)")
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "artgan: missing or wrong oracle token")
+
+    deny = grpc.unary_unary_rpc_method_handler(refuse)
+
+    class Interceptor(grpc.ServerInterceptor):
+        def intercept_service(self, continuation, handler_call_details):
+            sent = dict(handler_call_details.invocation_metadata or ()).get(TOKEN_HEADER, "")
+            if isinstance(sent, str) and hmac.compare_digest(sent.encode(), expected):
+                return continuation(handler_call_details)
+            return deny
+
+    return Interceptor()
+
+
+def _servicer(oracle, seen):
+    """KerasTuner's servicer, refusing reports on trials that are not out (a fabricated or
+    timed-out trial), and noting when each trial was last heard of (for `expire_trials`)."""
+    import grpc
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    def out(trial_id):
+        return any(t.trial_id == trial_id for t in list(oracle.ongoing_trials.values()))
+
+    class Servicer(OracleServicer):
+        def CreateTrial(self, request, context):
+            response = super().CreateTrial(request, context)
+            seen[response.trial.trial_id] = time.monotonic()
+            return response
+
+        def GetTrial(self, request, context):  # also a worker's heartbeat
+            if out(request.trial_id):
+                seen[request.trial_id] = time.monotonic()
+            return super().GetTrial(request, context)
+
+        def UpdateTrial(self, request, context):
+            if not out(request.trial_id):
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"trial {request.trial_id} is not running")
+            seen[request.trial_id] = time.monotonic()
+            return super().UpdateTrial(request, context)
+
+        def EndTrial(self, request, context):
+            if not out(request.trial.trial_id):
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"trial {request.trial.trial_id} is not running")
+            return super().EndTrial(request, context)
+
+    return Servicer(oracle)
+
+
+def expire_trials(oracle, seen, timeout, now=None, say=print):
+    """End (FAILED, with the reason) every trial out longer than `timeout` seconds with no
+    update, and forget its worker, so the search can finish without it."""
+    from keras_tuner.src.engine import trial as trial_module
+
+    now = time.monotonic() if now is None else now
+    for tuner_id, trial in list(oracle.ongoing_trials.items()):
+        last = seen.setdefault(trial.trial_id, now)
+        if now - last < timeout:
+            continue
+        reason = (f"no update from {tuner_id} for {now - last:.0f} s (trial time-out "
+                  f"{timeout:g} s): the worker stopped reporting")
+        ended = trial_module.Trial(trial.hyperparameters, trial_id=trial.trial_id,
+                                   status=trial_module.TrialStatus.FAILED, message=reason)
+        oracle.end_trial(ended)
+        oracle.tuner_ids.discard(tuner_id)
+        seen.pop(trial.trial_id, None)
+        say(f"chief: trial {trial.trial_id} is marked FAILED: {reason}")
+
+
+def serve_oracle(oracle, host, port, token, trial_timeout=DEFAULT_TRIAL_TIMEOUT, stop=None,
+                 say=print, tick=1.0):
+    """KerasTuner's `oracle_chief.start_server`, with the token check and trial time-out.
+    Returns when KerasTuner's own end is reached (a worker was told to stop, no trial is out,
+    every worker that asked was told) or when `stop` (a threading.Event) is set."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import exit_chief
+
+    seen = {}
+    interceptors = [_server_interceptor(token, say)] if token else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), interceptors=interceptors)
+    servicer = _servicer(oracle, seen)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    if not server.add_insecure_port(f"{host}:{port}"):
+        raise ArtganError(f"the chief cannot listen on {host}:{port}")
+    server.start()
+    try:
+        while not (stop is not None and stop.is_set()):
+            time.sleep(tick)
+            if trial_timeout:
+                try:
+                    expire_trials(oracle, seen, trial_timeout, say=say)
+                except RuntimeError as error:  # KerasTuner: too many consecutive failures
+                    raise ArtganError(f"the chief stops the search: {error}") from None
+            if servicer.stop_triggered and exit_chief(oracle):
+                break
+    finally:
+        server.stop(grace=1)
+
+
+def authenticate_client(tuner, host, port, token, beat=HEARTBEAT):
+    """Point a worker tuner's OracleClient at the chief through a channel that sends the
+    token, and, while it holds a trial, asks the chief about that trial every `beat` seconds
+    (KerasTuner reports a trial only when it ends; the chief's time-out needs a sign of life).
+    Returns an Event that stops the heartbeat."""
+    import grpc
+    from keras_tuner.src import protos
+
+    class Details(collections.namedtuple("Details", "method timeout metadata credentials "
+                                         "wait_for_ready compression"), grpc.ClientCallDetails):
+        pass
+
+    held = {"trial": None}
+    stop = threading.Event()
+
+    class SendToken(grpc.UnaryUnaryClientInterceptor):
+        def intercept_unary_unary(self, continuation, details, request):
+            metadata = [*(details.metadata or ()), (TOKEN_HEADER, token)]
+            outcome = continuation(Details(details.method, details.timeout, metadata,
+                                           details.credentials, details.wait_for_ready,
+                                           details.compression), request)
+            if details.method.endswith("/CreateTrial") and outcome.exception() is None:
+                trial = outcome.result().trial
+                running = trial.status == protos.get_proto().TrialStatus.RUNNING
+                held["trial"] = trial.trial_id if running else None
+            elif details.method.endswith("/EndTrial"):
+                held["trial"] = None
+            return outcome
+
+    channel = grpc.intercept_channel(grpc.insecure_channel(f"{host}:{port}"), SendToken())
+    stub = protos.get_service_grpc().OracleStub(channel)
+    tuner.oracle.stub = stub
+
+    def heartbeat():
+        while not stop.wait(beat):
+            trial_id = held["trial"]
+            if trial_id is None:
+                continue
+            try:
+                stub.GetTrial(protos.get_service().GetTrialRequest(trial_id=trial_id),
+                              timeout=max(beat, 10.0))
+            except grpc.RpcError:
+                pass  # the next real call reports a chief that is gone
+
+    threading.Thread(target=heartbeat, name="artgan-heartbeat", daemon=True).start()
+    return stop
+
+
+def mark_failed(tuner, failed):
+    import keras_tuner as kt
+
+    oracle = tuner.oracle
+    for trial_id, reason in failed.items():
+        trial = oracle.trials.get(trial_id)
+        if trial is None or trial.status != kt.engine.trial.TrialStatus.RUNNING:
+            continue
+        trial.status = kt.engine.trial.TrialStatus.FAILED
+        trial.message = reason
+        if trial_id in oracle._retry_queue:  # Oracle.reload() queued the unfinished trial
+            oracle._retry_queue.remove(trial_id)
+        oracle.end_order.append(trial_id)
+        trial.save(os.path.join(tuner.get_trial_dir(trial_id), "trial.json"))
+    oracle.save()
+
+
+
+def ongoing_trials(output):
+    """{tuner id: trial id} of the trials the chief has handed out and not yet got back."""
+    return read_json(Path(output) / "tuner" / "oracle.json").get("ongoing_trials", {})
+
 # ----------------------------------------------------------------------------- one process
 
 
-def run_process(spec, chief=None, tuner_id=None, wait=600.0):
+def run_process(spec, chief=None, tuner_id=None, wait=600.0, token_file=None,
+                trial_timeout=DEFAULT_TRIAL_TIMEOUT):
     """`python -m artgan worker`: serve as the chief (`--id chief`) or run trials as a worker.
 
-    The address and id come from the arguments, else from KerasTuner's own variables.
+    The address and id come from the arguments, else from KerasTuner's own variables; the
+    token from `token_file`, else $ARTGAN_ORACLE_TOKEN, else $ARTGAN_ORACLE_TOKEN_FILE, else
+    <output>/oracle.token (which a chief started without a token writes).
     """
     die_with_launcher()
     if chief:
@@ -229,8 +530,8 @@ def run_process(spec, chief=None, tuner_id=None, wait=600.0):
     tuner_id = check_tuner_id(tuner_id or os.environ.get(TUNER_ID) or default_worker_id())
     os.environ.update({TUNER_ID: tuner_id, ORACLE_IP: host, ORACLE_PORT: str(port)})
     if tuner_id == CHIEF:
-        return serve(spec, host, port)
-    work(spec, host, port, tuner_id, wait)
+        return serve(spec, host, port, token_file, trial_timeout)
+    work(spec, host, port, tuner_id, wait, token_file)
     if LAUNCHER in os.environ:
         # Everything is on disk; skip TensorFlow's teardown (seconds on a busy machine),
         # which the launcher would otherwise wait for before finishing the search.
@@ -251,34 +552,61 @@ def _tuner(spec, distribute):
     return make_tuner(spec, hypermodel, distribute=distribute), data
 
 
-def serve(spec, host, port):
+def serve(spec, host, port, token_file=None, trial_timeout=DEFAULT_TRIAL_TIMEOUT):
     """The chief: hold the oracle and serve trials until KerasTuner decides the search is
     over. Started by hand (not by a launcher) it also writes the table and best models."""
-    from artgan.search import PROJECT, callbacks, run_folder
+    from artgan.search import PROJECT, run_folder
 
+    if trial_timeout is not None and trial_timeout <= 0:
+        raise ArtganError("--trial-timeout must be more than 0 seconds")
     launched = LAUNCHER in os.environ  # then the launcher holds the run folder's lock
+    if launched:
+        token, note = given_token(token_file), None
+    else:
+        token, note = chief_token(spec.output_dir, token_file)
+    check_chief_access(host, token)
     with nullcontext(spec.output_dir) if launched else run_folder(spec, fresh=False) as output:
         tuner, _ = _tuner(spec, distribute=False)
         finished = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+        if note:
+            print(f"chief: {note}", flush=True)
         print(f"chief: serving trials on {host}:{port} for {output / PROJECT} "
-              f"({finished} finished trial(s) kept)", flush=True)
-        tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))  # blocks: KerasTuner's server
+              f"({finished} finished trial(s) kept; "
+              f"{'token required' if token else 'NO token: loopback only'}; "
+              f"a trial silent for {trial_timeout:g} s is failed)", flush=True)
+        tuner.save()  # what tuner.search() does before KerasTuner's own server
+        serve_oracle(tuner.oracle, host, port, token, trial_timeout,
+                     say=lambda text: print(text, flush=True))  # blocks until the search is over
         print("chief: every trial handed out has come back; stopping", flush=True)
         if not launched:
             return finalize(spec)
     return None
 
 
-def work(spec, host, port, tuner_id, wait):
+def work(spec, host, port, tuner_id, wait, token_file=None):
     """A worker: ask the chief for trials and train them until it says stop."""
     from artgan.search import callbacks
 
     wait_for_chief(host, port, wait)  # a listening chief has written the spec we check
     check_same_search(spec)
+    token = worker_token(spec.output_dir, token_file)
     tuner, data = _tuner(spec, distribute=True)
+    heartbeat = authenticate_client(tuner, host, port, token)
     print(f"{tuner_id}: joined the chief at {host}:{port}; {len(data.train)} train / "
           f"{len(data.val)} val images -> {spec.output_dir}", flush=True)
-    tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
+    import grpc
+
+    try:
+        tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.UNAUTHENTICATED:
+            raise
+        raise ArtganError(
+            f"the chief at {host}:{port} refused this worker's token: give the chief's token "
+            f"(--token-file PATH, {TOKEN_ENV} or {TOKEN_FILE_ENV})"
+        ) from None
+    finally:
+        heartbeat.set()
     print(f"{tuner_id}: the chief has no trials left; done", flush=True)
 
 
@@ -299,23 +627,6 @@ def finalize(spec, failed=None):
         report_skipped(data, spec.output_dir)
         save_best_models(tuner, spec, data, spec.output_dir)
     return table
-
-
-def mark_failed(tuner, failed):
-    import keras_tuner as kt
-
-    oracle = tuner.oracle
-    for trial_id, reason in failed.items():
-        trial = oracle.trials.get(trial_id)
-        if trial is None or trial.status != kt.engine.trial.TrialStatus.RUNNING:
-            continue
-        trial.status = kt.engine.trial.TrialStatus.FAILED
-        trial.message = reason
-        if trial_id in oracle._retry_queue:  # Oracle.reload() queued the unfinished trial
-            oracle._retry_queue.remove(trial_id)
-        oracle.end_order.append(trial_id)
-        trial.save(os.path.join(tuner.get_trial_dir(trial_id), "trial.json"))
-    oracle.save()
 
 
 # ----------------------------------------------------------------------------- launcher
@@ -389,7 +700,8 @@ class Launcher:
     """Start a chief and N workers here, supervise them, and write the results at the end."""
 
     def __init__(self, spec, experiment, overrides=(), workers=2, host=LOOPBACK, port=0,
-                 max_restarts=DEFAULT_MAX_RESTARTS, gpus=None, poll=0.5, stream=None):
+                 max_restarts=DEFAULT_MAX_RESTARTS, gpus=None, poll=0.5, stream=None,
+                 token_file=None, trial_timeout=DEFAULT_TRIAL_TIMEOUT):
         if workers < 0:
             raise ArtganError("--workers must be 0 or more")
         if max_restarts < 0:
@@ -405,6 +717,12 @@ class Launcher:
         self.poll_seconds = poll
         self.stream = stream or sys.stdout
         self.output = spec.output_dir
+        if trial_timeout is not None and trial_timeout <= 0:
+            raise ArtganError("--trial-timeout must be more than 0 seconds")
+        self.trial_timeout = trial_timeout
+        # The chief and the workers started here get the token in their environment; one
+        # given to the launcher (--token-file, the variables) is used, else a new one.
+        self.token = given_token(token_file) or new_token()
         self.events = []
         self.failed = {}  # trial id -> reason, for trials whose worker is gone for good
         self._lock = threading.Lock()
@@ -438,11 +756,13 @@ class Launcher:
         return [sys.executable, "-m", "artgan", "worker", self.experiment, *sets,
                 "--set", f"output={self.output}",
                 "--chief", f"{connect_host(self.host) if tuner_id != CHIEF else self.host}:{self.port}",
-                "--id", tuner_id]
+                "--id", tuner_id,
+                *(["--trial-timeout", f"{self.trial_timeout:g}"] if tuner_id == CHIEF else [])]
 
     def child_env(self, tuner_id, gpus):
-        env = {k: v for k, v in os.environ.items() if k not in KERASTUNER_ENV}
-        env.update(PYTHONUNBUFFERED="1", **{LAUNCHER: str(os.getpid())})
+        env = {k: v for k, v in os.environ.items()
+               if k not in KERASTUNER_ENV and k != TOKEN_FILE_ENV}
+        env.update(PYTHONUNBUFFERED="1", **{LAUNCHER: str(os.getpid()), TOKEN_ENV: self.token})
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         if tuner_id == CHIEF:
             env["CUDA_VISIBLE_DEVICES"] = ""  # the chief never trains
@@ -496,11 +816,14 @@ class Launcher:
                           for w in self.workers)
         self.event(f"chief (pid {self.chief.pid}) serves on {self.host}:{self.port}; "
                    f"workers: {names or 'none here'}; logs in {self.output / LOG_DIR}")
-        if not self.count or self.host not in (LOOPBACK, "localhost"):
-            self.say(f"launcher: join more workers from other machines with:\n"
+        if not self.count or not is_loopback(self.host):
+            token_path = write_token(self.output, self.token)
+            self.say(f"launcher: the chief's token is in {token_path} (mode 0600); join more "
+                     f"workers from other machines with:\n"
                      f"  python -m artgan worker {self.experiment} "
                      + "".join(f"--set {o} " for o in self.overrides)
-                     + f"--chief {self.public_host()}:{self.port} --id <unique-name>")
+                     + f"--chief {self.public_host()}:{self.port} --id <unique-name> "
+                     f"--token-file <a copy of {TOKEN_FILE}>")
 
     def public_host(self):
         return socket.gethostname() if connect_host(self.host) != self.host else self.host

@@ -225,6 +225,14 @@ def test_launcher_options_are_checked(tmp_path):
     assert launcher.child_env("worker2", "1")["CUDA_VISIBLE_DEVICES"] == "1"
     assert launcher.child_env("chief", None)["CUDA_VISIBLE_DEVICES"] == ""
     assert "KERASTUNER_TUNER_ID" not in launcher.child_env("worker1", None)
+    # Every process it starts gets the same new token; only the chief gets the time-out.
+    token = launcher.child_env("worker1", None)["ARTGAN_ORACLE_TOKEN"]
+    assert len(token) >= 32 and launcher.child_env("chief", None)["ARTGAN_ORACLE_TOKEN"] == token
+    assert Launcher(spec, "genre", workers=1).token != token
+    assert launcher.command("chief")[-2:] == ["--trial-timeout", "1800"]
+    assert "--trial-timeout" not in launcher.command("worker1")
+    with pytest.raises(ArtganError, match="--trial-timeout"):
+        Launcher(spec, "genre", workers=1, trial_timeout=0)
 
 
 def test_spec_distribution_selects_mirrored_strategy(tmp_path):
@@ -240,3 +248,192 @@ def test_spec_distribution_selects_mirrored_strategy(tmp_path):
         assert isinstance(tuner.distribution_strategy, expected)
     with pytest.raises(ArtganError, match="distribution.strategy"):
         load_experiment(experiment, ["distribution.strategy=tpu"])
+
+
+# ----------------------------------------------------------------------------- oracle access
+
+
+@pytest.fixture()
+def chief(tmp_path):
+    """A KerasTuner oracle served by `serve_oracle` on loopback with a token and a 2 s trial
+    time-out, in a thread; yields (oracle, address, token, log lines)."""
+    import threading
+
+    import keras_tuner as kt
+
+    from artgan.distributed import free_port, new_token, serve_oracle
+
+    hps = kt.HyperParameters()
+    hps.Choice("units", [8, 16, 32])
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"),
+                                           max_trials=5, hyperparameters=hps, seed=1)
+    oracle._set_project_dir(str(tmp_path), "tuner")
+    port, token, lines, stop = free_port(), new_token(), [], threading.Event()
+    thread = threading.Thread(target=serve_oracle, daemon=True,
+                              args=(oracle, "127.0.0.1", port, token, 2.0, stop, lines.append, 0.2))
+    thread.start()
+    yield oracle, f"127.0.0.1:{port}", token, lines
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def stub(address, token=None):
+    import grpc
+    from keras_tuner.src import protos
+
+    channel = grpc.insecure_channel(address)
+    grpc.channel_ready_future(channel).result(timeout=10)
+    service = protos.get_service_grpc().OracleStub(channel)
+    metadata = [("artgan-oracle-token", token)] if token is not None else None
+    return service, metadata
+
+
+def fabricated_trial(trial_id="9", score=0.999):
+    import keras_tuner as kt
+
+    trial = kt.engine.trial.Trial(kt.HyperParameters(), trial_id=trial_id, status="COMPLETED")
+    trial.metrics.register("score", "max")
+    trial.metrics.update("score", score)
+    trial.score = score
+    return trial
+
+
+def test_the_chief_refuses_calls_without_the_token(chief):
+    import grpc
+    from keras_tuner.src import protos
+
+    oracle, address, token, lines = chief
+    messages = protos.get_service()
+    for wrong in (None, "", "not-" + token):
+        service, metadata = stub(address, wrong)
+        calls = [
+            lambda: service.GetSpace(messages.GetSpaceRequest(), metadata=metadata, timeout=10),
+            lambda: service.CreateTrial(messages.CreateTrialRequest(tuner_id="intruder"),
+                                        metadata=metadata, timeout=10),
+            lambda: service.EndTrial(messages.EndTrialRequest(trial=fabricated_trial().to_proto()),
+                                     metadata=metadata, timeout=10),
+        ]
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert oracle.trials == {} and oracle.ongoing_trials == {} and "intruder" not in oracle.tuner_ids
+    assert oracle.get_best_trials(1) == []
+    assert any("refused an unauthenticated call from ipv4:127.0.0.1" in line for line in lines)
+
+
+def test_the_chief_serves_a_worker_with_the_token_and_refuses_made_up_reports(chief):
+    import grpc
+    from keras_tuner.src import protos
+
+    oracle, address, token, _ = chief
+    messages = protos.get_service()
+    service, metadata = stub(address, token)
+    trial = service.CreateTrial(messages.CreateTrialRequest(tuner_id="worker1"),
+                                metadata=metadata, timeout=10).trial
+    assert trial.status == protos.get_proto().TrialStatus.RUNNING
+    # Even with the token, a report on a trial that was never handed out is refused.
+    with pytest.raises(grpc.RpcError) as refused:
+        service.EndTrial(messages.EndTrialRequest(trial=fabricated_trial("9").to_proto()),
+                         metadata=metadata, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    real = fabricated_trial(trial.trial_id, 0.5)
+    service.UpdateTrial(messages.UpdateTrialRequest(trial_id=trial.trial_id, metrics={"score": 0.5}),
+                        metadata=metadata, timeout=10)
+    service.EndTrial(messages.EndTrialRequest(trial=real.to_proto()), metadata=metadata, timeout=10)
+    assert list(oracle.trials) == [trial.trial_id]
+    assert oracle.trials[trial.trial_id].status == "COMPLETED"
+    assert oracle.trials[trial.trial_id].score == 0.5 and oracle.ongoing_trials == {}
+
+
+def test_a_trial_held_by_a_silent_worker_times_out(chief):
+    from keras_tuner.src import protos
+
+    from support import wait_for
+
+    oracle, address, token, lines = chief
+    service, metadata = stub(address, token)
+    trial = service.CreateTrial(protos.get_service().CreateTrialRequest(tuner_id="silent"),
+                                metadata=metadata, timeout=10).trial
+    wait_for(lambda: not oracle.ongoing_trials, 20, "the silent worker's trial to time out")
+    ended = oracle.trials[trial.trial_id]
+    assert ended.status == "FAILED"
+    assert "no update from silent" in ended.message and "time-out 2 s" in ended.message
+    assert "silent" not in oracle.tuner_ids  # the chief does not wait for it to finish
+    assert any(f"trial {trial.trial_id} is marked FAILED" in line for line in lines)
+
+
+def test_tokens_for_chiefs_and_workers(tmp_path, monkeypatch):
+    from artgan.distributed import (TOKEN_FILE, check_chief_access, chief_token, given_token,
+                                    worker_token)
+
+    monkeypatch.delenv("ARTGAN_ORACLE_TOKEN", raising=False)
+    monkeypatch.delenv("ARTGAN_ORACLE_TOKEN_FILE", raising=False)
+    assert given_token() is None
+    with pytest.raises(ArtganError, match="no token for the chief"):
+        worker_token(tmp_path)
+    token, note = chief_token(tmp_path)  # a chief started by hand without one makes one
+    path = tmp_path / TOKEN_FILE
+    assert str(path) in note and path.read_text().strip() == token
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert chief_token(tmp_path)[0] == token  # a restarted chief keeps it
+    assert worker_token(tmp_path) == token  # a worker sharing the output folder finds it
+    other = tmp_path / "other.token"
+    other.write_text("from-a-file\n")
+    assert worker_token(tmp_path, other) == "from-a-file"
+    monkeypatch.setenv("ARTGAN_ORACLE_TOKEN_FILE", str(other))
+    assert given_token() == "from-a-file"
+    monkeypatch.setenv("ARTGAN_ORACLE_TOKEN", "from-the-variable")
+    assert given_token() == "from-the-variable"
+    with pytest.raises(ArtganError, match="cannot be read"):
+        given_token(tmp_path / "missing")
+    check_chief_access("127.0.0.1", None)
+    check_chief_access("0.0.0.0", "secret")
+    with pytest.raises(ArtganError, match="without a token"):
+        check_chief_access("0.0.0.0", None)
+
+
+def test_a_worker_with_the_token_keeps_its_trial_alive_by_heartbeat(chief):
+    """authenticate_client (what a worker uses): its calls carry the token, and while it holds
+    a trial its heartbeat keeps the chief's 2 s time-out away; when it stops, the trial expires."""
+    import time
+    from types import SimpleNamespace
+
+    from artgan.distributed import authenticate_client
+    from support import wait_for
+
+    oracle, address, token, _ = chief
+    host, port = address.split(":")
+    tuner = SimpleNamespace(oracle=SimpleNamespace(stub=None))
+    stop = authenticate_client(tuner, host, int(port), token, beat=0.3)
+    from keras_tuner.src import protos
+
+    trial = tuner.oracle.stub.CreateTrial(protos.get_service().CreateTrialRequest(
+        tuner_id="worker1"), timeout=10).trial
+    time.sleep(4)
+    assert oracle.ongoing_trials["worker1"].trial_id == trial.trial_id
+    assert oracle.trials[trial.trial_id].status == "RUNNING"
+    stop.set()
+    wait_for(lambda: not oracle.ongoing_trials, 20, "the trial to time out once the beat stops")
+    assert oracle.trials[trial.trial_id].status == "FAILED"
+
+
+def test_a_worker_with_a_wrong_token_stops_with_a_clear_error(chief, tmp_path, data_dir):
+    from artgan.search import prepare_output
+
+    oracle, address, token, lines = chief
+    output = tmp_path / "run"
+    prepare_output(load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
+                                   [*TINY, f"output={output}"]), fresh=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERASTUNER_", "ARTGAN_ORACLE"))}
+    env.update(ARTGAN_ORACLE_TOKEN="wrong", ARTGAN_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run(
+        [sys.executable, "-m", "artgan", "worker", "genre", *sum((["--set", s] for s in TINY), []),
+         "--set", f"output={output}", "--chief", address, "--id", "intruder"],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "refused this worker's token" in result.stderr
+    assert oracle.trials == {} and "intruder" not in oracle.tuner_ids
+    assert any("refused an unauthenticated call" in line for line in lines)
