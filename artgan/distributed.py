@@ -552,13 +552,21 @@ def _tuner(spec, distribute):
     return make_tuner(spec, hypermodel, distribute=distribute), data
 
 
+def check_trial_timeout(seconds):
+    """A trial time-out must leave room for a couple of missed heartbeats."""
+    if seconds is not None and seconds < 2 * HEARTBEAT:
+        raise ArtganError(
+            f"trial time-out {seconds:g} s is too short: workers report every {HEARTBEAT:g} s "
+            f"while they train, so give at least {2 * HEARTBEAT:g} s")
+    return seconds
+
+
 def serve(spec, host, port, token_file=None, trial_timeout=DEFAULT_TRIAL_TIMEOUT):
     """The chief: hold the oracle and serve trials until KerasTuner decides the search is
     over. Started by hand (not by a launcher) it also writes the table and best models."""
     from artgan.search import PROJECT, run_folder
 
-    if trial_timeout is not None and trial_timeout <= 0:
-        raise ArtganError("--trial-timeout must be more than 0 seconds")
+    check_trial_timeout(trial_timeout)
     launched = LAUNCHER in os.environ  # then the launcher holds the run folder's lock
     if launched:
         token, note = given_token(token_file), None
@@ -717,9 +725,7 @@ class Launcher:
         self.poll_seconds = poll
         self.stream = stream or sys.stdout
         self.output = spec.output_dir
-        if trial_timeout is not None and trial_timeout <= 0:
-            raise ArtganError("--trial-timeout must be more than 0 seconds")
-        self.trial_timeout = trial_timeout
+        self.trial_timeout = check_trial_timeout(trial_timeout)
         # The chief and the workers started here get the token in their environment; one
         # given to the launcher (--token-file, the variables) is used, else a new one.
         self.token = given_token(token_file) or new_token()

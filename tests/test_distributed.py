@@ -231,7 +231,7 @@ def test_launcher_options_are_checked(tmp_path):
     assert Launcher(spec, "genre", workers=1).token != token
     assert launcher.command("chief")[-2:] == ["--trial-timeout", "1800"]
     assert "--trial-timeout" not in launcher.command("worker1")
-    with pytest.raises(ArtganError, match="--trial-timeout"):
+    with pytest.raises(ArtganError, match="time-out 0 s is too short"):
         Launcher(spec, "genre", workers=1, trial_timeout=0)
 
 
