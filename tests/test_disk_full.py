@@ -62,3 +62,17 @@ def test_enospc_while_writing_a_result_is_one_line(tmp_path):
             temporary.write_text("partial")
             no_space()
     assert list(target.parent.iterdir()) == []
+
+
+def test_keras_tuner_state_survives_a_full_disk(tmp_path, monkeypatch):
+    """KerasTuner's trial.json/oracle.json writer goes through atomic_path (artgan.search)."""
+    import keras_tuner as kt
+
+    import artgan.search  # noqa: F401 - installs the atomic writer
+
+    state = tmp_path / "trial.json"
+    state.write_text('{"old": 1}')
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(ArtganError, match=f"^disk full: needs more space at {state}"):
+        kt.src.utils.save_json(str(state), {"new": 2})
+    assert state.read_text() == '{"old": 1}' and list(tmp_path.iterdir()) == [state]
