@@ -46,6 +46,7 @@ def atomic_path(path, suffix=".tmp"):
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST)
 
 
 def disk_full(path, needed=None):
@@ -64,10 +65,13 @@ def clear_write_errors(path, only_space=False):
     except OSError as error:
         if error.errno in NO_SPACE:
             raise disk_full(path) from None
-        if not only_space and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR):
-            where = error.filename or path
-            raise ArtganError(f"{where}: cannot write {path}: {error.strerror}") from None
-        raise
+        if only_space or error.errno not in UNWRITABLE:
+            raise
+        if error.errno in (errno.EEXIST, errno.ENOTDIR):
+            reason = "a file stands where a folder should be"
+        else:
+            reason = error.strerror + (f" ({error.filename})" if error.filename else "")
+        raise ArtganError(f"cannot write {path}: {reason}") from None
 
 
 def check_space(path, needed):
@@ -155,9 +159,11 @@ def folder_lock(folder):
     (ArtganError) naming the process that holds it. The kernel releases a `flock` when its
     holder dies, even by kill -9, so a lock file left behind never blocks anyone."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
-    with open(path, "a+") as handle:  # not "w": that would wipe the holder's details
+    with clear_write_errors(path):
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # not "w": that would wipe the holder's details
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -192,7 +198,9 @@ def _umask():
 def exclusive_lock(lock_path):
     """Hold an flock on `lock_path` (created if needed). The kernel releases it when its
     holder dies, so a stale lock file is harmless."""
-    with open(lock_path, "a") as handle:
+    with clear_write_errors(lock_path):
+        handle = open(lock_path, "a")
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

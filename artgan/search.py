@@ -31,7 +31,9 @@ from artgan.backbones import SCRATCH, get_backbone
 from artgan.dataset import EmbeddingGenerator, ImageLabelGenerator, load_split_images
 from artgan.embeddings import embed_split
 from artgan.errors import ArtganError
-from artgan.files import check_removable, clear_folder, folder_lock, read_json, write_text_atomic
+from artgan.files import (
+    check_removable, clear_folder, clear_write_errors, folder_lock, read_json, write_text_atomic,
+)
 from artgan.labels import load_labels, skipped_report
 from artgan.model import (
     DEFAULT_FEATURE_LAYER,
@@ -419,7 +421,8 @@ def prepare_output(spec, fresh):
     fingerprint_file = output / FINGERPRINT
     if fresh:
         clear_folder(output, FINGERPRINT)
-    output.mkdir(parents=True, exist_ok=True)
+    with clear_write_errors(output):
+        output.mkdir(parents=True, exist_ok=True)
     comparable = spec.comparable()
     fingerprint = spec.fingerprint()
     if fingerprint_file.exists() and fingerprint_file.read_text().strip() != fingerprint:
@@ -429,9 +432,9 @@ def prepare_output(spec, fresh):
             f"({'; '.join(details) or 'other data, search space, tuner, seed or budget'}). "
             "Rerun with --fresh to start over there, or set output: to a new folder."
         )
-    fingerprint_file.write_text(fingerprint + "\n")
+    write_text_atomic(fingerprint_file, fingerprint + "\n")
     write_text_atomic(output / COMPARABLE, json.dumps(comparable, indent=1, default=str))
-    (output / "spec.yaml").write_text(yaml.safe_dump(spec.resolved(), sort_keys=False))
+    write_text_atomic(output / "spec.yaml", yaml.safe_dump(spec.resolved(), sort_keys=False))
     return output
 
 
@@ -607,7 +610,7 @@ def report_skipped(data, output):
     skipped = data.skipped()
     if skipped:
         report = skipped_report(skipped)
-        (output / "skipped.txt").write_text(report + "\n")
+        write_text_atomic(output / "skipped.txt", report + "\n")
         print(f"skipped {len(skipped)} row(s); see {output / 'skipped.txt'}")
 
 
