@@ -103,7 +103,7 @@ def allocate_array(path, dtype, shape):
 
 def write_text_atomic(path, text):
     with atomic_path(path) as temporary:
-        temporary.write_text(text)
+        temporary.write_text(text, encoding="utf-8")
     return Path(path)
 
 

@@ -139,3 +139,16 @@ def test_unwritable_output_and_cache_folders_are_one_line_errors(tmp_path, capsy
         cache_images([blocked], 8, cache_dir=blocked / "cache", progress=False)
     with pytest.raises(ArtganError, match=f"cannot write {blocked / 'report'}"):
         Writer(blocked / "report")
+
+
+def test_an_unsafe_keras_file_is_refused_in_one_line(tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)  # Keras will not deserialize this
+    model = save_model(keras.Model(inputs, outputs), tmp_path / "unsafe.keras",
+                       {"class_names": ["a"], "input_size": 8, "resize": "letterbox"})
+    assert main(["predict", str(model), str(tmp_path / "x.jpg")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"artgan: error: {model}: Keras refused to load this model: ")
+    assert "unsafe" in error and len(error.splitlines()) == 1
