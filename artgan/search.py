@@ -288,7 +288,9 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
     from artgan.distributed import adopt_oracle, distribution_strategy
 
     project = spec.output_dir / PROJECT
-    repaired, rebuild = repair_tuner_files(project) if not overwrite else ([], False)
+    roles = kt.src.distribute.utils  # a worker reads the chief's folder: only the chief repairs
+    worker = roles.has_chief_oracle() and not roles.is_chief_oracle()
+    repaired, rebuild = ([], False) if overwrite or worker else repair_tuner_files(project)
     if not overwrite:
         adopt_oracle(project)
     tuner_class = type(f"Artgan{base.__name__}", (TrialRecorder, base), {})
