@@ -229,9 +229,10 @@ def run_evaluate(args):
 
     result = evaluate_model(
         args.model, args.labels, args.images, classes=args.classes, out=args.out,
-        on_error="skip" if args.skip_bad else "raise",
+        on_error="skip" if args.skip_bad else "raise", write=False,
     )
-    print(result.summary())
+    print(result.summary(), flush=True)  # the scores, even if the predictions cannot be written
+    print(f"predictions      {result.write_predictions()}")
 
 
 def add_report(commands):

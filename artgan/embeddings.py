@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from artgan.dataset import model_input
-from artgan.files import atomic_path, exclusive_lock, write_text_atomic
+from artgan.files import allocate_array, atomic_path, clear_write_errors, exclusive_lock, write_text_atomic
 from artgan.paths import cache_root
 
 EMBEDDING_VERSION = 1  # bump when the taps or their computation change
@@ -62,7 +62,8 @@ def embed_split(backbone, split, flip=False, cache_dir=None, progress=True):
     """The cached bottom taps of `split` (a `SplitImages` at the backbone's input size),
     computing them only when no valid cache exists."""
     cache_dir = Path(cache_dir) if cache_dir is not None else cache_root() / "embeddings"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    with clear_write_errors(cache_dir):
+        cache_dir.mkdir(parents=True, exist_ok=True)
     key = embedding_key(backbone, split, flip)
     shapes = backbone.tap_shapes()
     found = _load(cache_dir, key, shapes, len(split), flip)
@@ -103,8 +104,7 @@ def _build(backbone, split, flip, cache_dir, key, shapes, progress):
         outputs = {}
         for tap, shape in shapes.items():
             temporary = files.enter_context(atomic_path(cache_dir / f"{key}.{tap}.npy"))
-            outputs[tap] = np.lib.format.open_memmap(
-                temporary, mode="w+", dtype=np.float16, shape=(rows, *shape))
+            outputs[tap] = allocate_array(temporary, np.float16, (rows, *shape))
         with tqdm(total=rows, desc=f"embedding ({backbone.name})", unit="img",
                   disable=not progress) as bar:
             for mirrored in ([False, True] if flip else [False]):

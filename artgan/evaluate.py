@@ -13,6 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
 
 from artgan.dataset import ImageLabelGenerator, load_split_images, model_input
 from artgan.errors import ArtganError
+from artgan.files import write_text_atomic
 from artgan.images import ImageError, decode_image
 from artgan.labels import load_labels, skipped_report
 from artgan.saved import load_model
@@ -45,6 +46,14 @@ class Evaluation:
     scored: int
     skipped: list = field(default_factory=list)
     predictions_file: Path = None
+    predictions: pd.DataFrame = None
+    written: bool = False
+
+    def write_predictions(self):
+        """Write the per-image predictions CSV (ArtganError naming the file if it cannot)."""
+        write_text_atomic(self.predictions_file, self.predictions.to_csv(index=False))
+        self.written = True
+        return self.predictions_file
 
     def summary(self):
         lines = [
@@ -53,8 +62,9 @@ class Evaluation:
             f"accuracy         {self.accuracy:.4f}",
             f"top-{TOP_K} accuracy   {self.top5_accuracy:.4f}",
             f"macro-F1         {self.macro_f1:.4f}",
-            f"predictions      {self.predictions_file}",
         ]
+        if self.written:
+            lines.append(f"predictions      {self.predictions_file}")
         if self.skipped:
             lines += ["", skipped_report(self.skipped)]
         return "\n".join(lines)
@@ -96,8 +106,9 @@ def score(labels, probabilities, num_classes):
     return accuracy_score(labels, predicted), top5, macro_f1
 
 
-def evaluate_model(model_path, labels, images, classes=None, out=None, on_error="raise"):
-    """Score a saved model on a label file; save predictions next to the model by default."""
+def evaluate_model(model_path, labels, images, classes=None, out=None, on_error="raise", write=True):
+    """Score a saved model on a label file; save predictions next to the model by default
+    (`write=False`: later, by `Evaluation.write_predictions`, so scores come first)."""
     model, metadata = load_model(model_path)
     class_names = metadata["class_names"]
     if classes is not None:
@@ -115,5 +126,8 @@ def evaluate_model(model_path, labels, images, classes=None, out=None, on_error=
     probabilities = predict_split(model, split)
     accuracy, top5, macro_f1 = score(split.labels, probabilities, len(class_names))
     out = Path(out) if out else Path(model_path).with_suffix(".predictions.csv")
-    predictions_frame(split, probabilities, class_names).to_csv(out, index=False)
-    return Evaluation(accuracy, top5, macro_f1, len(split), list(table.skipped) + split.skipped, out)
+    result = Evaluation(accuracy, top5, macro_f1, len(split), list(table.skipped) + split.skipped,
+                        out, predictions_frame(split, probabilities, class_names))
+    if write:
+        result.write_predictions()
+    return result

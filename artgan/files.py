@@ -5,6 +5,7 @@ Caches, indexes, models and trial tables are read by other processes (later tria
 workers, reports) while they may be rewritten; every writer goes through `atomic_path`.
 """
 
+import errno
 import fcntl
 import json
 import os
@@ -27,23 +28,82 @@ def atomic_path(path, suffix=".tmp"):
     """Yield a temporary path beside `path`; on success make it durable and rename it over
     `path`, on error delete it. `suffix` is for writers that insist on one (`.keras`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=suffix)
-    os.close(handle)
+    with clear_write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=suffix)
+        os.close(handle)
     temporary = Path(name)
     try:
-        yield temporary
-        with open(temporary, "rb+") as stream:
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared
-        os.replace(temporary, path)
+        with clear_write_errors(path, only_space=True):  # the writer may read other files
+            yield temporary
+        with clear_write_errors(path):
+            with open(temporary, "rb+") as stream:
+                os.fsync(stream.fileno())
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared
+            os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST)
+
+
+def disk_full(path, needed=None):
+    """The one message for a full file system (`needed` in bytes, when known)."""
+    amount = f"about {max(1, round(needed / 1e6))} MB" if needed else "more space"
+    return ArtganError(f"disk full: needs {amount} at {path}; free some space and rerun to resume")
+
+
+@contextmanager
+def clear_write_errors(path, only_space=False):
+    """Turn an OSError raised while writing `path` into a one-line ArtganError naming it:
+    a full disk, or (unless `only_space`) a read-only or unwritable folder. Other errors
+    keep their traceback."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise disk_full(path) from None
+        if only_space or error.errno not in UNWRITABLE:
+            raise
+        if error.errno in (errno.EEXIST, errno.ENOTDIR):
+            reason = "a file stands where a folder should be"
+        else:
+            reason = error.strerror + (f" ({error.filename})" if error.filename else "")
+        raise ArtganError(f"cannot write {path}: {reason}") from None
+
+
+def check_space(path, needed):
+    """Refuse (ArtganError) before writing `needed` bytes at `path` if they do not fit."""
+    folder = Path(path).parent
+    if needed > shutil.disk_usage(folder).free:
+        raise disk_full(folder, needed)
+
+
+def allocate_array(path, dtype, shape):
+    """A writable .npy memmap at `path` whose blocks are all allocated up front, so a full
+    file system is an ArtganError here instead of a SIGBUS when a hole is written later."""
+    import numpy as np
+
+    needed = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize + 4096  # + header
+    check_space(path, needed)
+    with clear_write_errors(path):
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
+        try:
+            with open(path, "rb+") as stream:
+                os.posix_fallocate(stream.fileno(), 0, os.fstat(stream.fileno()).st_size)
+        except OSError as error:
+            if error.errno in NO_SPACE:
+                raise disk_full(Path(path).parent, needed) from None
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate there: sparse
+                raise
+    return array
+
+
 def write_text_atomic(path, text):
     with atomic_path(path) as temporary:
-        temporary.write_text(text)
+        temporary.write_text(text, encoding="utf-8")
     return Path(path)
 
 
@@ -99,9 +159,11 @@ def folder_lock(folder):
     (ArtganError) naming the process that holds it. The kernel releases a `flock` when its
     holder dies, even by kill -9, so a lock file left behind never blocks anyone."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
-    with open(path, "a+") as handle:  # not "w": that would wipe the holder's details
+    with clear_write_errors(path):
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")  # not "w": that would wipe the holder's details
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -136,7 +198,9 @@ def _umask():
 def exclusive_lock(lock_path):
     """Hold an flock on `lock_path` (created if needed). The kernel releases it when its
     holder dies, so a stale lock file is harmless."""
-    with open(lock_path, "a") as handle:
+    with clear_write_errors(lock_path):
+        handle = open(lock_path, "a")
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from artgan.errors import ArtganError
-from artgan.files import atomic_path, exclusive_lock, write_text_atomic
+from artgan.files import allocate_array, atomic_path, clear_write_errors, exclusive_lock, write_text_atomic
 from artgan.paths import cache_root
 
 RESIZE_POLICIES = ("letterbox", "stretch", "crop")
@@ -201,7 +201,8 @@ def cache_images(
     size = int(size)
     paths = [os.path.abspath(p) for p in paths]
     cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    with clear_write_errors(cache_dir):
+        cache_dir.mkdir(parents=True, exist_ok=True)
     key = cache_key(paths, size, resize)
     npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
 
@@ -255,7 +256,7 @@ def _build(paths, size, resize, key, cache_dir: Path, workers, progress, desc) -
     for stale in cache_dir.glob(f"{key}.*.tmp"):  # from a killed build; we hold the lock
         stale.unlink(missing_ok=True)
     with atomic_path(cache_dir / f"{key}.npy") as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+        out = allocate_array(tmp, np.uint8, (len(paths), size, size, 3))
         errors = _decode_all(paths, size, resize, out, workers, progress, desc)
         out.flush()
         del out

@@ -245,6 +245,8 @@ def _parse_rows(label_file) -> tuple[Path, pd.DataFrame, list[SkippedRow]]:
                 raise ValueError("empty image path")
             if not _INT.fullmatch(label):
                 raise ValueError(f"label {label!r} is not an integer")
+            if len(label.lstrip("+-")) > 18:  # int64 holds 18 digits; no class index is near
+                raise ValueError(f"label {label[:30]!r} is far too large for a class index")
         except ValueError as error:
             bad.append(SkippedRow(number, fields[0], f"malformed line: {error}"))
             continue

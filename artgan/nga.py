@@ -11,6 +11,7 @@ missing table or column is a user error and raises `ArtganError` naming the file
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from artgan.errors import ArtganError
 from artgan.images import ImageError, decode_image
 from artgan.paths import data_root
 
+OBJECT_ID = re.compile(r"[0-9]{1,18}")  # what fits an int64 id column
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".gif", ".bmp")
 
 # table -> columns this module reads; objects.csv and published_images.csv are optional.
@@ -151,12 +153,17 @@ def read_table(path: Path, columns) -> pd.DataFrame:
 
 
 def integer_column(values: pd.Series, path, column) -> pd.Series:
-    numbers = pd.to_numeric(values.str.strip(), errors="coerce")
-    bad = numbers.isna()
+    """Plain integer ids only: `19.5` is not rounded to 19, and an id too long for int64
+    (more than 18 digits) is refused rather than overflowed."""
+    text = values.str.strip()
+    bad = ~text.str.fullmatch(OBJECT_ID.pattern)
     if bad.any():
         line = int(bad.to_numpy().argmax()) + 2  # header is line 1
-        raise ArtganError(f"{path}: line {line}: {column} {values[bad].iloc[0]!r} is not an integer id")
-    return numbers.astype("int64")
+        raise ArtganError(
+            f"{path}: line {line}: {column} {values[bad].iloc[0][:30]!r} is not an integer id "
+            "(digits only, at most 18)"
+        )
+    return text.astype("int64")
 
 
 def find_images(image_dir: Path, published, problems) -> dict[int, Path]:
@@ -174,7 +181,7 @@ def find_images(image_dir: Path, published, problems) -> dict[int, Path]:
             problems.append(Problem(None, str(path), "not an image file name (ignored)"))
             continue
         stem = path.stem
-        objectid = int(stem) if stem.isdigit() else by_uuid.get(stem.lower())
+        objectid = int(stem) if OBJECT_ID.fullmatch(stem) else by_uuid.get(stem.lower())
         if objectid is None:
             problems.append(Problem(None, str(path), "file name is neither an object id nor a known image uuid (ignored)"))
         elif objectid in files:

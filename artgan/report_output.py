@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
+
+from artgan.files import clear_write_errors
 
 THUMBNAIL_SIZE = 96
 MANIFEST = "metrics.json"
@@ -28,7 +31,8 @@ class Writer:
 
     def __init__(self, folder):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        with clear_write_errors(self.folder):
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.files = []
         self._remove_previous()
 
@@ -45,30 +49,40 @@ class Writer:
         self.files.append(name)
         return self.folder / name
 
+    @contextmanager
+    def writing(self, name):
+        """The path of `name`, with errors writing it as one-line ArtganErrors."""
+        with clear_write_errors(self.folder / name):
+            yield self.path(name)
+
     def figure(self, figure, name, alt):
         """Save PNG and SVG; return what the template needs, PNG embedded as a data URI."""
         FigureCanvasAgg(figure)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=110)
-        self.path(f"{name}.png").write_bytes(buffer.getvalue())
-        figure.savefig(self.path(f"{name}.svg"), format="svg")
+        with self.writing(f"{name}.png") as path:
+            path.write_bytes(buffer.getvalue())
+        with self.writing(f"{name}.svg") as path:
+            figure.savefig(path, format="svg")
         return {"src": data_uri(buffer.getvalue(), "image/png"), "png": f"{name}.png",
                 "svg": f"{name}.svg", "alt": alt}
 
     def csv(self, frame, name):
-        frame.to_csv(self.path(name), index=False)
+        with self.writing(name) as path:
+            frame.to_csv(path, index=False)
         return name
 
     def text(self, text, name):
-        self.path(name).write_text(text, encoding="utf-8")
+        with self.writing(name) as path:
+            path.write_text(text, encoding="utf-8")
         return self.folder / name
 
     def manifest(self, metrics):
         """Write `metrics` (JSON-ready) plus the list of every file written, itself included:
         the list the next run's `_remove_previous` reads."""
-        path = self.path(MANIFEST)
-        metrics["files"] = sorted(set(self.files))
-        path.write_text(json.dumps(metrics, indent=1))
+        with self.writing(MANIFEST) as path:
+            metrics["files"] = sorted(set(self.files))
+            path.write_text(json.dumps(metrics, indent=1))
         return path
 
 

@@ -42,5 +42,9 @@ def load_model(path):
     import keras
 
     metadata = read_metadata(path)
-    model = keras.models.load_model(path, compile=False)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a file it refuses
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ArtganError(f"{path}: Keras refused to load this model: {reason}") from None
     return model, metadata

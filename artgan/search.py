@@ -11,6 +11,7 @@ this module only connects it to artgan's data and writes results a person can re
 """
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -30,7 +31,9 @@ from artgan.backbones import SCRATCH, get_backbone
 from artgan.dataset import EmbeddingGenerator, ImageLabelGenerator, load_split_images
 from artgan.embeddings import embed_split
 from artgan.errors import ArtganError
-from artgan.files import check_removable, clear_folder, folder_lock, read_json, write_text_atomic
+from artgan.files import (
+    check_removable, clear_folder, clear_write_errors, folder_lock, read_json, write_text_atomic,
+)
 from artgan.labels import load_labels, skipped_report
 from artgan.model import (
     DEFAULT_FEATURE_LAYER,
@@ -47,6 +50,19 @@ from artgan.saved import save_model
 from artgan.spec import differences
 
 PROJECT = "tuner"
+log = logging.getLogger(__name__)
+
+
+def _save_json_atomically(path, obj):
+    """KerasTuner writes trial.json, oracle.json and its tuner state in place, so a full disk
+    left them truncated and every resume failed; through atomic_path the old file survives
+    and the error is a one-line "disk full"."""
+    text = json.dumps(obj)
+    write_text_atomic(path, text)
+    return text
+
+
+kt.src.utils.save_json = _save_json_atomically  # KerasTuner-private: its one JSON writer
 TRIAL_INFO = "artgan_trial.json"
 FINGERPRINT = "fingerprint"  # what makes a folder an artgan run folder
 COMPARABLE = "comparable.json"  # what the fingerprint hashes, to say what differs
@@ -271,8 +287,12 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
     base = TUNER_CLASSES[spec.tuner.type]
     from artgan.distributed import adopt_oracle, distribution_strategy
 
+    project = spec.output_dir / PROJECT
+    roles = kt.src.distribute.utils  # a worker reads the chief's folder: only the chief repairs
+    worker = roles.has_chief_oracle() and not roles.is_chief_oracle()
+    repaired, rebuild = ([], False) if overwrite or worker else repair_tuner_files(project)
     if not overwrite:
-        adopt_oracle(spec.output_dir / PROJECT)
+        adopt_oracle(project)
     tuner_class = type(f"Artgan{base.__name__}", (TrialRecorder, base), {})
     objective = kt.Objective(spec.tuner.objective, spec.tuner.resolved_direction)
     common = dict(
@@ -298,21 +318,74 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
                             num_initial_points=spec.tuner.initial_points, **common)
     else:
         tuner = tuner_class(max_trials=spec.budget.max_trials, **common)
-    requeue_orphaned_trials(tuner.oracle)
+    if rebuild:
+        restore_trials(tuner.oracle, project)
+    requeue_orphaned_trials(tuner.oracle, skip=repaired)
     return tuner
 
 
-def requeue_orphaned_trials(oracle):
+def _unreadable(path):
+    try:
+        return not isinstance(json.loads(Path(path).read_text()), dict)
+    except ValueError:
+        return True
+
+
+def repair_tuner_files(project):
+    """Make a project KerasTuner can reload after a crash or a full disk truncated its files
+    (older versions wrote them in place). An unreadable trial.json becomes a FAILED trial
+    under the same id (ids count trials, so dropping one would reuse a folder); an unreadable
+    oracle.json is set aside with the tuner state files, so KerasTuner starts a fresh oracle
+    and `restore_trials` refills it. Returns (repaired trial ids, whether to restore)."""
+    repaired = []
+    for path in sorted(Path(project).glob("trial_*/trial.json")):
+        if not _unreadable(path):
+            continue
+        trial_id = path.parent.name.removeprefix("trial_")
+        message = f"{path} was unreadable (truncated by a full disk?); the trial's result is lost"
+        write_text_atomic(path, json.dumps({
+            "trial_id": trial_id, "hyperparameters": {"space": [], "values": {}},
+            "metrics": {"metrics": {}}, "score": None, "best_step": None,
+            "status": kt.engine.trial.TrialStatus.FAILED, "message": message}))
+        log.warning("%s; marked failed", message)
+        repaired.append(trial_id)
+    oracle = Path(project) / "oracle.json"
+    if not oracle.is_file() or not _unreadable(oracle):
+        return repaired, False
+    for state in [oracle, *(p for p in Path(project).glob("*.json") if p != oracle)]:
+        state.replace(state.with_name(state.name + ".unreadable"))
+    log.warning("%s was unreadable (truncated by a full disk?); set aside as %s.unreadable, "
+                "the oracle is rebuilt from the trial files", oracle, oracle.name)
+    return repaired, True
+
+
+def restore_trials(oracle, project):
+    """Refill a fresh oracle with the trials on disk (after `repair_tuner_files` set aside an
+    unreadable oracle.json). KerasTuner-private: its trial orders and tried-values record."""
+    for path in sorted(Path(project).glob("trial_*/trial.json")):
+        trial = kt.engine.trial.Trial.load(str(path))
+        oracle.trials[trial.trial_id] = trial
+        oracle.start_order.append(trial.trial_id)
+        if trial.status != kt.engine.trial.TrialStatus.RUNNING:
+            oracle.end_order.append(trial.trial_id)
+        if trial.hyperparameters.values:
+            oracle._record_values(trial)  # so the same values are not tried again
+    oracle.save()
+
+
+def requeue_orphaned_trials(oracle, skip=()):
     """Queue for retry every reloaded trial still marked RUNNING.
 
     KerasTuner's reload retries the trials its oracle.json lists as ongoing, but a process
     killed after a new trial's trial.json was written and before oracle.json was saved
     leaves a RUNNING trial that nothing would ever finish. (A distributed worker's oracle
-    lives in the chief: it has no queue here.)
+    lives in the chief: it has no queue here.) Trials in `skip` (repaired, their values
+    lost) are never retried.
     """
     queue = getattr(oracle, "_retry_queue", None)
     if queue is None:
         return
+    queue[:] = [trial_id for trial_id in queue if trial_id not in skip]
     for trial_id, trial in oracle.trials.items():
         if trial.status == kt.engine.trial.TrialStatus.RUNNING and trial_id not in queue:
             queue.append(trial_id)
@@ -350,7 +423,8 @@ def prepare_output(spec, fresh):
     fingerprint_file = output / FINGERPRINT
     if fresh:
         clear_folder(output, FINGERPRINT)
-    output.mkdir(parents=True, exist_ok=True)
+    with clear_write_errors(output):
+        output.mkdir(parents=True, exist_ok=True)
     comparable = spec.comparable()
     fingerprint = spec.fingerprint()
     if fingerprint_file.exists() and fingerprint_file.read_text().strip() != fingerprint:
@@ -360,9 +434,9 @@ def prepare_output(spec, fresh):
             f"({'; '.join(details) or 'other data, search space, tuner, seed or budget'}). "
             "Rerun with --fresh to start over there, or set output: to a new folder."
         )
-    fingerprint_file.write_text(fingerprint + "\n")
+    write_text_atomic(fingerprint_file, fingerprint + "\n")
     write_text_atomic(output / COMPARABLE, json.dumps(comparable, indent=1, default=str))
-    (output / "spec.yaml").write_text(yaml.safe_dump(spec.resolved(), sort_keys=False))
+    write_text_atomic(output / "spec.yaml", yaml.safe_dump(spec.resolved(), sort_keys=False))
     return output
 
 
@@ -538,7 +612,7 @@ def report_skipped(data, output):
     skipped = data.skipped()
     if skipped:
         report = skipped_report(skipped)
-        (output / "skipped.txt").write_text(report + "\n")
+        write_text_atomic(output / "skipped.txt", report + "\n")
         print(f"skipped {len(skipped)} row(s); see {output / 'skipped.txt'}")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from jinja2 import Environment
 from PIL import Image
 
+from artgan.files import clear_write_errors, write_text_atomic
 from artgan.nga import joined
 from artgan.retrieval import RANDOM, __doc__ as METRIC_NOTES
 
@@ -66,10 +67,11 @@ _environment = Environment(autoescape=True)
 def write_evaluation(frame, collection, out_dir) -> tuple[Path, Path]:
     """`evaluation.csv`, `evaluation.html` and the per-image metadata `nga_images.csv`."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, html_path = out_dir / "evaluation.csv", out_dir / "evaluation.html"
-    frame.assign(k=frame.attrs["k"]).to_csv(csv_path, index=False, float_format="%.4f")
-    collection_csv(collection).to_csv(out_dir / "nga_images.csv", index=False)
+    with clear_write_errors(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        frame.assign(k=frame.attrs["k"]).to_csv(csv_path, index=False, float_format="%.4f")
+        collection_csv(collection).to_csv(out_dir / "nga_images.csv", index=False)
     html = _environment.from_string(EVALUATION).render(
         style=STYLE,
         rows=frame.to_dict("records"),
@@ -81,7 +83,7 @@ def write_evaluation(frame, collection, out_dir) -> tuple[Path, Path]:
         problems=[str(problem) for problem in collection.problems],
         notes=METRIC_NOTES.strip(),
     )
-    html_path.write_text(html, encoding="utf-8")
+    write_text_atomic(html_path, html)
     return csv_path, html_path
 
 
@@ -105,10 +107,7 @@ def write_gallery(path, label, query_image, query_caption, hits, collection, ext
         style=STYLE, label=label, extractor=extractor, excluded=list(excluded), cards=cards,
         query={"thumbnail": thumbnail(query_image), "caption": query_caption},
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    return path
+    return write_text_atomic(path, html)
 
 
 def caption(row) -> str:

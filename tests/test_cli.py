@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from artgan.cli import main
+from artgan.errors import ArtganError
 from artgan.paths import REPO_ROOT
 from artgan.saved import save_model
 from artgan.search import TaskData
@@ -95,3 +96,59 @@ def test_a_typo_in_the_space_stops_the_search_before_anything_is_written(tmp_pat
     assert "parameters.lstm_unit: unknown parameter" in result.stderr
     assert "did you mean 'lstm_units'" in result.stderr
     assert not output.exists()
+
+
+def tiny_model(path, class_names, size=8):
+    import keras
+
+    inputs = keras.Input((size, size, 3))
+    outputs = keras.layers.Dense(len(class_names), activation="softmax")(keras.layers.Flatten()(inputs))
+    return save_model(keras.Model(inputs, outputs), path,
+                      {"class_names": class_names, "input_size": size, "resize": "letterbox"})
+
+
+def test_evaluate_prints_the_scores_before_saying_where_it_could_not_write(tmp_path, data_dir,
+                                                                          cache_dir, capsys):
+    from artgan.labels import read_class_file
+
+    genre = data_dir / "louvre-genre4"
+    model = tiny_model(tmp_path / "model.keras", read_class_file(genre / "genre_class"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    out = blocked / "predictions.csv"
+    assert main(["evaluate", str(model), "--labels", str(genre / "genre_val.csv"),
+                 "--images", str(genre / "images"),
+                 "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "accuracy" in captured.out and "images scored    200" in captured.out
+    error = captured.err.strip().splitlines()[-1]  # after the progress bar
+    assert error == f"artgan: error: cannot write {out}: a file stands where a folder should be"
+    assert "Traceback" not in captured.err
+
+
+def test_unwritable_output_and_cache_folders_are_one_line_errors(tmp_path, capsys):
+    from artgan.images import cache_images
+    from artgan.report_output import Writer
+
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    assert main(["search", "genre", "--set", f"output={blocked / 'run'}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"artgan: error: cannot write {blocked / 'run'}") and "Traceback" not in error
+    with pytest.raises(ArtganError, match=f"cannot write {blocked / 'cache'}"):
+        cache_images([blocked], 8, cache_dir=blocked / "cache", progress=False)
+    with pytest.raises(ArtganError, match=f"cannot write {blocked / 'report'}"):
+        Writer(blocked / "report")
+
+
+def test_an_unsafe_keras_file_is_refused_in_one_line(tmp_path, capsys):
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)  # Keras will not deserialize this
+    model = save_model(keras.Model(inputs, outputs), tmp_path / "unsafe.keras",
+                       {"class_names": ["a"], "input_size": 8, "resize": "letterbox"})
+    assert main(["predict", str(model), str(tmp_path / "x.jpg")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"artgan: error: {model}: Keras refused to load this model: ")
+    assert "unsafe" in error and len(error.splitlines()) == 1

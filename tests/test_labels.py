@@ -460,3 +460,14 @@ def test_special_files_are_not_images(tiny):
     os.mkfifo(tiny / "images" / "pipe.jpg")
     table = load(tiny, write(tiny, "a.jpg,0\npipe.jpg,1\n"), on_error="skip")
     assert [row.reason.split(":")[0] for row in table.skipped] == ["not a regular file"]
+
+
+def test_a_huge_label_value_is_a_bad_row_not_an_overflow(tmp_path):
+    classes = tmp_path / "classes.txt"
+    classes.write_text("0 a\n1 b\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("a.jpg,1\nb.jpg,99999999999999999999999\nc.jpg," + "9" * 100_000 + "\n")
+    with pytest.raises(ArtganError, match=r"2 bad rows.*\n.*line 2: 'b.jpg': .*far too large"):
+        load_labels(labels, classes, None)
+    table = load_labels(labels, classes, None, on_error="skip")
+    assert len(table) == 1 and [row.line for row in table.skipped] == [2, 3]

@@ -139,3 +139,26 @@ def test_bayesian_initial_points_reach_the_oracle(tmp_path, data_dir):
     spec = tiny_spec(tmp_path, "tuner.type=bayesian", "tuner.initial_points=2")
     tuner = make_tuner(spec, CRNNHyperModel.from_spec(spec, TaskData.from_spec(spec)))
     assert tuner.oracle.num_initial_points == 2
+
+
+def test_truncated_tuner_files_are_repaired_on_resume(tmp_path, data_dir, caplog):
+    """A full disk used to leave oracle.json or a trial.json truncated, and every rerun died
+    of a JSONDecodeError: now the oracle is rebuilt from the trials, a lost trial is marked
+    failed under its own id, and the search goes on."""
+    os.environ["ARTGAN_CACHE"] = str(tmp_path / "cache")
+    run_search(tiny_spec(tmp_path, "budget.max_trials=1"))
+    tuner_dir = tmp_path / "run" / "tuner"
+    first = json.loads((tuner_dir / "trial_0" / "trial.json").read_text())
+    oracle = tuner_dir / "oracle.json"
+    oracle.write_text(oracle.read_text()[:40])
+
+    table = run_search(tiny_spec(tmp_path, "budget.max_trials=2")).set_index("trial_id")
+    assert table["status"].to_dict() == {"0": "COMPLETED", "1": "COMPLETED"}
+    assert table.loc["0", "score"] == first["score"]  # kept, not rerun
+    assert "oracle.json was unreadable" in caplog.text
+
+    broken = tuner_dir / "trial_1" / "trial.json"
+    broken.write_text(broken.read_text()[:40])
+    table = run_search(tiny_spec(tmp_path, "budget.max_trials=3")).set_index("trial_id")
+    assert table["status"].to_dict() == {"0": "COMPLETED", "1": "FAILED", "2": "COMPLETED"}
+    assert "was unreadable" in table.loc["1", "message"]

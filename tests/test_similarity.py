@@ -280,3 +280,20 @@ def test_learned_extractor_end_to_end(tiny_experiment, data_dir, cache_dir, tmp_
         missing = tiny_experiment.with_name("untrained.yaml")
         missing.write_text(tiny_experiment.read_text().replace(str(model.parent.parent), str(tmp_path / "none")))
         make_extractor(str(missing))
+
+
+@pytest.mark.parametrize("bad_id", ["19.5", "12345678901234567890123"])
+def test_object_ids_that_are_not_plain_integers_are_refused_in_one_line(small_nga, bad_id):
+    table = small_nga / "objects_terms.csv"
+    frame = pd.read_csv(table, dtype=str, keep_default_na=False)
+    frame.loc[1, "objectid"] = bad_id
+    frame.to_csv(table, index=False)
+    with pytest.raises(ArtganError, match=rf"objects_terms.csv: line 3: objectid '{re.escape(bad_id)}' is not"):
+        load_collection(small_nga)
+
+
+def test_an_image_named_by_a_23_digit_id_is_skipped_and_reported(small_nga):
+    (small_nga / "images" / "12345678901234567890123.jpg").symlink_to(small_nga / "images" / "1.jpg")
+    collection = load_collection(small_nga)
+    assert list(collection.table["objectid"]) == [1, 5, 6, 19]
+    assert any("12345678901234567890123.jpg: file name is neither" in str(p) for p in collection.problems)

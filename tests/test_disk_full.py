@@ -1,0 +1,78 @@
+"""A full disk gives one clear ArtganError, leaves no partial files, and a rerun resumes
+(issue 9 item 3). ENOSPC is injected; nothing here needs a real full file system."""
+
+import errno
+import os
+import shutil
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+from artgan import files
+from artgan.errors import ArtganError
+from artgan.images import cache_images
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def images(tmp_path, n=3):
+    from PIL import Image
+
+    paths = []
+    for i in range(n):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (20, 10), (i * 40, 0, 0)).save(paths[-1])
+    return paths
+
+
+def test_image_cache_refuses_when_free_space_is_short(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**6, 10**6 - 100, 100))
+    with pytest.raises(ArtganError, match=r"^disk full: needs about \d+ MB at .*cache"):
+        cache_images(images(tmp_path), 32, cache_dir=cache, progress=False)
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+    monkeypatch.undo()  # space freed: the rerun builds the cache
+    assert cache_images(images(tmp_path), 32, cache_dir=cache, progress=False).ok.all()
+
+
+def test_image_cache_is_preallocated_not_sparse(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(ArtganError, match="^disk full: needs about"):
+        cache_images(images(tmp_path), 32, cache_dir=cache, progress=False)
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_allocated_array_has_no_holes(tmp_path):
+    array = files.allocate_array(tmp_path / "a.npy", np.uint8, (4, 1024, 1024))
+    stat = os.stat(tmp_path / "a.npy")
+    assert stat.st_blocks * 512 >= stat.st_size  # every block allocated: no SIGBUS later
+    del array
+
+
+def test_enospc_while_writing_a_result_is_one_line(tmp_path):
+    target = tmp_path / "out" / "trials.csv"
+    with pytest.raises(ArtganError, match=f"^disk full: needs more space at {target}"):
+        with files.atomic_path(target) as temporary:
+            temporary.write_text("partial")
+            no_space()
+    assert list(target.parent.iterdir()) == []
+
+
+def test_keras_tuner_state_survives_a_full_disk(tmp_path, monkeypatch):
+    """KerasTuner's trial.json/oracle.json writer goes through atomic_path (artgan.search)."""
+    import keras_tuner as kt
+
+    import artgan.search  # noqa: F401 - installs the atomic writer
+
+    state = tmp_path / "trial.json"
+    state.write_text('{"old": 1}')
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(ArtganError, match=f"^disk full: needs more space at {state}"):
+        kt.src.utils.save_json(str(state), {"new": 2})
+    assert state.read_text() == '{"old": 1}' and list(tmp_path.iterdir()) == [state]
