@@ -1,6 +1,6 @@
 """Label tables + cache -> Keras batches, on real and deliberately broken images."""
 
-import os
+import shutil
 
 import numpy as np
 import pytest
@@ -45,13 +45,14 @@ def test_generator_shuffles_between_epochs_and_is_ordered_for_eval(data_dir, cac
 
 @pytest.fixture()
 def broken_set(tmp_path, data_dir):
-    """Four real paintings (symlinked) plus a corrupt JPEG and a text file named .jpg."""
+    """Four real paintings (copied: links out of the image root are refused) plus a corrupt
+    JPEG and a text file named .jpg."""
     images = tmp_path / "images"
     (images / "Baroque").mkdir(parents=True)
     real = sorted((data_dir / "wikiart-style7" / "images" / "Baroque").iterdir())[:4]
     rows = []
     for path in real:
-        os.symlink(path, images / "Baroque" / path.name)
+        shutil.copyfile(path, images / "Baroque" / path.name)
         rows.append(f"Baroque/{path.name},4")
     (images / "Baroque" / "corrupt.jpg").write_bytes(real[0].read_bytes()[:300])
     (images / "Baroque" / "notes.jpg").write_text("not an image")
