@@ -517,6 +517,9 @@ def run_process(spec, chief=None, tuner_id=None, wait=600.0, token_file=None,
     token from `token_file`, else $ARTGAN_ORACLE_TOKEN, else $ARTGAN_ORACLE_TOKEN_FILE, else
     <output>/oracle.token (which a chief started without a token writes).
     """
+    from artgan.model import PARAMETERS
+
+    spec.space.check(PARAMETERS)  # before a chief writes anything or a worker takes a trial
     die_with_launcher()
     if chief:
         host, port = parse_address(chief)

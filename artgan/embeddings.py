@@ -19,13 +19,12 @@ import logging
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from artgan.dataset import model_input
-from artgan.files import allocate_array, atomic_path, clear_write_errors, exclusive_lock, write_text_atomic
+from artgan.files import allocate_array, atomic_path, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root
 
 EMBEDDING_VERSION = 1  # bump when the taps or their computation change
@@ -61,22 +60,15 @@ def embedding_key(backbone, split, flip):
 def embed_split(backbone, split, flip=False, cache_dir=None, progress=True):
     """The cached bottom taps of `split` (a `SplitImages` at the backbone's input size),
     computing them only when no valid cache exists."""
-    cache_dir = Path(cache_dir) if cache_dir is not None else cache_root() / "embeddings"
-    with clear_write_errors(cache_dir):
-        cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = make_folder(cache_dir if cache_dir is not None else cache_root() / "embeddings")
     key = embedding_key(backbone, split, flip)
     shapes = backbone.tap_shapes()
-    found = _load(cache_dir, key, shapes, len(split), flip)
-    if found is not None:
-        return found
-    with exclusive_lock(cache_dir / f"{key}.lock"):
-        found = _load(cache_dir, key, shapes, len(split), flip)  # built while we waited
-        if found is None:
-            for stale in cache_dir.glob(f"{key}.*.tmp"):  # from a killed build; we hold the lock
-                stale.unlink(missing_ok=True)
-            _build(backbone, split, flip, cache_dir, key, shapes, progress)
-            found = _load(cache_dir, key, shapes, len(split), flip)
-            found.built = True
+    found, built = load_or_build(
+        cache_dir, key,
+        load=lambda: _load(cache_dir, key, shapes, len(split), flip),
+        build=lambda: _build(backbone, split, flip, cache_dir, key, shapes, progress),
+    )
+    found.built = built
     return found
 
 

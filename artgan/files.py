@@ -206,3 +206,33 @@ def exclusive_lock(lock_path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def make_folder(path):
+    """`mkdir -p`, with a one-line error when it cannot be made (see `clear_write_errors`)."""
+    with clear_write_errors(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
+
+
+def load_or_build(cache_dir, key, load, build):
+    """A cache entry: `load()` it (None when missing or invalid), else `build()` it first.
+
+    Building happens under a lock on `<cache_dir>/<key>.lock` (the folder must exist), so
+    processes that need the same entry build it once; temp files a killed build left
+    (`<key>.*.tmp`) are removed first. Returns (entry, whether this call built it)."""
+    cache_dir = Path(cache_dir)
+    found = load()
+    if found is not None:
+        return found, False
+    with exclusive_lock(cache_dir / f"{key}.lock"):
+        found = load()  # another process may have built it while we waited for the lock
+        if found is not None:
+            return found, False
+        for stale in cache_dir.glob(f"{key}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        build()
+        found = load()
+    if found is None:
+        raise ArtganError(f"{cache_dir / key}: the cache entry just written cannot be read back")
+    return found, True

@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from artgan.errors import ArtganError
-from artgan.files import allocate_array, atomic_path, clear_write_errors, exclusive_lock, write_text_atomic
+from artgan.files import allocate_array, atomic_path, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root
 
 RESIZE_POLICIES = ("letterbox", "stretch", "crop")
@@ -200,26 +200,17 @@ def cache_images(
     _check_args(size, resize)
     size = int(size)
     paths = [os.path.abspath(p) for p in paths]
-    cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
-    with clear_write_errors(cache_dir):
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    key = cache_key(paths, size, resize)
+    cache_dir = make_folder(cache_dir if cache_dir is not None else cache_root())
+    key = cache_key(paths, size, resize)  # after mkdir: the folder may sit in an image's folder
     npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-
-    cached = _load(npy, meta, key, len(paths), size)
-    if cached is not None:
-        return cached
-    with exclusive_lock(cache_dir / f"{key}.lock"):
-        # Another process may have built it while we waited for the lock.
-        cached = _load(npy, meta, key, len(paths), size)
-        if cached is not None:
-            return cached
-        _build(paths, size, resize, key, cache_dir, workers, progress, desc)
-        result = _load(npy, meta, key, len(paths), size)
-    if result is None:
-        raise ArtganError(f"{npy}: the image cache just written cannot be read back")
-    result.decoded = len(paths)
-    return result
+    cached, built = load_or_build(
+        cache_dir, key,
+        load=lambda: _load(npy, meta, key, len(paths), size),
+        build=lambda: _build(paths, size, resize, key, cache_dir, workers, progress, desc),
+    )
+    if built:
+        cached.decoded = len(paths)
+    return cached
 
 
 def cache_key(paths, size: int, resize: str) -> str:
@@ -253,8 +244,6 @@ def _load(npy: Path, meta: Path, key: str, n: int, size: int) -> CachedImages | 
 def _build(paths, size, resize, key, cache_dir: Path, workers, progress, desc) -> None:
     """Decode into a temp file renamed into place: never a half-written cache. The `.json`
     comes last, and a cache is trusted only when both files exist and agree."""
-    for stale in cache_dir.glob(f"{key}.*.tmp"):  # from a killed build; we hold the lock
-        stale.unlink(missing_ok=True)
     with atomic_path(cache_dir / f"{key}.npy") as tmp:
         out = allocate_array(tmp, np.uint8, (len(paths), size, size, 3))
         errors = _decode_all(paths, size, resize, out, workers, progress, desc)

@@ -275,8 +275,9 @@ class SlowerBackbone:
         self._backbone_variables = list(backbone_variables)
 
     def update_step(self, gradient, variable, learning_rate):  # runs while tracing
-        slow = {self._var_key(v) for v in self._backbone_variables}
-        if self._var_key(variable) in slow:
+        if not hasattr(self, "_slow_keys"):
+            self._slow_keys = {self._var_key(v) for v in self._backbone_variables}
+        if self._var_key(variable) in self._slow_keys:
             learning_rate = learning_rate * BACKBONE_LR_SCALE
         return super().update_step(gradient, variable, learning_rate)
 

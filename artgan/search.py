@@ -177,7 +177,6 @@ class CRNNHyperModel(kt.HyperModel):
 
     @classmethod
     def from_spec(cls, spec, data):
-        spec.space.check(PARAMETERS)
         training = spec.training
         return cls(spec.space, data, training.augment, spec.seed, training.batch_size)
 

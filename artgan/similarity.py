@@ -32,9 +32,6 @@ INDEX_FORMAT = 1
 HANDCRAFTED_SIZE = 128
 HANDCRAFTED_RESIZE = "letterbox"  # the training default; keeps the aspect ratio, a real cue
 BATCH_SIZE = 64
-#: Pretrained backbones usable as extractors (artgan.backbones.BACKBONES, named here so
-#: that choosing `handcrafted` never loads TensorFlow).
-BACKBONE_NAMES = ("efficientnet_lite0",)
 
 
 def index_dir() -> Path:
@@ -166,18 +163,20 @@ class BackboneExtractor(Extractor):
 def make_extractor(spec="handcrafted", layer=None) -> Extractor:
     """`handcrafted`, a pretrained backbone's name, `model:PATH`, a `.keras` path, or an
     experiment (its best model)."""
-    if spec in ("handcrafted", *BACKBONE_NAMES):
+    if spec == "handcrafted":
         if layer:
-            raise ArtganError(f"--layer applies to model extractors, not {spec!r}")
-        if spec == "handcrafted":
-            return HandcraftedExtractor()
-        from artgan.backbones import get_backbone  # loads TensorFlow
-
-        return BackboneExtractor(get_backbone(spec))
+            raise ArtganError("--layer applies to model extractors, not 'handcrafted'")
+        return HandcraftedExtractor()
     if spec.startswith("model:"):
         return ModelExtractor(spec[len("model:"):], layer)
     if spec.endswith(".keras"):
         return ModelExtractor(spec, layer)
+    from artgan.backbones import BACKBONES  # loads TensorFlow, as every other extractor does
+
+    if spec in BACKBONES:
+        if layer:
+            raise ArtganError(f"--layer applies to model extractors, not {spec!r}")
+        return BackboneExtractor(BACKBONES[spec])
     return ModelExtractor(experiment_model(spec), layer)
 
 

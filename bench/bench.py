@@ -126,7 +126,6 @@ def model_flops(model):
 
 def bench_training(table, size, batch_size, steps):
     import keras_tuner as kt
-    import tensorflow as tf
 
     from artgan.dataset import ImageLabelGenerator, load_split_images
     from artgan.model import build_crnn

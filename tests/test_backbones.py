@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras_tuner as kt
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn
 
@@ -143,7 +144,7 @@ def test_top_search_trains_on_cached_activations(top_run):
     row = table.iloc[0]
     assert row["status"] == "COMPLETED" and row["hp/backbone"] == "efficientnet_lite0"
     assert 0 <= row["val_accuracy"] <= 1
-    assert pd_isnull(row["val_top5_accuracy"])  # 4 genres: top-5 would always be 1
+    assert pd.isna(row["val_top5_accuracy"])  # 4 genres: top-5 would always be 1
     cache = Path(os.environ["ARTGAN_CACHE"]) / "embeddings"
     infos = [json.loads(p.read_text()) for p in cache.glob("*.json")]
     assert sorted((i["images"], i["flipped"]) for i in infos) == [(12, False), (24, True)]
@@ -177,10 +178,6 @@ def test_saved_model_reads_raw_images_and_matches_the_trial(top_run, data_dir):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_allclose(json.loads(done.stdout.splitlines()[-1]), probabilities, atol=1e-5)
-
-
-def pd_isnull(value):
-    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 @pytest.mark.parametrize("trainable", ["frozen", "all"])
