@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from artgan.errors import ArtganError
+import numpy as np
 
 LOCK_FILE = ".lock"
 
@@ -84,8 +85,6 @@ def check_space(path, needed):
 def allocate_array(path, dtype, shape):
     """A writable .npy memmap at `path` whose blocks are all allocated up front, so a full
     file system is an ArtganError here instead of a SIGBUS when a hole is written later."""
-    import numpy as np
-
     needed = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize + 4096  # + header
     check_space(path, needed)
     with clear_write_errors(path):

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from artgan.labels import load_labels  # noqa: E402
+from artgan.data.labels import load_labels  # noqa: E402
 from artgan.paths import data_root  # noqa: E402
 
 
@@ -63,7 +63,8 @@ def timed(function, *args, **kwargs):
 
 
 def bench_pipeline(table, size, batch_size):
-    from artgan.dataset import ImageLabelGenerator, load_split_images
+    from artgan.data.generators import ImageLabelGenerator
+    from artgan.data.splits import load_split_images
 
     paths, labels = table.image_paths(), table.labels()
     n, base_first = timed(baseline_epoch, paths, labels, size, batch_size)
@@ -127,8 +128,9 @@ def model_flops(model):
 def bench_training(table, size, batch_size, steps):
     import keras_tuner as kt
 
-    from artgan.dataset import ImageLabelGenerator, load_split_images
-    from artgan.model import build_crnn
+    from artgan.data.generators import ImageLabelGenerator
+    from artgan.data.splits import load_split_images
+    from artgan.model.crnn import build_crnn
 
     hp = kt.HyperParameters()
     hp.Fixed("input_size", size)
@@ -172,10 +174,11 @@ def bench_backbone(table, images, epochs, batch_size):
     """Embedding throughput, and a head-only trial against a scratch-CRNN trial."""
     import keras_tuner as kt
 
-    from artgan.backbones import BACKBONES
-    from artgan.dataset import EmbeddingGenerator, ImageLabelGenerator, load_split_images
-    from artgan.embeddings import embed_split
-    from artgan.model import build_model
+    from artgan.model.backbones import BACKBONES
+    from artgan.data.generators import EmbeddingGenerator, ImageLabelGenerator
+    from artgan.data.splits import load_split_images
+    from artgan.model.embeddings import embed_split
+    from artgan.model.crnn import build_model
 
     backbone = BACKBONES["efficientnet_lite0"]
     table = table.subset(np.arange(images))
@@ -224,8 +227,8 @@ def bench_workers(trials, epochs, images, size):
     import pandas as pd
 
     from artgan.paths import REPO_ROOT
-    from artgan.search import TaskData
-    from artgan.spec import experiment_file, load_experiment
+    from artgan.data.splits import TaskData
+    from artgan.config.spec import experiment_file, load_experiment
 
     sets = [f"space.input_size={size}", f"budget.max_trials={trials}", f"budget.epochs={epochs}",
             f"budget.max_train_images={images}", f"budget.max_val_images={images // 2}",

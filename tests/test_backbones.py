@@ -16,18 +16,18 @@ import pandas as pd
 import pytest
 import sklearn
 
-from artgan.backbones import BACKBONES, WEIGHTS_SHA256, lite0_classifier, weights_path
-from artgan.dataset import load_split_images
-from artgan.embeddings import embed_split
+from artgan.model.backbones import BACKBONES, WEIGHTS_SHA256, lite0_classifier, weights_path
+from artgan.data.splits import load_split_images
+from artgan.model.embeddings import embed_split
 from artgan.errors import ArtganError
-from artgan.images import decode_image
-from artgan.labels import load_labels
-from artgan.model import build_model, deployable_model
+from artgan.data.images import decode_image
+from artgan.data.labels import load_labels
+from artgan.model.crnn import build_model, deployable_model
 from artgan.paths import REPO_ROOT
-from artgan.saved import load_model
-from artgan.search import run_search
-from artgan.spec import load_experiment
-from artgan.torch_weights import LEGACY_MAGIC, read_state_dict
+from artgan.model.saved import load_model
+from artgan.tuning.tuner import run_search
+from artgan.config.spec import load_experiment
+from artgan.model.torch_weights import LEGACY_MAGIC, read_state_dict
 from support import TINY_PRETRAINED
 
 SAMPLE_IMAGES = Path(sklearn.__file__).parent / "datasets" / "images"

@@ -9,8 +9,8 @@ import pytest
 from artgan.cli import main
 from artgan.errors import ArtganError
 from artgan.paths import REPO_ROOT
-from artgan.saved import save_model
-from artgan.search import TaskData
+from artgan.model.saved import save_model
+from artgan.data.splits import TaskData
 from support import TINY
 
 
@@ -109,7 +109,7 @@ def tiny_model(path, class_names, size=8):
 
 def test_evaluate_prints_the_scores_before_saying_where_it_could_not_write(tmp_path, data_dir,
                                                                           cache_dir, capsys):
-    from artgan.labels import read_class_file
+    from artgan.data.labels import read_class_file
 
     genre = data_dir / "louvre-genre4"
     model = tiny_model(tmp_path / "model.keras", read_class_file(genre / "genre_class"))
@@ -127,8 +127,8 @@ def test_evaluate_prints_the_scores_before_saying_where_it_could_not_write(tmp_p
 
 
 def test_unwritable_output_and_cache_folders_are_one_line_errors(tmp_path, capsys):
-    from artgan.images import cache_images
-    from artgan.report_output import Writer
+    from artgan.data.images import cache_images
+    from artgan.report.output import Writer
 
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")

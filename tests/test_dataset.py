@@ -5,9 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from artgan.dataset import ImageLabelGenerator, load_split_images
+from artgan.data.generators import ImageLabelGenerator
+from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
-from artgan.labels import load_labels
+from artgan.data.labels import load_labels
 
 
 def wild_table(data_dir):

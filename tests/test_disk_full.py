@@ -11,7 +11,7 @@ import pytest
 
 from artgan import files
 from artgan.errors import ArtganError
-from artgan.images import cache_images
+from artgan.data.images import cache_images
 
 Usage = namedtuple("Usage", "total used free")
 
@@ -65,10 +65,12 @@ def test_enospc_while_writing_a_result_is_one_line(tmp_path):
 
 
 def test_keras_tuner_state_survives_a_full_disk(tmp_path, monkeypatch):
-    """KerasTuner's trial.json/oracle.json writer goes through atomic_path (artgan.search)."""
+    """KerasTuner's trial.json/oracle.json writer goes through atomic_path (once installed)."""
     import keras_tuner as kt
 
-    import artgan.search  # noqa: F401 - installs the atomic writer
+    from artgan.tuning._kt_compat import install_atomic_state_writer
+
+    install_atomic_state_writer()
 
     state = tmp_path / "trial.json"
     state.write_text('{"old": 1}')

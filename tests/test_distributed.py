@@ -10,18 +10,15 @@ import sys
 import pandas as pd
 import pytest
 
-from artgan.distributed import (
-    Launcher,
-    adopt_oracle,
-    check_same_search,
-    check_tuner_id,
-    gpu_groups,
-    parse_address,
-)
+from artgan.cli.search import worker_command
+from artgan.tuning.parallel.launcher import Launcher
+from artgan.tuning._kt_compat import adopt_oracle
+from artgan.tuning.parallel.roles import check_same_search, check_tuner_id, parse_address
+from artgan.tuning.parallel.strategy import gpu_groups
 from artgan.errors import ArtganError
 from artgan.files import read_json
 from artgan.paths import REPO_ROOT
-from artgan.spec import load_experiment
+from artgan.config.spec import load_experiment
 from support import TINY, killed_on_exit, wait_for
 
 
@@ -175,7 +172,7 @@ def test_addresses_and_ids_are_checked():
 
 
 def test_worker_refuses_a_spec_that_differs_from_the_chiefs(tmp_path):
-    from artgan.search import prepare_output
+    from artgan.tuning.output import prepare_output
 
     experiment = REPO_ROOT / "experiments" / "genre.yaml"
     chief = load_experiment(experiment, [*TINY, f"output={tmp_path}"])
@@ -217,10 +214,11 @@ def test_any_process_adopts_an_existing_oracle(tmp_path, monkeypatch):
 
 def test_launcher_options_are_checked(tmp_path):
     spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml", [f"output={tmp_path}"])
-    with pytest.raises(ArtganError, match="--workers"):
-        Launcher(spec, "genre", workers=-1)
-    launcher = Launcher(spec, "genre", ["budget.epochs=1"], workers=2, gpus="0,1")
-    command = launcher.command("worker2")
+    command = worker_command("genre", ["budget.epochs=1"], spec.output_dir)
+    with pytest.raises(ArtganError, match="`workers` must be 0 or more"):
+        Launcher(spec, command, workers=-1)
+    launcher = Launcher(spec, command, workers=2, gpus="0,1")
+    command = launcher.child_command("worker2")
     assert command[-4:] == ["--chief", f"127.0.0.1:{launcher.port}", "--id", "worker2"]
     assert launcher.child_env("worker2", "1")["CUDA_VISIBLE_DEVICES"] == "1"
     assert launcher.child_env("chief", None)["CUDA_VISIBLE_DEVICES"] == ""
@@ -228,17 +226,19 @@ def test_launcher_options_are_checked(tmp_path):
     # Every process it starts gets the same new token; only the chief gets the time-out.
     token = launcher.child_env("worker1", None)["ARTGAN_ORACLE_TOKEN"]
     assert len(token) >= 32 and launcher.child_env("chief", None)["ARTGAN_ORACLE_TOKEN"] == token
-    assert Launcher(spec, "genre", workers=1).token != token
-    assert launcher.command("chief")[-2:] == ["--trial-timeout", "1800"]
-    assert "--trial-timeout" not in launcher.command("worker1")
+    assert Launcher(spec, command, workers=1).token != token
+    assert launcher.child_command("chief")[-2:] == ["--trial-timeout", "1800"]
+    assert "--trial-timeout" not in launcher.child_command("worker1")
     with pytest.raises(ArtganError, match="time-out 0 s is too short"):
-        Launcher(spec, "genre", workers=1, trial_timeout=0)
+        Launcher(spec, command, workers=1, trial_timeout=0)
 
 
 def test_spec_distribution_selects_mirrored_strategy(tmp_path):
     import tensorflow as tf
 
-    from artgan.search import CRNNHyperModel, TaskData, make_tuner
+    from artgan.tuning.hypermodel import CRNNHyperModel
+    from artgan.data.splits import TaskData
+    from artgan.tuning.tuner import make_tuner
 
     experiment = REPO_ROOT / "experiments" / "genre.yaml"
     for strategy, expected in (("mirrored", tf.distribute.MirroredStrategy), ("default", type(None))):
@@ -261,7 +261,9 @@ def chief(tmp_path):
 
     import keras_tuner as kt
 
-    from artgan.distributed import free_port, new_token, serve_oracle
+    from artgan.tuning.parallel.roles import free_port
+    from artgan.tuning._kt_compat import serve_oracle
+    from artgan.tuning.parallel.access import new_token, server_interceptor
 
     hps = kt.HyperParameters()
     hps.Choice("units", [8, 16, 32])
@@ -270,7 +272,9 @@ def chief(tmp_path):
     oracle._set_project_dir(str(tmp_path), "tuner")
     port, token, lines, stop = free_port(), new_token(), [], threading.Event()
     thread = threading.Thread(target=serve_oracle, daemon=True,
-                              args=(oracle, "127.0.0.1", port, token, 2.0, stop, lines.append, 0.2))
+                              args=(oracle, "127.0.0.1", port,
+                                    [server_interceptor(token, lines.append)], 2.0, stop,
+                                    lines.append, 0.2))
     thread.start()
     yield oracle, f"127.0.0.1:{port}", token, lines
     stop.set()
@@ -365,8 +369,13 @@ def test_a_trial_held_by_a_silent_worker_times_out(chief):
 
 
 def test_tokens_for_chiefs_and_workers(tmp_path, monkeypatch):
-    from artgan.distributed import (TOKEN_FILE, check_chief_access, chief_token, given_token,
-                                    worker_token)
+    from artgan.tuning.parallel.access import (
+        TOKEN_FILE,
+        check_chief_access,
+        chief_token,
+        given_token,
+        worker_token,
+    )
 
     monkeypatch.delenv("ARTGAN_ORACLE_TOKEN", raising=False)
     monkeypatch.delenv("ARTGAN_ORACLE_TOKEN_FILE", raising=False)
@@ -400,13 +409,13 @@ def test_a_worker_with_the_token_keeps_its_trial_alive_by_heartbeat(chief):
     import time
     from types import SimpleNamespace
 
-    from artgan.distributed import authenticate_client
+    from artgan.tuning._kt_compat import authenticate_client
     from support import wait_for
 
     oracle, address, token, _ = chief
     host, port = address.split(":")
     tuner = SimpleNamespace(oracle=SimpleNamespace(stub=None))
-    stop = authenticate_client(tuner, host, int(port), token, beat=0.3)
+    stop = authenticate_client(tuner, host, int(port), ("artgan-oracle-token", token), beat=0.3)
     from keras_tuner.src import protos
 
     trial = tuner.oracle.stub.CreateTrial(protos.get_service().CreateTrialRequest(
@@ -420,7 +429,7 @@ def test_a_worker_with_the_token_keeps_its_trial_alive_by_heartbeat(chief):
 
 
 def test_a_worker_with_a_wrong_token_stops_with_a_clear_error(chief, tmp_path, data_dir):
-    from artgan.search import prepare_output
+    from artgan.tuning.output import prepare_output
 
     oracle, address, token, lines = chief
     output = tmp_path / "run"

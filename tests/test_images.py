@@ -17,9 +17,9 @@ import pytest
 from PIL import Image, JpegImagePlugin
 from support import killed_on_exit, wait_for
 
-from artgan import images
+from artgan.data import images
 from artgan.errors import ArtganError
-from artgan.images import (
+from artgan.data.images import (
     RESIZE_POLICIES,
     CachedImages,
     ImageError,
@@ -396,7 +396,7 @@ def test_parallel_decode_matches_serial(tmp_path, data_dir, monkeypatch):
 CONCURRENT_CHILD = """
     import json, os, sys, time
     from pathlib import Path
-    from artgan.images import cache_images
+    from artgan.data.images import cache_images
     cache_dir, paths_file, ready, go = sys.argv[1:]
     paths = json.loads(Path(paths_file).read_text())
     Path(ready).touch()
@@ -428,7 +428,7 @@ def test_two_processes_decode_only_once(tmp_path, data_dir):
 KILLED_CHILD = """
     import json, sys, time
     from pathlib import Path
-    import artgan.images as images
+    import artgan.data.images as images
     real = images.decode_image
     def slow(*args, **kwargs):
         time.sleep(0.5)  # slow enough to be killed mid-build
@@ -507,7 +507,7 @@ def still_running(pid, start):
 POOL_CHILD = """
     import json, sys
     from pathlib import Path
-    from artgan.images import cache_images
+    from artgan.data.images import cache_images
     cache_images(json.loads(Path(sys.argv[2]).read_text()), 32, cache_dir=sys.argv[1], workers=2, progress=False)
 """
 

@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from artgan import labels as labels_module
+from artgan.data import labels as labels_module
 from artgan.errors import ArtganError
-from artgan.labels import (
+from artgan.data.labels import (
     LabelTable,
     SkippedRow,
     load_labels,

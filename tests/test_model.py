@@ -4,8 +4,8 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from artgan.model import FEATURE_LAYERS, build_crnn, feature_extractor
-from artgan.spec import SearchSpace
+from artgan.model.crnn import FEATURE_LAYERS, build_crnn, feature_extractor
+from artgan.config.space import SearchSpace
 
 
 @pytest.mark.parametrize("sequence", ["rows", "columns", "both"])
@@ -61,7 +61,7 @@ def test_sgd_momentum_is_conditional():
 def test_space_values_follow_the_space_and_nothing_else():
     """The builder sees the space's value for a declared name, whatever scope it opens, and
     its own default for anything the space does not declare (never a second parameter)."""
-    from artgan.search import SpaceValues
+    from artgan.tuning.hypermodel import SpaceValues
 
     def space_values(backbone):
         hp = kt.HyperParameters()
@@ -84,9 +84,9 @@ def test_space_values_follow_the_space_and_nothing_else():
 
 
 def test_outputs_are_the_used_classes_and_saved_models_speak_artgan_ids():
-    from artgan.dataset import output_labels
+    from artgan.data.generators import output_labels
     from artgan.errors import ArtganError
-    from artgan.model import with_class_ids
+    from artgan.model.crnn import with_class_ids
 
     classes = np.array([2, 4, 6, 9])
     np.testing.assert_array_equal(output_labels([9, 2, 6, 4, 2], classes), [3, 0, 2, 1, 0])
@@ -110,7 +110,7 @@ def test_fine_tuned_backbone_layers_take_smaller_steps():
     """One SGD step: a backbone variable moves BACKBONE_LR_SCALE times as far as the head's."""
     import keras
 
-    from artgan.model import BACKBONE_LR_SCALE, build_optimizer
+    from artgan.model.crnn import BACKBONE_LR_SCALE, build_optimizer
 
     inputs = keras.Input((2,))
     backbone = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones", name="backbone")
@@ -137,8 +137,8 @@ def test_fine_tuned_backbone_layers_take_smaller_steps():
 ])
 def test_builders_read_only_the_parameters_spaces_are_checked_against(branch):
     """PARAMETERS (what a search space may name) lists every name the builders read."""
-    from artgan.model import PARAMETERS, build_model
-    from artgan.search import SpaceValues
+    from artgan.model.crnn import PARAMETERS, build_model
+    from artgan.tuning.hypermodel import SpaceValues
 
     read = set()
 

@@ -21,10 +21,13 @@ import yaml
 
 from artgan.cli import main
 from artgan.errors import ArtganError
-from artgan.features import load_features
-from artgan.report import build_report, hp_importance, open_run, what_mattered_section, Writer
-from artgan.search import run_search
-from artgan.spec import load_experiment
+from artgan.model.features import load_features
+from artgan.report.build import build_report
+from artgan.report.output import Writer
+from artgan.report.run import open_run
+from artgan.report.sections import hp_importance, what_mattered_section
+from artgan.tuning.tuner import run_search
+from artgan.config.spec import load_experiment
 
 HOSTILE_CLASS = "<script>alert(1)</script>"
 HOSTILE_DESCRIPTION = "<img src=x onerror=alert(2)> tiny"

@@ -9,12 +9,13 @@ from types import SimpleNamespace
 import pytest
 
 from artgan.cli import main
-from artgan.distributed import Launcher
+from artgan.cli.search import worker_command
+from artgan.tuning.parallel.launcher import Launcher
 from artgan.errors import ArtganError
 from artgan.files import clear_folder, folder_lock
 from artgan.paths import REPO_ROOT
-from artgan.search import save_best_models
-from artgan.spec import load_experiment
+from artgan.tuning.results import save_best_models
+from artgan.config.spec import load_experiment
 from support import TINY, killed_on_exit
 
 
@@ -75,7 +76,7 @@ def test_a_second_search_on_a_locked_folder_is_refused(tmp_path, data_dir, cache
         assert os.listdir(run) == [".lock"] and (run / ".lock").read_text() == held  # nothing new
         spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml", [*TINY, f"output={run}"])
         with pytest.raises(ArtganError, match="in use by another search"):
-            Launcher(spec, "genre", workers=0).run()  # nor a distributed one
+            Launcher(spec, worker_command("genre", [], run), workers=0).run()  # nor distributed
         assert os.listdir(run) == [".lock"]
 
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from artgan.errors import ArtganError
-from artgan.evaluate import evaluate_model, predict_files
+from artgan.evaluation.predict import evaluate_model, predict_files
 from artgan.paths import REPO_ROOT
-from artgan.search import run_search
-from artgan.spec import load_experiment
+from artgan.tuning.tuner import run_search
+from artgan.config.spec import load_experiment
 from support import TINY, killed_on_exit, wait_for
 
 
@@ -85,7 +85,7 @@ def test_changed_search_refuses_to_resume(finished_run, tmp_path, change, key):
         REPO_ROOT / "experiments" / "genre.yaml",
         [*TINY, f"output={spec.output_dir}", change],
     )
-    with pytest.raises(ArtganError, match=rf"scored differently \({key}: there .*--fresh"):
+    with pytest.raises(ArtganError, match=rf"scored differently \({key}: there .*`fresh`"):
         run_search(changed)
 
 
@@ -134,7 +134,9 @@ def test_trial_orphaned_by_a_kill_before_the_oracle_saved_is_retried(tmp_path, d
 
 
 def test_bayesian_initial_points_reach_the_oracle(tmp_path, data_dir):
-    from artgan.search import CRNNHyperModel, TaskData, make_tuner
+    from artgan.tuning.hypermodel import CRNNHyperModel
+    from artgan.data.splits import TaskData
+    from artgan.tuning.tuner import make_tuner
 
     spec = tiny_spec(tmp_path, "tuner.type=bayesian", "tuner.initial_points=2")
     tuner = make_tuner(spec, CRNNHyperModel.from_spec(spec, TaskData.from_spec(spec)))
@@ -162,3 +164,34 @@ def test_truncated_tuner_files_are_repaired_on_resume(tmp_path, data_dir, caplog
     table = run_search(tiny_spec(tmp_path, "budget.max_trials=3")).set_index("trial_id")
     assert table["status"].to_dict() == {"0": "COMPLETED", "1": "FAILED", "2": "COMPLETED"}
     assert "was unreadable" in table.loc["1", "message"]
+
+
+def test_every_execution_of_a_trial_is_recorded(tmp_path, data_dir):
+    """executions_per_trial > 1: statistics come from what run_trial returns (one History per
+    execution), so the curves are the executions' mean and each execution is kept."""
+    spec = tiny_spec(tmp_path, "budget.max_trials=1", "budget.executions_per_trial=2",
+                     "budget.epochs=2", "early_stopping.enabled=false")
+    run_search(spec)
+    row = json.loads((spec.output_dir / "trials.json").read_text())[0]
+    info = json.loads(next((spec.output_dir / "tuner").glob("trial_*/artgan_trial.json")).read_text())
+    executions = info["executions"]
+    assert len(executions) == 2 and [e["epochs"] for e in executions] == [2, 2]
+    first, second = (e["history"]["val_loss"] for e in executions)
+    assert first != second  # two real trainings, not one recorded twice
+    assert row["history"]["val_loss"] == pytest.approx([(a + b) / 2 for a, b in zip(first, second)])
+    assert row["epochs"] == 2 and row["params"] > 1000
+
+
+def test_an_impossible_configuration_fails_once_with_its_reason(tmp_path, data_dir):
+    """Too many conv blocks for the input: KerasTuner's FailedTrialError, never retried."""
+    spec = tiny_spec(tmp_path, "budget.max_trials=1", "space.backbone=scratch",
+                     "space.input_size=32", "space.conv_blocks=6")
+    with pytest.raises(ArtganError, match="no trial finished|stopped the search"):
+        from artgan.tuning.results import check_produced
+
+        check_produced(run_search(spec), spec.output_dir)
+    table = pd.read_csv(spec.output_dir / "trials.csv")
+    assert table["status"].tolist() == ["FAILED"]
+    assert "impossible configuration: 6 conv blocks shrink a 32 px input" in table["message"][0]
+    info = json.loads(next((spec.output_dir / "tuner").glob("trial_*/artgan_trial.json")).read_text())
+    assert info["attempts"] == 1  # built once: not retried

@@ -10,10 +10,10 @@ import pytest
 
 from artgan.cli import main
 from artgan.errors import ArtganError
-from artgan.nga import NgaCollection, load_collection
+from artgan.similar.nga import NgaCollection, load_collection
 from artgan.paths import REPO_ROOT
-from artgan.retrieval import evaluate_scores, query_metrics, random_expected
-from artgan.similarity import HandcraftedExtractor, Index, build_index, make_extractor
+from artgan.similar.retrieval import evaluate_scores, query_metrics, random_expected
+from artgan.similar.index import HandcraftedExtractor, Index, build_index, make_extractor
 from support import TINY
 
 TINY = [*TINY, "budget.max_trials=1"]
@@ -137,8 +137,8 @@ def test_missing_table_and_wrong_columns_name_the_file(small_nga):
 
 
 def test_optional_objects_table_gives_titles_escaped_in_pages(small_nga, tmp_path):
-    from artgan.similar_pages import caption, write_gallery
-    from artgan.similarity import Hit
+    from artgan.similar.pages import caption, write_gallery
+    from artgan.similar.index import Hit
 
     (small_nga / "objects.csv").write_text('objectid,title\n19,"The Youthful David"\n1,"<script>x</script>"\n')
     collection = load_collection(small_nga)
@@ -198,7 +198,7 @@ def test_index_write_is_atomic(small_nga, cache_dir, monkeypatch):
         Path(target).write_bytes(b"PK\x03\x04 half an archive")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("artgan.similarity.np.savez", crash)
+    monkeypatch.setattr("artgan.similar.index.np.savez", crash)
     with pytest.raises(OSError, match="No space left"):
         before.save(path)
     assert path.read_bytes() == original
@@ -244,8 +244,8 @@ def test_handcrafted_search_beats_random_on_the_real_sample(data_dir, cache_dir,
 @pytest.fixture(scope="module")
 def tiny_experiment(tmp_path_factory, data_dir):
     """An experiment YAML whose output holds a tiny trained model (as `make search` leaves it)."""
-    from artgan.search import run_search
-    from artgan.spec import load_experiment
+    from artgan.tuning.tuner import run_search
+    from artgan.config.spec import load_experiment
 
     folder = tmp_path_factory.mktemp("experiment")
     text = (REPO_ROOT / "experiments" / "genre.yaml").read_text()

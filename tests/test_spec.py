@@ -4,7 +4,8 @@ import keras_tuner as kt
 import pytest
 
 from artgan.errors import ArtganError
-from artgan.spec import SearchSpace, experiment_file, load_experiment
+from artgan.config.space import SearchSpace
+from artgan.config.spec import experiment_file, load_experiment
 
 SPACE = {
     "parameters": {
@@ -198,7 +199,7 @@ def test_conditions_may_not_form_a_cycle(tmp_path):
     ("bidirectional", {"values": [1, 0]}, "1 is not one of [True, False]"),
 ])
 def test_spaces_are_checked_against_what_the_builder_reads(tmp_path, parameter, value, message):
-    from artgan.model import PARAMETERS
+    from artgan.model.crnn import PARAMETERS
 
     spec = load_experiment(yaml_spec(tmp_path, {"parameters": {parameter: value}}))
     with pytest.raises(ArtganError) as error:
@@ -208,7 +209,7 @@ def test_spaces_are_checked_against_what_the_builder_reads(tmp_path, parameter, 
 
 
 def test_a_typo_on_the_command_line_is_refused_too(tmp_path):
-    from artgan.model import PARAMETERS
+    from artgan.model.crnn import PARAMETERS
 
     spec = load_experiment(experiment_file("genre"), ["space.input_sise=32"])
     with pytest.raises(ArtganError, match="parameters.input_sise: .*did you mean 'input_size'"):
@@ -216,7 +217,7 @@ def test_a_typo_on_the_command_line_is_refused_too(tmp_path):
 
 
 def test_shipped_spaces_pass_the_check():
-    from artgan.model import PARAMETERS
+    from artgan.model.crnn import PARAMETERS
 
     for task in ("genre", "style", "genre-full", "style-full"):
         load_experiment(experiment_file(task)).space.check(PARAMETERS)

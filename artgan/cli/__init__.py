@@ -1,0 +1,120 @@
+"""`python -m artgan ...`: a thin command line over the package's modules, one module per
+command group (search, models, report, similar).
+
+User mistakes (`ArtganError`) print one clear message, with the library's parameter names
+shown as this CLI's flags, and exit with status 2. The library logs; `main` shows its INFO
+messages on stdout. TensorFlow is imported only by the commands that need it (inside their
+`run_*` functions), so `--help` stays instant.
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from artgan import __version__
+from artgan.cli.models import add_evaluate, add_features, add_predict
+from artgan.cli.report import add_report
+from artgan.cli.search import add_search, add_worker
+from artgan.cli.similar import add_similar
+from artgan.errors import ArtganError
+from artgan.paths import checkout_cache
+
+#: How this CLI spells the library's parameters in error messages (see `ArtganError`).
+FLAGS = {
+    "tuner_id": "--id", "chief": "--chief", "host": "--host", "port": "--port",
+    "workers": "--workers", "max_restarts": "--max-restarts", "gpus": "--gpus",
+    "token_file": "--token-file", "trial_timeout": "--trial-timeout", "fresh": "--fresh",
+    "overrides": "--set", "output": "--set output=PATH", "top": "--top", "layer": "--layer",
+    "k": "--k", "extractor": "--extractor",
+}
+
+
+EPILOG = """\
+examples:
+  python -m artgan search genre --set budget.max_trials=3 --set budget.epochs=1
+  python -m artgan search experiments/style.yaml --set space.input_size=64 --fresh
+  python -m artgan search genre --workers 2          (a chief and 2 worker processes)
+  python -m artgan worker genre --chief HOST:PORT --id gpu-box-1   (join from elsewhere)
+  python -m artgan predict runs/genre/best/model_1.keras painting.jpg --top 3
+  python -m artgan evaluate runs/genre/best/model_1.keras \\
+      --labels ../shared/data/louvre-genre4/genre_val.csv --images ../shared/data/louvre-genre4/images
+  python -m artgan similar index --extractor handcrafted   (then: similar query 19 --k 10)
+  python -m artgan similar evaluate --k 10
+  python -m artgan report genre --top 3        (writes reports/genre/report.html)
+  python -m artgan features runs/genre/best/model_1.keras --layer features_lstm \\
+      --labels ../shared/data/louvre-genre4/genre_val.csv --images ../shared/data/louvre-genre4/images --out val.npz
+
+environment:
+  ARTGAN_DATA     root of the real data (default: ../shared/data beside the checkout)
+  ARTGAN_CACHE    decoded-image cache (default: .cache/images in the checkout)
+  WIKIART_IMAGES  the unpacked WikiArt images, for the *-full and artist experiments
+  ARTGAN_LABELS   the ArtGAN label-file folder (default: $ARTGAN_DATA/artgan)
+"""
+
+
+def quiet_tensorflow():
+    """Load TensorFlow without its C++ start-up chatter (GPUs stay visible).
+
+    TF 2.21 writes its oneDNN notice and CUDA probing lines straight to file descriptor 2,
+    ignoring TF_CPP_MIN_LOG_LEVEL, so stderr is pointed at /dev/null while TensorFlow loads
+    and lists its devices. Python errors still show: they are printed after it is restored.
+    Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
+    """
+    if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m artgan",
+        description="KerasTuner experiments for classifying paintings by style, genre and "
+        "artist with convolutional-recurrent networks (ArtGAN / WikiArt).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"artgan {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for add in (add_search, add_worker, add_predict, add_evaluate, add_similar, add_report,
+                add_features):
+        add(commands)
+    return parser
+
+
+def show_logs(stream=None):
+    """Show artgan's INFO messages as plain lines on `stream` (default: the current stdout)."""
+    logger = logging.getLogger("artgan")
+    for handler in [h for h in logger.handlers if getattr(h, "artgan_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.artgan_cli = True
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    show_logs()
+    os.environ.setdefault("ARTGAN_CACHE", str(checkout_cache()))
+    quiet_tensorflow()
+    try:
+        args.run(args)
+    except ArtganError as error:
+        print(f"artgan: error: {error.render(FLAGS)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("artgan: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0

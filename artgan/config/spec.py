@@ -1,0 +1,295 @@
+"""Experiment specs and search spaces: YAML -> validated objects -> KerasTuner `hp`.
+
+An experiment (`experiments/*.yaml`) names a task, its data, a tuner, a budget and a
+search space file (`search_spaces/*.yaml`). Search spaces use the `parameters:` block of
+Weights & Biases sweep configs, which many users already write:
+
+    parameters:
+      conv_blocks:   {min: 2, max: 4}                    # hp.Int
+      dropout:       {min: 0.1, max: 0.5, q: 0.1}        # hp.Float with step
+      learning_rate: {min: 1.0e-4, max: 1.0e-2, distribution: log_uniform_values}
+      sequence:      {values: [rows, columns, both]}     # hp.Choice
+      bidirectional: {values: [true, false]}             # hp.Boolean
+      input_size:    {value: 64}                         # hp.Fixed
+      momentum:      {min: 0.0, max: 0.95, when: {optimizer: sgd}}   # conditional
+
+`when:` (our one addition) makes a parameter exist only while another has one of the
+given values, via `hp.conditional_scope`. Pydantic validates both files, so a mistake is
+reported with the file, the key and what was expected.
+"""
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Literal, Optional
+import yaml
+from pydantic import Field, ValidationError
+from artgan.errors import ArtganError
+from artgan.paths import REPO_ROOT, data_root
+from artgan.config.space import SearchSpace, Strict
+
+
+TASKS = ("style", "genre", "artist")
+TUNERS = ("random", "bayesian", "hyperband")
+
+
+class DataSpec(Strict):
+    train: str
+    val: str
+    classes: str
+    images: str
+    resize: Literal["letterbox", "stretch", "crop"] = "letterbox"
+    on_error: Literal["raise", "skip"] = "raise"
+
+
+class TunerSpec(Strict):
+    type: Literal[TUNERS] = "bayesian"
+    objective: str = "val_accuracy"
+    direction: Optional[Literal["min", "max"]] = None
+    hyperband_factor: int = Field(default=3, ge=2)
+    #: Bayesian only (like hyperband_factor for hyperband): random trials before the
+    #: Gaussian process steers; KerasTuner's default, 3 per hyperparameter, would spend a
+    #: small budget entirely at random.
+    initial_points: Optional[int] = Field(default=None, ge=1)
+
+    @property
+    def resolved_direction(self):
+        if self.direction:
+            return self.direction
+        return "min" if self.objective.endswith("loss") else "max"
+
+
+class BudgetSpec(Strict):
+    max_trials: int = Field(default=10, ge=1)
+    epochs: int = Field(default=10, ge=1)
+    executions_per_trial: int = Field(default=1, ge=1)
+    max_train_images: Optional[int] = Field(default=None, ge=1)
+    max_val_images: Optional[int] = Field(default=None, ge=1)
+
+
+class EarlyStoppingSpec(Strict):
+    enabled: bool = True
+    patience: int = Field(default=3, ge=1)
+    min_delta: float = Field(default=0.0, ge=0)
+
+
+class TrainingSpec(Strict):
+    augment: bool = True
+    batch_size: int = Field(default=32, ge=1)
+    best_models: int = Field(default=3, ge=1)
+
+
+class DistributionSpec(Strict):
+    """How one trial uses this process's devices: `default` = one device, `mirrored` =
+    `tf.distribute.MirroredStrategy` over every visible GPU (batches split across them)."""
+
+    strategy: Literal["default", "mirrored"] = "default"
+
+
+class ExperimentSpec(Strict):
+    """A whole experiment, as written in `experiments/<task>.yaml`."""
+
+    task: Literal[TASKS]
+    description: str = ""
+    data: DataSpec
+    search_space: str
+    tuner: TunerSpec = TunerSpec()
+    budget: BudgetSpec = BudgetSpec()
+    early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
+    training: TrainingSpec = TrainingSpec()
+    distribution: DistributionSpec = DistributionSpec()
+    seed: int = 42
+    output: str
+
+    # Filled in by load_experiment; not part of the YAML.
+    source: Optional[str] = Field(default=None, exclude=True)
+    space: Optional[SearchSpace] = Field(default=None, exclude=True)
+
+    def path(self, key):
+        """A data path from the spec, with ${VARS} expanded, as an absolute Path."""
+        raw = getattr(self.data, key)
+        return resolve_path(expand_vars(raw, f"{self.source}: data.{key}"))
+
+    @property
+    def output_dir(self):
+        return resolve_path(expand_vars(self.output, f"{self.source}: output"))
+
+    def resolved(self):
+        """The spec with its search space inlined: what a run really used (for provenance)."""
+        spec = self.model_dump(mode="json")
+        spec["search_space"] = {
+            "file": self.search_space,
+            **self.space.model_dump(mode="json", exclude_none=True),
+        }
+        return spec
+
+    def comparable(self):
+        """Everything that changes what a trial scores, as flat `key: value` pairs: the data
+        (with a hash of each label file's contents, so the same paths with other rows differ),
+        the search space, tuner, seed, training, early stopping, epochs and image subsets.
+        Resuming a run folder and joining a chief's search both require it to match; the
+        number of trials, the output path, devices and descriptions may differ."""
+        spec = self.resolved()
+        spec["search_space"].pop("description", None)
+        kept = {k: spec[k] for k in ("task", "data", "search_space", "tuner", "seed", "training",
+                                     "early_stopping")}
+        kept["budget"] = {k: spec["budget"][k] for k in SCORED_BUDGET}
+        kept["label_files"] = {k: content_sha256(self.path(k)) for k in ("train", "val", "classes")}
+        return flatten(kept)
+
+    def fingerprint(self):
+        """A short hash of `comparable()`."""
+        return hashlib.sha256(json.dumps(self.comparable(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Budget keys that change what a trial scores (max_trials only changes how many there are).
+SCORED_BUDGET = ("epochs", "executions_per_trial", "max_train_images", "max_val_images")
+
+
+def flatten(data, prefix=""):
+    """{"a": {"b": 1}} -> {"a.b": 1}; a search space's `parameters` stay whole."""
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "parameters":
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def differences(mine, theirs, limit=6):
+    """'key: there X, here Y' for each key where two `comparable()` dicts differ."""
+    keys = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    return [f"{k}: there {theirs.get(k)!r}, here {mine.get(k)!r}" for k in keys[:limit]]
+
+
+def content_sha256(path):
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+#: What an unset variable should point at, for the error message.
+VARIABLE_HINTS = {
+    "WIKIART_IMAGES": (
+        "the unpacked WikiArt image folder (wikiart/ from the 25.4 GB ArtGAN download); "
+        "no images with these labels ship with artgan"
+    ),
+    "ARTGAN_LABELS": "the folder holding the ArtGAN Style/, Genre/ and Artist/ label files",
+}
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^{}]*))?\}")
+
+
+def expand_vars(text, where):
+    """Expand ${VAR} and ${VAR:-default}; ARTGAN_DATA defaults to the shared data root."""
+
+    def substitute(match):
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if name == "ARTGAN_DATA":
+            return str(data_root())
+        if default is not None:
+            return default
+        hint = VARIABLE_HINTS.get(name, "the folder it names")
+        raise ArtganError(
+            f"{where} uses ${{{name}}}, which is not set. Set it to {hint} "
+            f"(README.md, 'Full WikiArt data'), e.g. `make search TASK=artist "
+            f"{name}=/data/wikiart`."
+        )
+
+    expanded = _VAR.sub(substitute, text)
+    while expanded != text:  # inner ${...} in a default expand first
+        text, expanded = expanded, _VAR.sub(substitute, expanded)
+    return expanded
+
+
+def resolve_path(text):
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+
+def load_experiment(path, overrides=()):
+    """Read, override (`key.sub=value`), and validate an experiment and its search space."""
+    path = Path(path)
+    raw = read_yaml(path)
+    space_overrides = []
+    for item in overrides:
+        key, value = parse_override(item)
+        if key.startswith("space."):
+            space_overrides.append((key[len("space."):], value))
+        else:
+            set_dotted(raw, key, value, path)
+    spec = validate(ExperimentSpec, raw, path)
+    space_file = (path.parent / spec.search_space).resolve()
+    space = validate(SearchSpace, read_yaml(space_file), space_file)
+    space.source = str(space_file)
+    for name, value in space_overrides:
+        space.fix(name, value)
+    return spec.model_copy(update={"source": str(path), "space": space})
+
+
+def read_yaml(path):
+    path = Path(path)
+    if not path.is_file():
+        raise ArtganError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ArtganError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})")
+    if not isinstance(data, dict):
+        raise ArtganError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def validate(model, data, path):
+    """Pydantic validation with errors rewritten as `file: key.path: message` lines."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        lines = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+            message = item["msg"]
+            if item["type"] == "extra_forbidden":
+                message = "unknown key"
+            lines.append(f"{path}: {key}: {message}")
+        raise ArtganError("\n".join(lines)) from None
+
+
+def parse_override(item):
+    if "=" not in item:
+        raise ArtganError(f"`overrides` {item!r}: expected KEY=VALUE, e.g. budget.max_trials=3")
+    key, _, text = item.partition("=")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def set_dotted(data, key, value, path):
+    """Set data['a']['b'] for key 'a.b', creating sections as needed."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ArtganError(f"`overrides` {key}: {path}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def experiment_file(task_or_path):
+    """`genre` -> experiments/genre.yaml; a path is returned as is."""
+    candidate = Path(task_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate
+    return REPO_ROOT / "experiments" / f"{task_or_path}.yaml"

@@ -1,0 +1,100 @@
+"""A task's splits: label tables (optionally subsampled) and their pixels per input size,
+decoded once (`TaskData`), and one split's pixels (`SplitImages`)."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from artgan.data.images import cache_images
+from artgan.data.labels import LabelTable, SkippedRow, load_labels, skipped_report
+from artgan.errors import ArtganError
+
+
+@dataclass
+class SplitImages:
+    """One split at one size: uint8 pixels, labels, and the table rows they came from."""
+
+    table: LabelTable
+    pixels: np.ndarray  # (N, size, size, 3) uint8, usually a read-only memmap
+    labels: np.ndarray  # (N,) int64
+    rows: np.ndarray  # (N,) positions in `table` of the usable images
+    skipped: list = field(default_factory=list)
+    cache_key: str = ""  # the decoded-image cache's key (paths, file stamps, size, policy)
+
+    def __len__(self):
+        return len(self.labels)
+
+    @property
+    def paths(self):
+        return [str(self.table.frame["path"].iloc[i]) for i in self.rows]
+
+
+def load_split_images(table, size, resize="letterbox", on_error="raise", progress=True):
+    """Decode (or reuse) `table`'s images at `size`; undecodable ones raise or are skipped."""
+    cached = cache_images(
+        table.image_paths(), size, resize, progress=progress, desc=f"decoding {size}px"
+    )
+    bad = sorted(cached.errors)
+    skipped = [
+        SkippedRow(int(table.frame["line"].iloc[i]), str(table.frame["path"].iloc[i]), cached.errors[i])
+        for i in bad
+    ]
+    if skipped and on_error == "raise":
+        raise ArtganError(
+            f"{table.label_file}: {len(skipped)} image(s) could not be decoded "
+            f"(set data.on_error: skip to leave them out):\n{skipped_report(skipped)}"
+        )
+    rows = np.flatnonzero(cached.ok)
+    pixels = cached.array if len(rows) == len(table) else cached.array[rows]
+    labels = table.labels()[rows]
+    return SplitImages(table, pixels, labels, rows, skipped, cached.cache_file.stem)
+
+
+@dataclass
+class TaskData:
+    """A task's label tables, and their cached pixels per input size (decoded once)."""
+
+    spec: object
+    train: object
+    val: object
+
+    def __post_init__(self):
+        self._splits = {}
+
+    @classmethod
+    def from_spec(cls, spec):
+        classes = spec.path("classes")
+        images = spec.path("images")
+        on_error = spec.data.on_error
+        train = load_labels(spec.path("train"), classes, images, on_error=on_error)
+        val = load_labels(spec.path("val"), classes, images, on_error=on_error)
+        budget = spec.budget
+        if budget.max_train_images:
+            train = train.sample(budget.max_train_images, seed=spec.seed)
+        if budget.max_val_images:
+            val = val.sample(budget.max_val_images, seed=spec.seed)
+        return cls(spec, train, val)
+
+    @property
+    def class_names(self):
+        return self.train.class_names
+
+    @property
+    def classes(self):
+        """The class ids the task's labels really use, sorted: a model's outputs, in order."""
+        return np.union1d(self.train.labels(), self.val.labels())
+
+    def splits(self, size):
+        """(train, val) `SplitImages` at `size`, decoding only on the first request."""
+        if size not in self._splits:
+            self._splits[size] = tuple(
+                load_split_images(table, size, self.spec.data.resize, self.spec.data.on_error)
+                for table in (self.train, self.val)
+            )
+        return self._splits[size]
+
+    def skipped(self):
+        rows = list(self.train.skipped) + list(self.val.skipped)
+        for train, val in self._splits.values():
+            rows += train.skipped + val.skipped
+        return rows

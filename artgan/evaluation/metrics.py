@@ -1,0 +1,83 @@
+"""Scores from arrays: class probabilities, confusion matrices and feature vectors in, numbers
+out (no files, no models), so each is checked on hand-made arrays in milliseconds."""
+
+from collections import Counter
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
+
+TOP_K = 5
+SCORES = ("accuracy", "top5_accuracy", "macro_f1")
+NEIGHBOURS = 5  # k of the k-NN accuracy and of the neighbour thumbnails
+
+
+def score(labels, probabilities, num_classes):
+    """accuracy, top-5 accuracy and macro-F1 (scikit-learn), over the model's classes."""
+    classes = np.arange(num_classes)
+    predicted = probabilities.argmax(axis=1)
+    k = min(TOP_K, num_classes - 1) if num_classes > 2 else 1
+    top5 = top_k_accuracy_score(labels, probabilities, k=k, labels=classes) if num_classes > 2 \
+        else accuracy_score(labels, predicted)
+    present = np.unique(labels)
+    macro_f1 = f1_score(labels, predicted, labels=present, average="macro", zero_division=0)
+    return accuracy_score(labels, predicted), top5, macro_f1
+
+
+def l2_normalise(vectors) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        vectors = vectors.reshape(len(vectors), -1)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def named_scores(labels, probabilities, num_classes):
+    """`score` as floats under the names metrics.json and the report template use."""
+    return dict(zip(SCORES, map(float, score(labels, probabilities, num_classes))))
+
+
+def most_confused(matrix, shown, names, limit=5):
+    """The largest off-diagonal cells: (true, predicted, count, share of the true class)."""
+    off = matrix.astype(float).copy()
+    np.fill_diagonal(off, 0)
+    totals = matrix.sum(axis=1)
+    pairs = []
+    for flat in np.argsort(-off, axis=None, kind="stable")[:limit]:
+        i, j = np.unravel_index(flat, off.shape)
+        if off[i, j] <= 0:
+            break
+        pairs.append({"true": names[shown[i]], "predicted": names[shown[j]],
+                      "count": int(matrix[i, j]), "share": float(matrix[i, j] / totals[i])})
+    return pairs
+
+
+def nearest_neighbours(features, k):
+    """(indices, cosine distances) of each row's k nearest other rows."""
+    from sklearn.neighbors import NearestNeighbors
+
+    unit = l2_normalise(features)
+    k = min(k, len(unit) - 1)
+    distances, indices = NearestNeighbors(n_neighbors=k + 1).fit(unit).kneighbors(unit)
+    keep = indices != np.arange(len(unit))[:, None]
+    keep[keep.all(axis=1), -1] = False  # a duplicate took the row's own place: drop the last
+    indices = indices[keep].reshape(len(unit), k)
+    distances = distances[keep].reshape(len(unit), k) ** 2 / 2  # euclidean on unit -> cosine
+    return indices, distances
+
+
+def feature_scores(features, labels, k=NEIGHBOURS):
+    """k-NN accuracy (leave-one-out vote), neighbour agreement, k-means purity and NMI."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    indices, _ = nearest_neighbours(features, k)
+    neighbour_labels = labels[indices]
+    votes = [Counter(row).most_common(1)[0][0] for row in neighbour_labels.tolist()]
+    clusters = KMeans(n_clusters=len(np.unique(labels)), n_init=4, random_state=0).fit_predict(
+        l2_normalise(features))
+    purity = sum(np.bincount(labels[clusters == c]).max() for c in np.unique(clusters))
+    return {"dim": int(features.shape[1]), "k": int(indices.shape[1]),
+            "knn_accuracy": float(np.mean(np.asarray(votes) == labels)),
+            "neighbour_agreement": float(np.mean(neighbour_labels == labels[:, None])),
+            "kmeans_purity": float(purity / len(labels)),
+            "nmi": float(normalized_mutual_info_score(labels, clusters))}

@@ -1,0 +1,121 @@
+"""Predict and evaluate with a saved model, using the preprocessing stored inside it.
+
+`evaluate_model` scores any ArtGAN-format label file and writes per-image predictions as
+CSV (the input reports use); `predict_files` ranks classes for loose image files.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from artgan.data.generators import ImageLabelGenerator, model_input
+from artgan.data.splits import load_split_images
+from artgan.errors import ArtganError
+from artgan.files import write_text_atomic
+from artgan.data.images import ImageError, decode_image
+from artgan.data.labels import load_labels, skipped_report
+from artgan.model.saved import load_model
+from artgan.evaluation.metrics import score
+from artgan.evaluation.metrics import TOP_K
+
+
+
+
+def predict_files(model_path, image_paths, top=TOP_K):
+    """Yield (path, [(class name, probability), ...]) best first, or (path, reason)."""
+    model, metadata = load_model(model_path)
+    names = metadata["class_names"]
+    for path in image_paths:
+        try:
+            image = decode_image(path, metadata["input_size"], metadata["resize"])
+        except ImageError as error:
+            yield path, str(error)
+            continue
+        probabilities = model.predict(model_input(image[None]), verbose=0)[0]
+        best = np.argsort(probabilities)[::-1][:top]
+        yield path, [(names[i], float(probabilities[i])) for i in best]
+
+
+@dataclass
+class Evaluation:
+    """Scores of a model on one label file, plus what could not be scored and why."""
+
+    accuracy: float
+    top5_accuracy: float
+    macro_f1: float
+    scored: int
+    skipped: list = field(default_factory=list)
+    predictions_file: Path = None
+    predictions: pd.DataFrame = None
+    written: bool = False
+
+    def write_predictions(self):
+        """Write the per-image predictions CSV (ArtganError naming the file if it cannot)."""
+        write_text_atomic(self.predictions_file, self.predictions.to_csv(index=False))
+        self.written = True
+        return self.predictions_file
+
+    def summary(self):
+        lines = [
+            f"images scored    {self.scored}",
+            f"images skipped   {len(self.skipped)}",
+            f"accuracy         {self.accuracy:.4f}",
+            f"top-{TOP_K} accuracy   {self.top5_accuracy:.4f}",
+            f"macro-F1         {self.macro_f1:.4f}",
+        ]
+        if self.written:
+            lines.append(f"predictions      {self.predictions_file}")
+        if self.skipped:
+            lines += ["", skipped_report(self.skipped)]
+        return "\n".join(lines)
+
+
+def predict_split(model, split, batch_size=64):
+    """Class probabilities for every usable image of a `SplitImages`."""
+    return model.predict(ImageLabelGenerator(split, batch_size), verbose=0)
+
+
+def predictions_frame(split, probabilities, class_names):
+    """One row per image: path, line, true and predicted class, confidence, probabilities."""
+    predicted = probabilities.argmax(axis=1)
+    frame = pd.DataFrame(
+        {
+            "path": split.paths,
+            "line": split.table.frame["line"].to_numpy()[split.rows],
+            "label": split.labels,
+            "label_name": [class_names[i] for i in split.labels],
+            "predicted": predicted,
+            "predicted_name": [class_names[i] for i in predicted],
+            "confidence": probabilities.max(axis=1),
+        }
+    )
+    for index, name in enumerate(class_names):
+        frame[f"p/{name}"] = probabilities[:, index]
+    return frame
+
+
+def evaluate_model(model_path, labels, images, classes=None, out=None, on_error="raise", write=True):
+    """Score a saved model on a label file; save predictions next to the model by default
+    (`write=False`: later, by `Evaluation.write_predictions`, so scores come first)."""
+    model, metadata = load_model(model_path)
+    class_names = metadata["class_names"]
+    if classes is not None:
+        table = load_labels(labels, classes, images, on_error=on_error)
+        if table.class_names != class_names:
+            raise ArtganError(
+                f"{classes}: class names differ from those the model was trained on "
+                f"({len(table.class_names)} vs {len(class_names)} classes)"
+            )
+    else:
+        table = load_labels(labels, class_names, images, on_error=on_error)
+    split = load_split_images(table, metadata["input_size"], metadata["resize"], on_error)
+    if len(split) == 0:
+        raise ArtganError(f"{labels}: no image could be scored")
+    probabilities = predict_split(model, split)
+    accuracy, top5, macro_f1 = score(split.labels, probabilities, len(class_names))
+    out = Path(out) if out else Path(model_path).with_suffix(".predictions.csv")
+    result = Evaluation(accuracy, top5, macro_f1, len(split), list(table.skipped) + split.skipped,
+                        out, predictions_frame(split, probabilities, class_names))
+    if write:
+        result.write_predictions()
+    return result

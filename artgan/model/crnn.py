@@ -1,0 +1,307 @@
+"""The convolutional-recurrent network (CRNN): CNN feature maps read as a sequence by an LSTM.
+
+`build_model(hp, num_classes)` is a KerasTuner builder in the keras-io style: every choice
+is an `hp.*` call with a sensible default range, so it runs on a bare `HyperParameters()`,
+and a search space (see `artgan.spec`) narrows or widens those ranges. The CNN is either
+trained from scratch (`backbone: scratch`, `build_crnn`) or an ImageNet-pretrained network
+(`build_pretrained_crnn`, see `artgan.backbones`) whose feature map at `backbone_layer`
+the same LSTM head reads.
+
+A pretrained trial with a frozen bottom trains on cached activations (`artgan.embeddings`):
+its model's inputs are the cached taps, not images. `deployable_model` turns such a model
+into the image -> class model that is saved, with the same layer names and weights.
+Layers that reports read features from have fixed names (`FEATURE_LAYERS`), never
+auto-generated ones like `conv2d_3`.
+"""
+
+import keras
+import numpy as np
+from keras import layers
+from artgan.model.backbones import BACKBONES, BOTTOM_TAPS, SCRATCH, SEQUENCE_TAPS, get_backbone
+from artgan.config.space import Allowed
+
+
+#: Named layers whose outputs are useful features, in network order.
+CONV_FEATURES = "features_conv"
+LSTM_FEATURES = "features_lstm"
+FEATURE_LAYERS = (CONV_FEATURES, LSTM_FEATURES)
+DEFAULT_FEATURE_LAYER = CONV_FEATURES
+
+SEQUENCE_MODES = ("rows", "columns", "both")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+#: What of a pretrained backbone a trial trains: nothing, its last block + head conv, all.
+TRAINABLE = ("frozen", "top", "all")
+#: Fine-tuned backbone layers learn this much slower than the new head.
+BACKBONE_LR_SCALE = 0.1
+
+#: Every hyperparameter the builders below read, and the values they can build: a search
+#: space naming anything else (a typo) or another value is refused before a search starts.
+PARAMETERS = {
+    "backbone": Allowed(choices=(SCRATCH, *BACKBONES)),
+    "backbone_layer": Allowed(choices=tuple(SEQUENCE_TAPS)),
+    "backbone_trainable": Allowed(choices=TRAINABLE),
+    "pooled_stages": Allowed(choices=(True, False)),
+    "input_size": Allowed(integer=True, low=8, high=1024),
+    "conv_blocks": Allowed(integer=True, low=1, high=8),
+    "base_filters": Allowed(integer=True, low=1),
+    "filter_growth": Allowed(low=1.0, high=4.0),
+    "kernel_size": Allowed(integer=True, low=1, high=15),
+    "sequence": Allowed(choices=SEQUENCE_MODES),
+    "lstm_units": Allowed(integer=True, low=1),
+    "bidirectional": Allowed(choices=(True, False)),
+    "dropout": Allowed(low=0.0, high=1.0, high_inclusive=False),
+    "optimizer": Allowed(choices=OPTIMIZERS),
+    "learning_rate": Allowed(low=1e-8, high=10.0),
+    "momentum": Allowed(low=0.0, high=1.0, high_inclusive=False),
+    "batch_size": Allowed(integer=True, low=1),
+}
+
+
+def conv_block(x, filters, kernel_size, index):
+    """Conv -> BatchNorm -> ReLU -> 2x2 max-pool, every layer named after its block."""
+    prefix = f"conv_block_{index}"
+    x = layers.Conv2D(
+        filters, kernel_size, padding="same", use_bias=False, name=f"{prefix}_conv"
+    )(x)
+    x = layers.BatchNormalization(name=f"{prefix}_bn")(x)
+    x = layers.Activation("relu", name=f"{prefix}_relu")(x)
+    return layers.MaxPooling2D(2, name=f"{prefix}_pool")(x)
+
+
+def feature_map_to_sequence(feature_map, mode):
+    """Read an (H, W, C) map as a sequence: top-to-bottom rows, left-to-right columns, or both."""
+    height, width, channels = feature_map.shape[1:]
+    rows = layers.Reshape((height, width * channels), name="sequence_rows")
+    columns = keras.Sequential(
+        [layers.Permute((2, 1, 3)), layers.Reshape((width, height * channels))],
+        name="sequence_columns",
+    )
+    if mode == "rows":
+        return rows(feature_map)
+    if mode == "columns":
+        return columns(feature_map)
+    if mode == "both":
+        if height != width:
+            raise ImpossibleConfiguration("sequence='both' needs a square feature map")
+        return layers.Concatenate(axis=1, name="sequence_both")(
+            [rows(feature_map), columns(feature_map)]
+        )
+    raise ValueError(f"sequence must be one of {SEQUENCE_MODES}, got {mode!r}")
+
+
+class ImpossibleConfiguration(ValueError):
+    """Hyperparameter values no network can be built from (a search fails such a trial at
+    once, without retrying it)."""
+
+
+def backbone_name(hp):
+    """`scratch` or the name of a pretrained backbone (`artgan.model.backbones.BACKBONES`)."""
+    return hp.Choice("backbone", [SCRATCH, *BACKBONES], default=SCRATCH)
+
+
+def build_model(hp, num_classes):
+    """The model a trial trains: a scratch CRNN, or a pretrained backbone + LSTM head."""
+    if backbone_name(hp) == SCRATCH:
+        return build_crnn(hp, num_classes)
+    return build_pretrained_crnn(hp, num_classes)
+
+
+def input_size(hp):
+    """The image size a trial's model reads (a pretrained backbone's own size)."""
+    if backbone_name(hp) == SCRATCH:
+        return hp.Int("input_size", 32, 256, step=32, default=96)
+    return get_backbone(backbone_name(hp)).input_size
+
+
+def uses_cache(hp):
+    """Whether a trial trains on cached backbone activations instead of images."""
+    if backbone_name(hp) == SCRATCH:
+        return False
+    return hp.Choice("backbone_trainable", list(TRAINABLE), default="frozen") != "all"
+
+
+def build_crnn(hp, num_classes):
+    """Build and compile a CRNN classifier from hyperparameters `hp`.
+
+    The input is an (input_size, input_size, 3) float image scaled to [0, 1].
+    """
+    size = input_size(hp)
+    blocks = hp.Int("conv_blocks", 2, 5, default=3)
+    base_filters = hp.Choice("base_filters", [16, 32, 64], default=32)
+    growth = hp.Choice("filter_growth", [1.0, 1.5, 2.0], default=2.0)
+    kernel_size = hp.Choice("kernel_size", [3, 5], default=3)
+
+    if size // 2**blocks < 1:
+        raise ImpossibleConfiguration(
+            f"{blocks} conv blocks shrink a {size} px input to nothing")
+
+    inputs = keras.Input((size, size, 3), name="image")
+    x = inputs
+    for index in range(1, blocks + 1):
+        filters = int(round(base_filters * growth ** (index - 1)))
+        x = conv_block(x, filters, kernel_size, index)
+    x = layers.Identity(name=CONV_FEATURES)(x)
+
+    model = keras.Model(inputs, lstm_head(hp, x, num_classes), name="crnn")
+    return compile_model(model, hp, num_classes)
+
+
+def lstm_head(hp, feature_map, num_classes, pooled=None):
+    """Feature map -> sequence -> (Bi)LSTM [+ pooled statistics] -> dropout -> softmax."""
+    sequence = hp.Choice("sequence", list(SEQUENCE_MODES), default="rows")
+    lstm_units = hp.Choice("lstm_units", [32, 64, 128, 256], default=64)
+    bidirectional = hp.Boolean("bidirectional", default=False)
+    dropout = hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.3)
+    lstm = layers.LSTM(lstm_units, name="lstm")
+    if bidirectional:
+        lstm = layers.Bidirectional(lstm, name="bilstm")
+    x = layers.Identity(name=LSTM_FEATURES)(lstm(feature_map_to_sequence(feature_map, sequence)))
+    if pooled is not None:
+        pooled = layers.LayerNormalization(name="pooled_norm")(pooled)
+        x = layers.Concatenate(name="lstm_and_pooled")([x, pooled])
+    x = layers.Dropout(dropout, name="dropout")(x)
+    return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+
+
+def build_pretrained_crnn(hp, num_classes, image_input=False):
+    """An ImageNet-pretrained backbone's feature map at `backbone_layer`, read by the LSTM.
+
+    With `backbone_trainable` frozen or top (and `image_input` False) the model's inputs are
+    the backbone's cached bottom taps (`BOTTOM_TAPS`); the last block and head conv, when
+    the tap needs them, run (and with `top`, learn) inside the model. With `all`, or
+    `image_input`, the input is the [0, 1] image and the whole backbone is inside.
+    BatchNorm layers of the backbone always run in inference mode.
+    """
+    backbone = get_backbone(backbone_name(hp))
+    tap = hp.Choice("backbone_layer", list(SEQUENCE_TAPS), default="stage6")
+    trainable = hp.Choice("backbone_trainable", list(TRAINABLE), default="frozen")
+    use_pooled = hp.Boolean("pooled_stages", default=False)
+    needed = ["stage6" if SEQUENCE_TAPS[tap] else tap] + (["pooled"] if use_pooled else [])
+
+    if image_input or trainable == "all":
+        image = keras.Input((backbone.input_size, backbone.input_size, 3), name="image")
+        bottom = backbone.bottom()
+        bottom.trainable = trainable == "all"
+        taps, inputs = bottom(image, training=False), image
+        fine_tuned = bottom.trainable_variables
+    else:
+        fine_tuned = []
+        shapes = backbone.tap_shapes()
+        taps = inputs = {name: keras.Input(shapes[name], name=name) for name in needed}
+    feature_map = taps[tap] if tap in BOTTOM_TAPS else None
+    if feature_map is None:
+        top = backbone.top(taps["stage6"].shape[1:], head=tap == "top")
+        top.trainable = trainable != "frozen"
+        feature_map = top(taps["stage6"], training=False)[tap]
+        fine_tuned += top.trainable_variables
+    feature_map = layers.Identity(name=CONV_FEATURES)(feature_map)
+    outputs = lstm_head(hp, feature_map, num_classes, taps["pooled"] if use_pooled else None)
+    model = keras.Model(inputs, outputs, name=f"{backbone.name}_crnn")
+    if image_input:
+        return model  # for inference: weights come from a trained twin (deployable_model)
+    return compile_model(model, hp, num_classes, backbone_variables=fine_tuned)
+
+
+def deployable_model(hp, model, num_classes):
+    """The image -> probabilities model to save for a trained trial `model`: the model
+    itself when it reads images, else its twin with the backbone's bottom in front, given
+    the trained layers' weights by name."""
+    if not uses_cache(hp):
+        return model
+    whole = build_pretrained_crnn(hp, num_classes, image_input=True)
+    trained = {layer.name: layer for layer in model.layers}
+    for layer in whole.layers:
+        if layer.name in trained and layer.weights:
+            layer.set_weights(trained[layer.name].get_weights())
+    return whole
+
+
+def with_class_ids(model, classes, num_class_ids):
+    """`model` with its outputs (one per used class) spread over all `num_class_ids`
+    ArtGAN classes by a fixed 0/1 matrix, so saved models predict ArtGAN class ids and
+    never a class their training data lacked. Unchanged when every class is used."""
+    classes = np.asarray(classes, dtype=np.int64)
+    if len(classes) == num_class_ids:
+        return model
+    spread = layers.Dense(num_class_ids, use_bias=False, trainable=False, name="artgan_classes")
+    outputs = spread(model.outputs[0])
+    matrix = np.zeros((len(classes), num_class_ids), dtype=np.float32)
+    matrix[np.arange(len(classes)), classes] = 1
+    spread.set_weights([matrix])
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def compile_model(model, hp, num_classes, backbone_variables=()):
+    """Compile with the trial's optimizer; accuracy, and top-5 accuracy when there are
+    more than 5 classes (on 4 genres it would always be 1)."""
+    metrics = ["accuracy"]
+    if num_classes > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    model.compile(
+        optimizer=build_optimizer(hp, backbone_variables),
+        loss="sparse_categorical_crossentropy",
+        metrics=metrics,
+    )
+    return model
+
+
+def build_optimizer(hp, backbone_variables=()):
+    """The optimizer and learning rate; SGD's momentum only exists when SGD is chosen.
+    `backbone_variables` (a pretrained backbone being fine-tuned) learn at
+    `BACKBONE_LR_SCALE` times the rate."""
+    name = hp.Choice("optimizer", list(OPTIMIZERS), default="adam")
+    learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
+    kwargs = {}
+    if name == "sgd":
+        with hp.conditional_scope("optimizer", ["sgd"]):
+            momentum = hp.Float("momentum", 0.0, 0.95, default=0.9)
+        kwargs = dict(momentum=momentum, nesterov=True)
+    base = OPTIMIZER_CLASSES[name]
+    if not backbone_variables:
+        return base(learning_rate, **kwargs)
+    scaled = type(f"Backbone{base.__name__}", (SlowerBackbone, base), {})
+    return scaled(learning_rate, backbone_variables=backbone_variables, **kwargs)
+
+
+OPTIMIZER_CLASSES = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+
+class SlowerBackbone:
+    """Optimizer mixin: `backbone_variables` (pretrained layers being fine-tuned) take
+    `BACKBONE_LR_SCALE` times smaller steps (the keras-io fine-tuning advice, with one
+    optimizer)."""
+
+    def __init__(self, *args, backbone_variables, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._backbone_variables = list(backbone_variables)
+
+    def update_step(self, gradient, variable, learning_rate):  # runs while tracing
+        if not hasattr(self, "_slow_keys"):
+            self._slow_keys = {self._var_key(v) for v in self._backbone_variables}
+        if self._var_key(variable) in self._slow_keys:
+            learning_rate = learning_rate * BACKBONE_LR_SCALE
+        return super().update_step(gradient, variable, learning_rate)
+
+
+def feature_extractor(model, layer_name=DEFAULT_FEATURE_LAYER):
+    """A model mapping images to the named layer's output as one vector per image.
+
+    Conv feature maps are global-average-pooled (a compact, translation-tolerant
+    description of the painting); other outputs are flattened.
+    """
+    try:
+        layer = model.get_layer(layer_name)
+    except ValueError:
+        names = ", ".join(layer.name for layer in model.layers)
+        raise ValueError(f"model has no layer {layer_name!r}; layers: {names}") from None
+    output = layer.output
+    if len(output.shape) == 4:
+        output = layers.GlobalAveragePooling2D(name=f"{layer_name}_pool")(output)
+    elif len(output.shape) > 2:
+        output = layers.Flatten(name=f"{layer_name}_flat")(output)
+    return keras.Model(model.inputs, output, name=f"features_{layer_name}")

@@ -1,0 +1,126 @@
+"""Learned features of a saved model, for reports and for other tools.
+
+`extract_features` runs a model up to a named layer (`features_conv`, the last conv block
+global-average-pooled, by default; any layer by name) over a `SplitImages`;
+`export_features` does the same for an ArtGAN-format label file and writes
+
+    FILE.npz      features (N, D) float32, labels (N,), paths (N,), class_names, layer
+    FILE.parquet  one row per image: path, label, label_name, f0..f{D-1} (needs pyarrow)
+
+so clustering, retrieval or plotting can happen outside artgan.
+"""
+
+import importlib.util
+from pathlib import Path
+import numpy as np
+from artgan.data.generators import ImageLabelGenerator
+from artgan.data.splits import load_split_images
+from artgan.errors import ArtganError
+from artgan.files import atomic_path
+from artgan.data.labels import load_labels
+from artgan.model.saved import load_model
+import pandas as pd
+
+
+BATCH_SIZE = 64
+
+
+def layer_model(model, layers):
+    """One Keras model giving [probabilities, features of each named layer] in one pass."""
+    import keras
+
+    from artgan.model.crnn import feature_extractor
+
+    outputs = [model.output]
+    for name in layers:
+        try:
+            outputs.append(feature_extractor(model, name).output)
+        except ValueError as error:
+            raise ArtganError(str(error)) from None
+    return keras.Model(model.inputs, outputs, name="artgan_layers")
+
+
+def predict_with_features(model, split, layers, batch_size=BATCH_SIZE):
+    """(probabilities (N, C), {layer: features (N, D) float32}) for a `SplitImages`."""
+    outputs = layer_model(model, layers).predict(
+        ImageLabelGenerator(split, batch_size), verbose=0
+    )
+    features = {name: np.asarray(array, dtype=np.float32)
+                for name, array in zip(layers, outputs[1:])}
+    return np.asarray(outputs[0]), features
+
+
+def extract_features(model, split, layer=None, batch_size=BATCH_SIZE):
+    """(N, D) float32 features of `split`'s images at `layer` (default: last conv block)."""
+    from artgan.model.crnn import DEFAULT_FEATURE_LAYER
+
+    layer = layer or DEFAULT_FEATURE_LAYER
+    return predict_with_features(model, split, [layer], batch_size)[1][layer]
+
+
+def save_features(out, features, labels, paths, class_names, layer):
+    """Write `.npz` (always available) or `.parquet` (when pyarrow is installed)."""
+    out = check_output(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    labels = np.asarray(labels, dtype=np.int64)
+    if out.suffix == ".parquet":
+        return _save_parquet(out, features, labels, paths, class_names, layer)
+    with atomic_path(out, suffix=".npz") as temporary:  # np.savez would add .npz otherwise
+        np.savez_compressed(
+            temporary,
+            features=np.asarray(features, dtype=np.float32),
+            labels=labels,
+            paths=np.asarray(paths, dtype=str),
+            class_names=np.asarray(class_names, dtype=str),
+            layer=np.asarray(layer),
+        )
+    return out
+
+
+def check_output(out):
+    """`out` as a Path if artgan can write that kind of file here, else an `ArtganError`."""
+    out = Path(out)
+    if out.suffix not in (".npz", ".parquet"):
+        raise ArtganError(f"{out}: unknown feature file type; use .npz or .parquet")
+    if out.suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise ArtganError(
+            f"{out}: writing parquet needs pyarrow (pip install pyarrow); or use .npz"
+        )
+    return out
+
+
+def _save_parquet(out, features, labels, paths, class_names, layer):
+    frame = pd.DataFrame(np.asarray(features, dtype=np.float32))
+    frame.columns = [f"f{i}" for i in frame.columns]
+    frame.insert(0, "label_name", [class_names[i] for i in labels])
+    frame.insert(0, "label", labels)
+    frame.insert(0, "path", list(paths))
+    frame.attrs = {"layer": layer, "class_names": list(class_names)}
+    frame.to_parquet(out, index=False)
+    return out
+
+
+def load_features(path):
+    """The arrays of a `.npz` written by `save_features`, as a dict."""
+    with np.load(path, allow_pickle=False) as data:
+        result = {key: data[key] for key in data.files}
+    result["layer"] = str(result["layer"])
+    result["class_names"] = [str(name) for name in result["class_names"]]
+    return result
+
+
+def export_features(model_path, labels, images, out, layer=None, classes=None, on_error="raise"):
+    """Features of every image of a label file, written to `out`; returns (out, count, dim)."""
+    check_output(out)  # before the slow part
+    model, metadata = load_model(model_path)
+    class_names = metadata["class_names"]
+    table = load_labels(labels, classes or class_names, images, on_error=on_error)
+    if table.class_names != class_names:
+        raise ArtganError(f"{classes}: class names differ from those the model was trained on")
+    split = load_split_images(table, metadata["input_size"], metadata["resize"], on_error)
+    if len(split) == 0:
+        raise ArtganError(f"{labels}: no image could be read")
+    layer = layer or metadata.get("default_feature_layer") or "features_conv"
+    features = extract_features(model, split, layer)
+    save_features(out, features, split.labels, split.paths, class_names, layer)
+    return Path(out), features.shape[0], features.shape[1]

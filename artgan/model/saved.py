@@ -1,0 +1,50 @@
+"""Saved models that carry what inference needs: class names, input size, resize policy.
+
+The metadata rides inside the `.keras` zip as `artgan.json` (Keras ignores extra members),
+so a model file copied on its own still predicts with the right labels and preprocessing.
+"""
+
+import json
+import zipfile
+from pathlib import Path
+from artgan.errors import ArtganError
+from artgan.files import atomic_path
+
+
+METADATA_MEMBER = "artgan.json"
+
+
+def save_model(model, path, metadata):
+    """Write `model` and its metadata to `path` atomically (temp file, then rename)."""
+    with atomic_path(path, suffix=".keras") as temporary:  # Keras insists on the suffix
+        model.save(temporary)
+        with zipfile.ZipFile(temporary, "a") as archive:
+            archive.writestr(METADATA_MEMBER, json.dumps(metadata, indent=2, default=str))
+    return Path(path)
+
+
+def read_metadata(path):
+    """The artgan metadata of a saved model, without loading TensorFlow."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtganError(f"{path}: model file not found")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(METADATA_MEMBER))
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise ArtganError(
+            f"{path}: not an artgan model (.keras file with {METADATA_MEMBER}): {error}"
+        ) from None
+
+
+def load_model(path):
+    """(model, metadata) for a saved artgan model, compiled-free for inference."""
+    import keras
+
+    metadata = read_metadata(path)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a file it refuses
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ArtganError(f"{path}: Keras refused to load this model: {reason}") from None
+    return model, metadata

@@ -1,0 +1,162 @@
+"""Build one self-contained HTML report per search: evaluate the best models, assemble
+the sections, write the page, its figures and `metrics.json`."""
+
+from __future__ import annotations
+import base64
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+import jinja2
+import numpy as np
+import pandas as pd
+from matplotlib import rc_context
+from artgan.errors import ArtganError
+from artgan.report.figures import (
+    MATPLOTLIB_STYLE,
+)
+from artgan.report.format import (
+    decimal,
+    duration,
+    percent,
+    plain,
+)
+from artgan.report.output import Thumbnails, Writer
+from artgan.report.features import similarity_section
+from artgan.report.run import open_run
+from artgan.report.sections import baselines_section, confusion_section, curves_section, evaluate_models, examples_section, leaderboard_section, provenance_section, trial_reason, what_mattered_section
+from artgan.data.splits import TaskData
+from artgan.runfolder import RunFolder
+
+
+TEMPLATES = Path(__file__).parent / "templates"
+EMBEDDED = {"figure", "figures", "queries", "thumbnail"}  # left out of metrics.json
+
+
+# ----------------------------------------------------------------------------- assembly
+
+
+@dataclass
+class Report:
+    html: Path
+    folder: Path
+    seconds: float
+    notes: list
+
+
+def default_output(run):
+    return Path("reports") / run.folder.name
+
+
+def run_notes(run, evaluated, top):
+    """What the report cannot show, in words (shown at the top of the report)."""
+    notes = []
+    failed = run.trials[run.trials["status"] != "COMPLETED"]
+    for trial in failed.to_dict("records"):
+        reason = trial_reason(trial, "no reason recorded")
+        notes.append(f"Trial {trial['trial_id']} is {trial['status']} ({reason}): it has no "
+                     "scores, so it is listed without a rank and left out of every figure.")
+    if not run.models:
+        notes.append(f"{RunFolder(run.folder).best} holds no saved model (the search stopped before "
+                     "saving them; rerun the same search command to finish): confusion matrices, "
+                     "features and examples are missing.")
+    elif len(run.models) < top:
+        notes.append(f"{len(run.models)} saved model(s) in best/, {top} requested: "
+                     f"showing {len(evaluated)}.")
+    return notes
+
+
+def first_input_size(run, default=64):
+    """The input size of the first finished trial that has one (scratch CNNs do)."""
+    sizes = run.finished.get("hp/input_size", pd.Series(dtype=float)).dropna()
+    return int(sizes.iloc[0]) if len(sizes) else default
+
+
+def build_report(target, top=3, layer=None, out=None, log=print):
+    """Write the report for `target` (run folder, experiment YAML or task); returns `Report`."""
+    started = time.perf_counter()
+    if top < 1:
+        raise ArtganError(f"`top` must be at least 1, got {top}")
+    run = open_run(target)
+
+    writer = Writer(out or default_output(run))
+    data = TaskData.from_spec(run.spec)
+    log(f"{run.folder}: {len(run.trials)} trial(s), {len(run.finished)} finished; "
+        f"{len(data.val)} validation images")
+    evaluated = evaluate_models(run, data, top, layer)
+    size = evaluated[0].metadata["input_size"] if evaluated else first_input_size(run)
+    baselines = baselines_section(run, data, size)
+    thumbnails = Thumbnails(run.spec.data.resize)
+    with rc_context(MATPLOTLIB_STYLE):
+        context = {
+            "leaderboard": leaderboard_section(run, baselines, writer),
+            "mattered": what_mattered_section(run, writer),
+            "curves": curves_section(run, top, writer),
+            "models": [confusion_section(m, run, writer) for m in evaluated],
+            "similarity": similarity_section(evaluated, layer, baselines, writer, thumbnails),
+            "examples": examples_section(evaluated, thumbnails),
+        }
+    seconds = time.perf_counter() - started
+    context.update(
+        title=f"artgan report: {run.spec.task}" + (
+            f" ({run.folder.name})" if run.folder.name != run.spec.task else ""),
+        spec=run.spec, run=run, top=top, notes=run_notes(run, evaluated, top),
+        summary=summary(run, data, context),
+        provenance=provenance_section(run, data, seconds),
+    )
+    html = writer.text(render(context), "report.html")
+    write_metrics(writer, run, data, context)
+    return Report(html, writer.folder, time.perf_counter() - started, context["notes"])
+
+
+def summary(run, data, context):
+    statuses = Counter(run.trials["status"])
+    best = context["models"][0] if context["models"] else None
+    return {"task": run.spec.task, "description": run.spec.description,
+            "classes": len(np.unique(data.val.labels())), "val_images": len(data.val),
+            "train_images": len(data.train), "finished": statuses.get("COMPLETED", 0),
+            "trials": len(run.trials),
+            "other": {s: n for s, n in statuses.items() if s != "COMPLETED"},
+            "best_accuracy": (best["accuracy"] if best
+                              else float(run.finished["val_accuracy"].iloc[0])),
+            "best_trial": best["trial_id"] if best else run.finished["trial_id"].iloc[0],
+            "baselines": context["leaderboard"]["baselines"]}
+
+
+def write_metrics(writer, run, data, context):
+    """Every number of the report as JSON (figures and thumbnails left out)."""
+    metrics = {
+        "task": run.spec.task, "run": str(run.folder), "objective": run.objective,
+        "generated": context["provenance"]["date"], "seconds": context["provenance"]["seconds"],
+        "class_names": list(data.class_names), "val_images": len(data.val),
+        "trials": {s: int(n) for s, n in Counter(run.trials["status"]).items()},
+        "baselines": context["leaderboard"]["baselines"],
+        "importance": context["mattered"]["importance"],
+        "importance_note": context["mattered"]["note"],
+        "models": [numbers_only(m) for m in context["models"]],
+        "similarity": numbers_only(context["similarity"]),
+        "notes": context["notes"],
+    }
+    writer.manifest(plain(metrics))
+
+
+def numbers_only(section):
+    """A section without its embedded images (data URIs are for the page, not the JSON)."""
+    return {k: v for k, v in section.items() if k not in EMBEDDED}
+
+
+def csp_hash(script):
+    """The Content-Security-Policy source allowing exactly this inline script."""
+    digest = hashlib.sha256(str(script).encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+def render(context):
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+    )
+    environment.filters.update(percent=percent, decimal=decimal, duration=duration,
+                               csp_hash=csp_hash)
+    return environment.get_template("report.html.j2").render(**context)

@@ -1,0 +1,371 @@
+"""One self-contained HTML report per search: what won, why, where it errs, what it sees.
+
+`build_report(target)` reads a run folder written by `artgan.search` (`spec.yaml`,
+`trials.json`/`trials.csv`, `best/model_N.keras`), re-evaluates the best models on the
+search's own validation split and writes, under `reports/<run>/`:
+
+    report.html                 everything below, figures and thumbnails embedded (data URIs)
+    leaderboard.csv             every trial plus the two reference rows
+    metrics.json                every number shown in the report
+    predictions_model_N.csv     per-image predictions of the N-th best model
+    per_class_model_N.csv       precision / recall / F1 / support per class
+    features_model_1_LAYER.npz  validation-image features (see `artgan.features`)
+    *.png, *.svg                the figures
+
+Each section is built by one `*_section` function that returns plain data for the
+template (`templates/report.html.j2`, autoescaped: class names, paths and spec values are
+text, never markup). A section that cannot be computed says what is missing and why.
+The figures are drawn in `artgan.report_figures`, values are formatted for the page by
+`artgan.report_format`, and files are written (and embedded) by `artgan.report_output`.
+"""
+
+from __future__ import annotations
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata as package_metadata
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from artgan import __version__
+from artgan.paths import REPO_ROOT
+from artgan.report.figures import (
+    confusion_figure,
+    curves_figure,
+    hp_figure,
+    importance_figure,
+)
+from artgan.report.format import (
+    BLANK,
+    cell,
+    count,
+    decimal,
+    duration,
+    hp_text,
+    is_number,
+    percent,
+    value_cell,
+)
+from artgan.evaluation.metrics import most_confused, named_scores
+from artgan.report.run import UNFINISHED
+from artgan.report.format import numeric_values
+from artgan.data.labels import load_labels, read_class_file
+from artgan.data.splits import load_split_images
+from artgan.evaluation.baselines import handcrafted_features
+from artgan.model.saved import load_model
+
+MIN_TRIALS_FOR_IMPORTANCE = 3
+EXAMPLES_PER_KIND = 3
+
+
+# ----------------------------------------------------------------------------- models
+
+
+PACKAGES = ("tensorflow", "keras", "keras-tuner", "numpy", "pandas", "scikit-learn",
+            "matplotlib", "jinja2", "pillow", "opencv-python-headless")
+
+
+@dataclass
+class Evaluated:
+    """A saved best model re-run on the search's validation split."""
+
+    rank: int
+    path: Path
+    metadata: dict
+    split: object  # SplitImages at the model's input size
+    probabilities: np.ndarray
+    predictions: pd.DataFrame
+    features: dict  # layer name -> (N, D) float32
+    scores: dict = field(default_factory=dict)  # accuracy, top5_accuracy, macro_f1
+
+    @property
+    def trial_id(self):
+        return str(self.metadata.get("trial_id"))
+
+
+def evaluate_models(run, data, top, layer):
+    """Predictions and features of the best `top` saved models, best first."""
+    from artgan.evaluation.predict import predictions_frame
+    from artgan.model.features import predict_with_features
+    from artgan.model.crnn import FEATURE_LAYERS
+
+    evaluated = []
+    for rank, path in enumerate(run.models[:top], start=1):
+        model, metadata = load_model(path)
+        chosen = layer or metadata.get("default_feature_layer") or FEATURE_LAYERS[0]
+        layers = list(dict.fromkeys([chosen, *metadata.get("feature_layers", FEATURE_LAYERS)]))
+        split = load_split_images(data.val, metadata["input_size"], metadata["resize"],
+                                  run.spec.data.on_error, progress=False)
+        probabilities, features = predict_with_features(model, split, layers)
+        names = metadata["class_names"]
+        evaluated.append(Evaluated(rank, path, metadata, split, probabilities,
+                                   predictions_frame(split, probabilities, names), features,
+                                   named_scores(split.labels, probabilities, len(names))))
+    return evaluated
+
+
+# ----------------------------------------------------------------------------- 1. leaderboard
+
+
+def baselines_section(run, data, size):
+    """Majority class and handcrafted features + logistic regression, on the same split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+
+    on_error, resize = run.spec.data.on_error, run.spec.data.resize
+    train, val = (load_split_images(t, size, resize, on_error, progress=False)
+                  for t in (data.train, data.val))
+    num_classes = len(data.class_names)
+    frequencies = np.bincount(train.labels, minlength=num_classes) / len(train)
+    majority = np.tile(frequencies, (len(val), 1))
+    rows = [{"name": "majority class",
+             "detail": f"always predicts {data.class_names[int(frequencies.argmax())]}",
+             **named_scores(val.labels, majority, num_classes)}]
+
+    started = time.perf_counter()
+    train_features = handcrafted_features(train.pixels)
+    val_features = handcrafted_features(val.pixels)
+    if len(np.unique(train.labels)) > 1:
+        classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        classifier.fit(train_features, train.labels)
+        probabilities = np.zeros((len(val), num_classes))
+        probabilities[:, classifier.classes_] = classifier.predict_proba(val_features)
+        rows.append({"name": "colour+texture LR",
+                     "detail": f"logistic regression on {train_features.shape[1]} "
+                               f"training-free colour/texture features, {size} px",
+                     "seconds": time.perf_counter() - started,
+                     **named_scores(val.labels, probabilities, num_classes)})
+    return {"rows": rows, "size": size, "train_images": len(train), "val_images": len(val),
+            "val_features": val_features, "val_labels": val.labels}
+
+
+def leaderboard_section(run, baselines, writer):
+    """Every trial (rank, scores, cost, hyperparameters, failure reason) + reference rows."""
+    hp_columns = run.hp_columns
+    headers = ["rank", "trial", "status", f"score ({run.objective})", "val accuracy",
+               "val top-5", "val loss", "train accuracy", "best epoch", "epochs", "wall time",
+               "params", *[c.removeprefix("hp/") for c in hp_columns], "note"]
+    rows, records = [], []
+    for position, trial in enumerate(run.trials.to_dict("records"), start=1):
+        finished = trial["status"] == "COMPLETED"
+        rank = position if finished else None
+        note = trial_reason(trial, "" if finished else "did not finish")
+        get = trial.get
+        cells = [cell(str(rank) if rank else BLANK, rank), cell(trial["trial_id"]),
+                 cell(trial["status"], title=note or None),
+                 cell(decimal(get("score"), 4), get("score")),
+                 value_cell(percent, get("val_accuracy")),
+                 value_cell(percent, get("val_top5_accuracy")),
+                 value_cell(decimal, get("val_loss")), value_cell(percent, get("accuracy")),
+                 value_cell(hp_text, get("best_epoch")) if finished else cell(BLANK),
+                 value_cell(hp_text, get("epochs")), value_cell(duration, get("wall_seconds")),
+                 value_cell(count, get("params")),
+                 *[cell(hp_text(get(c)), get(c) if is_number(get(c)) else None)
+                   for c in hp_columns],
+                 cell(note)]
+        rows.append({"cells": cells, "kind": "finished" if finished else "failed"})
+        records.append({"rank": rank, **trial})
+    for reference in baselines["rows"]:
+        cells = [cell("ref"), cell(reference["name"]), cell("REFERENCE"), cell(BLANK),
+                 value_cell(percent, reference["accuracy"]),
+                 value_cell(percent, reference["top5_accuracy"]),
+                 *[cell(BLANK)] * (len(headers) - 7),
+                 cell(reference["detail"])]
+        rows.append({"cells": cells, "kind": "reference"})
+        records.append({"status": "REFERENCE", "trial_id": reference["name"],
+                        "val_accuracy": reference["accuracy"],
+                        "val_top5_accuracy": reference["top5_accuracy"],
+                        "message": reference["detail"]})
+    writer.csv(pd.DataFrame(records), "leaderboard.csv")
+    return {"headers": headers, "rows": rows, "baselines": baselines["rows"],
+            "baseline_size": baselines["size"], "train_images": baselines["train_images"]}
+
+
+def trial_reason(trial, fallback):
+    """The trial's own message, else what its status means, else `fallback`."""
+    message = trial.get("message")
+    if isinstance(message, str) and message:
+        return message
+    return UNFINISHED.get(trial["status"], fallback)
+
+
+# ----------------------------------------------------------------------------- 2. what mattered
+
+
+def what_mattered_section(run, writer):
+    """Objective against each varying hyperparameter, and a random-forest importance."""
+    finished = run.finished
+    varying = [c for c in run.hp_columns if finished[c].astype(str).nunique() > 1]
+    result = {"trials": len(finished), "importance": [], "figures": [], "note": None}
+    if len(finished) < MIN_TRIALS_FOR_IMPORTANCE:
+        result["note"] = (f"Only {len(finished)} finished trial(s): relating hyperparameters to "
+                          f"{run.objective} needs at least {MIN_TRIALS_FOR_IMPORTANCE}.")
+        return result
+    if not varying:
+        result["note"] = "Every finished trial used the same hyperparameters."
+        return result
+    importance = hp_importance(finished, varying, run.objective)
+    result["importance"] = [{"name": n.removeprefix("hp/"), "value": float(v)}
+                            for n, v in importance.items()]
+    result["figures"] = [
+        writer.figure(importance_figure(importance), "importance",
+                      "random-forest importance of each hyperparameter"),
+        writer.figure(hp_figure(finished, list(importance.index), run.objective, run.spec.space),
+                      "hyperparameters",
+                      f"{run.objective} against each hyperparameter"),
+    ]
+    return result
+
+
+# ----------------------------------------------------------------------------- learning curves
+
+
+def hp_importance(finished, columns, objective):
+    """Impurity importance (summed over one-hot columns) of a random forest fitted to the
+    objective; with a handful of trials this is a hint, not a measurement."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    encoded, owners = [], []
+    for column in columns:
+        values = finished[column]
+        numeric = numeric_values(values)
+        if numeric is not None:  # a conditional parameter's "absent" becomes below-minimum
+            encoded.append(numeric.fillna(numeric.min() - 1).to_numpy(float)[:, None])
+            owners.append(column)
+        else:
+            dummies = pd.get_dummies(values.astype(str)).to_numpy(float)
+            encoded.append(dummies)
+            owners += [column] * dummies.shape[1]
+    forest = RandomForestRegressor(n_estimators=300, random_state=0)
+    forest.fit(np.hstack(encoded), pd.to_numeric(finished[objective]).to_numpy(float))
+    importance = pd.Series(forest.feature_importances_, index=owners).groupby(level=0).sum()
+    return importance.sort_values(ascending=False)
+
+
+def curves_section(run, top, writer):
+    """Train/val loss and accuracy per epoch for the best `top` finished trials."""
+    trials = [t for t in run.finished["trial_id"].head(top) if run.histories.get(t)]
+    if not trials:
+        return {"figure": None, "note": "No per-epoch history was recorded for the finished "
+                "trials (trials.json has no `history`)."}
+    figure = curves_figure(run.histories, trials)
+    shown = ", ".join(f"trial {t}" for t in trials)
+    return {"figure": writer.figure(figure, "learning_curves", f"learning curves of {shown}"),
+            "note": None, "trials": len(trials)}
+
+
+# ----------------------------------------------------------------------------- 3. confusion
+
+
+def confusion_section(evaluated, run, writer):
+    """Confusion matrices, per-class metrics and most-confused pairs of one model."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    names = evaluated.metadata["class_names"]
+    truth = evaluated.split.labels
+    predicted = evaluated.probabilities.argmax(axis=1)
+    shown = np.union1d(truth, predicted)
+    label_names = [names[i] for i in shown]
+    matrix = confusion_matrix(truth, predicted, labels=shown)
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=shown, zero_division=0)
+    present = np.unique(truth)
+    averages = {}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(
+            truth, predicted, labels=present, average=average, zero_division=0)
+        averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f),
+                             "support": int(len(truth))}
+    per_class = pd.DataFrame({"label": shown, "class": label_names,
+                              "precision": precision, "recall": recall, "f1": f1,
+                              "support": support})
+    suffix = f"model_{evaluated.rank}"
+    writer.csv(per_class, f"per_class_{suffix}.csv")
+    writer.csv(evaluated.predictions, f"predictions_{suffix}.csv")
+    trial = run.trials[run.trials["trial_id"] == evaluated.trial_id]
+    search_score = float(trial["val_accuracy"].iloc[0]) if len(trial) else None
+    figure = confusion_figure(matrix, normalised, label_names)
+    return {
+        "rank": evaluated.rank,
+        "file": evaluated.path.name,
+        "trial_id": evaluated.trial_id,
+        "images": int(len(truth)),
+        "search_val_accuracy": search_score,
+        **evaluated.scores,
+        "labels": shown.tolist(),
+        "label_names": label_names,
+        "confusion_matrix": matrix.tolist(),
+        "per_class": per_class.to_dict("records"),
+        "averages": averages,
+        "most_confused": most_confused(matrix, shown, names),
+        "predictions": f"predictions_{suffix}.csv",
+        "figure": writer.figure(figure, f"confusion_{suffix}",
+                                f"confusion matrices of model {evaluated.rank}"),
+    }
+
+
+# ----------------------------------------------------------------------------- 5. examples
+
+
+def examples_section(evaluated, thumbnails):
+    """Per class: the most confident correct and the most confident wrong predictions."""
+    if not evaluated:
+        return {"note": "No saved model, so no predictions to show.", "classes": []}
+    best = evaluated[0]
+    frame = best.predictions
+    root = best.split.table.image_root
+    classes = []
+    for label in sorted(frame["label"].unique()):
+        own = frame[frame["label"] == label].sort_values("confidence", ascending=False)
+        kinds = {}
+        for kind, chosen in (("correct", own[own["predicted"] == label]),
+                             ("wrong", own[own["predicted"] != label])):
+            kinds[kind] = [{"path": r.path, "predicted": r.predicted_name,
+                            "confidence": float(r.confidence),
+                            "thumbnail": thumbnails(root / r.path)}
+                           for r in chosen.head(EXAMPLES_PER_KIND).itertuples()]
+        classes.append({"name": best.metadata["class_names"][label], "images": len(own), **kinds})
+    return {"note": None, "classes": classes, "rank": best.rank}
+
+
+# ----------------------------------------------------------------------------- 6. provenance
+
+
+def provenance_section(run, data, seconds=None):
+    """Resolved spec, label files with row counts, package versions, date."""
+    files = []
+    for key, table in (("train", data.train), ("val", data.val)):
+        path = run.spec.path(key)
+        whole = load_labels(path, data.class_names, on_error="skip", check_files=False)
+        files.append({"role": key, "path": str(path), "rows": len(whole) + len(whole.skipped),
+                      "used": len(table), "skipped": len(table.skipped)})
+    classes = run.spec.path("classes")
+    files.append({"role": "classes", "path": str(classes),
+                  "rows": len(read_class_file(classes)), "used": len(data.class_names),
+                  "skipped": 0})
+    versions = {"python": platform.python_version(), "artgan": __version__}
+    for name in PACKAGES:
+        try:
+            versions[name] = package_metadata.version(name)
+        except package_metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {"spec": run.spec_text, "files": files, "images": str(run.spec.path("images")),
+            "versions": versions, "commit": git_commit(),
+            "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "run": str(run.folder), "seconds": seconds}
+
+
+def git_commit():
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None

@@ -1,0 +1,161 @@
+"""A run folder's layout and its trials table rows: one definition for the search that
+writes them and every reader (report, similar, the launcher).
+
+    <output>/spec.yaml               the resolved spec (search space inlined)
+    <output>/fingerprint             what makes a folder an artgan run folder (a hash of ...)
+    <output>/comparable.json         ... what counts for "the same search"
+    <output>/trials.csv, trials.json every trial (`TrialRow`); the JSON adds per-epoch curves
+    <output>/best/model_N.keras      the best models, class names and preprocessing inside
+    <output>/tensorboard/            one log dir per trial, with an HParams summary
+    <output>/tuner/                  KerasTuner's project (oracle + one folder per trial)
+    <output>/tuner/trial_ID/artgan_trial.json   artgan's record of one trial (size, time...)
+    <output>/skipped.txt             label rows left out, with reasons
+    <output>/logs/, workers.json     a distributed search's process logs and their states
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+#: Metrics recorded at the objective's best epoch, in table order.
+METRICS = ("val_accuracy", "val_top5_accuracy", "val_loss", "accuracy", "loss")
+HP_PREFIX = "hp/"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths inside one run folder."""
+
+    root: Path
+    project_name = "tuner"
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def spec(self):
+        return self.root / "spec.yaml"
+
+    @property
+    def fingerprint(self):
+        return self.root / "fingerprint"
+
+    @property
+    def comparable(self):
+        return self.root / "comparable.json"
+
+    @property
+    def trials_csv(self):
+        return self.root / "trials.csv"
+
+    @property
+    def trials_json(self):
+        return self.root / "trials.json"
+
+    @property
+    def best(self):
+        return self.root / "best"
+
+    @property
+    def tensorboard(self):
+        return self.root / "tensorboard"
+
+    @property
+    def project(self):
+        return self.root / self.project_name
+
+    @property
+    def oracle(self):
+        return self.project / "oracle.json"
+
+    @property
+    def skipped(self):
+        return self.root / "skipped.txt"
+
+    @property
+    def logs(self):
+        return self.root / "logs"
+
+    @property
+    def workers_state(self):
+        return self.root / "workers.json"
+
+    def model(self, rank):
+        return self.best / f"model_{rank}.keras"
+
+    def models(self):
+        """The saved best models, best first."""
+        return sorted(self.best.glob("model_[0-9]*.keras"), key=model_rank)
+
+    def trial_dir(self, trial_id):
+        return self.project / f"trial_{trial_id}"
+
+    def trial_info(self, trial_id):
+        return self.trial_dir(trial_id) / "artgan_trial.json"
+
+    def trial_files(self):
+        """Every trial's KerasTuner record (`trial_ID/trial.json`), in id order."""
+        return sorted(self.project.glob("trial_*/trial.json"))
+
+
+def model_rank(path):
+    """N of `model_N.keras` (unparsable names last)."""
+    try:
+        return int(Path(path).stem.rsplit("_", 1)[1])
+    except (IndexError, ValueError):
+        return 10**6
+
+
+@dataclass
+class TrialRow:
+    """One trial of the trials table: its outcome, cost and hyperparameters.
+
+    `to_json` gives the flat row of trials.json (hyperparameters as `hp/NAME`, the curves as
+    `history`); `from_json` reads it back, from this version or an older one.
+    """
+
+    trial_id: str
+    status: str
+    score: float | None = None
+    best_epoch: int | None = None
+    metrics: dict = field(default_factory=dict)  # METRICS at the best epoch
+    epochs: int | None = None
+    wall_seconds: float | None = None
+    params: int | None = None
+    memory_mb: float | None = None
+    worker: str | None = None
+    attempts: int | None = None
+    message: str = ""
+    hyperparameters: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)  # metric -> per-epoch values
+    extra: dict = field(default_factory=dict)  # columns this version does not know
+
+    def to_json(self):
+        row = {k: v for k, v in asdict(self).items()
+               if k not in ("metrics", "hyperparameters", "history", "extra")}
+        head = {k: row.pop(k) for k in ("trial_id", "status", "score", "best_epoch")}
+        return {**head, **{m: self.metrics.get(m) for m in METRICS}, **row, **self.extra,
+                **{HP_PREFIX + k: v for k, v in self.hyperparameters.items()},
+                "history": self.history}
+
+    def flat(self):
+        """The row of trials.csv: `to_json` without the curves."""
+        row = self.to_json()
+        row.pop("history")
+        return row
+
+    @classmethod
+    def from_json(cls, row):
+        row = dict(row)
+        known = {f for f in cls.__dataclass_fields__ if f not in ("metrics", "hyperparameters",
+                                                                   "extra")}
+        values = {k: row.pop(k) for k in list(row) if k in known}
+        values["trial_id"] = str(values.get("trial_id"))
+        values["message"] = values.get("message") or ""
+        values["history"] = values.get("history") or {}
+        metrics = {m: row.pop(m) for m in METRICS if m in row}
+        hps = {k.removeprefix(HP_PREFIX): row.pop(k) for k in list(row) if k.startswith(HP_PREFIX)}
+        return cls(**values, metrics=metrics, hyperparameters=hps, extra=row)
+
+

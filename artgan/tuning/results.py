@@ -1,0 +1,167 @@
+"""What a search leaves for people: the trials table (`trials.csv`/`trials.json`, one
+`TrialRow` per trial), the leaderboard, skipped rows and the best models with metadata."""
+
+import logging
+import json
+import os
+import warnings
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from artgan.model.backbones import SCRATCH, get_backbone
+from artgan.errors import ArtganError
+from artgan.files import (
+    read_json, write_text_atomic,
+)
+from artgan.data.labels import skipped_report
+from artgan.model.crnn import (
+    DEFAULT_FEATURE_LAYER,
+    FEATURE_LAYERS,
+    backbone_name,
+    input_size,
+)
+from artgan.model.saved import save_model
+from artgan.tuning._kt_compat import all_trials
+from artgan.runfolder import METRICS, RunFolder, TrialRow
+
+log = logging.getLogger(__name__)
+
+def check_produced(table, output):
+    """Refuse (ArtganError) a search that produced nothing: no trial finished."""
+    if (table.get("status", pd.Series(dtype=str)) == "COMPLETED").any():
+        return
+    reasons = [m for m in table.get("message", []) if isinstance(m, str) and m]
+    example = f", e.g. {reasons[0]}" if reasons else ""
+    raise ArtganError(
+        f"no trial finished ({len(table)} failed{example}), so no model was saved; every trial's "
+        f"reason is in {RunFolder(output).trials_csv}"
+    )
+
+
+def count_finished(tuner):
+    return sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
+
+
+def trial_rows(tuner):
+    """One `TrialRow` per trial: outcome, metrics at the best epoch, cost, hyperparameters."""
+    folder = RunFolder(Path(tuner.project_dir).parent)
+    rows = []
+    for trial in all_trials(tuner):
+        info = read_json(folder.trial_info(trial.trial_id))
+        message = (getattr(trial, "message", None) or "").strip().splitlines()
+        rows.append(TrialRow(
+            trial_id=trial.trial_id,
+            status=trial.status,
+            score=trial.score,
+            best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
+            metrics={name: metric_at(trial, name, trial.best_step) for name in METRICS},
+            epochs=info.get("epochs"),
+            wall_seconds=info.get("wall_seconds"),
+            params=info.get("params"),
+            memory_mb=info.get("memory_mb"),
+            worker=info.get("worker"),
+            attempts=info.get("attempts"),
+            message=message[-1] if message else "",
+            hyperparameters=dict(trial.hyperparameters.values),
+            history=info.get("history", {}),
+        ))
+    return rows
+
+
+def resident_memory_mb():
+    """This process's resident memory after a trial: it must stay flat trial after trial
+    (KerasTuner clears the Keras session before each build)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):  # not Linux
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def metric_at(trial, name, step):
+    """The metric's value at `step` (the objective's best epoch), else its best value."""
+    if not trial.metrics.exists(name):
+        return None
+    history = trial.metrics.get_history(name)
+    for observation in history:
+        if step is not None and observation.step == step:
+            return float(np.mean(observation.value))
+    return trial.metrics.get_best_value(name)
+
+
+def write_trials_table(tuner, output):
+    """trials.csv (flat, for spreadsheets) and trials.json (with per-epoch curves)."""
+    rows = trial_rows(tuner)
+    folder = RunFolder(output)
+    write_text_atomic(folder.trials_json, json.dumps([r.to_json() for r in rows], indent=1,
+                                                     default=str))
+    table = pd.DataFrame([r.flat() for r in rows])
+    if not table.empty:
+        ascending = tuner.oracle.objective.direction == "min"
+        table = table.sort_values("score", ascending=ascending, na_position="last")
+    write_text_atomic(folder.trials_csv, table.to_csv(index=False))
+    return table
+
+
+def save_best_models(tuner, spec, data, output):
+    """Save the best finished trials as `best/model_N.keras` with their preprocessing."""
+    finished = count_finished(tuner)
+    count = min(spec.training.best_models, finished)
+    folder = RunFolder(output)
+    for stale in folder.models():  # ours only: other files there stay
+        stale.unlink()
+    if not count:
+        return []
+    trials = tuner.oracle.get_best_trials(count)
+    with warnings.catch_warnings():  # checkpoints hold optimizer state inference never needs
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        models = tuner.get_best_models(count)
+    paths = []
+    for rank, (trial, model) in enumerate(zip(trials, models), start=1):
+        model = tuner.hypermodel.deployable(trial.hyperparameters, model)
+        values = tuner.hypermodel.values(trial.hyperparameters)
+        hp = trial.hyperparameters.values
+        backbone = backbone_name(values)
+        metadata = {
+            "task": spec.task,
+            "class_names": list(data.class_names),
+            "input_size": int(input_size(values)),
+            "backbone": backbone,
+            "backbone_weights": None if backbone == SCRATCH else get_backbone(backbone).origin,
+            "resize": spec.data.resize,
+            "feature_layers": list(FEATURE_LAYERS),
+            "default_feature_layer": DEFAULT_FEATURE_LAYER,
+            "trial_id": trial.trial_id,
+            "rank": rank,
+            "objective": spec.tuner.objective,
+            "score": trial.score,
+            "hyperparameters": hp,
+            "labels": {"train": str(spec.path("train")), "val": str(spec.path("val")),
+                       "classes": str(spec.path("classes")), "images": str(spec.path("images"))},
+            "experiment": spec.source,
+        }
+        paths.append(save_model(model, folder.model(rank), metadata))
+    log.info(f"saved {len(paths)} best model(s) in {folder.best}")
+    return paths
+
+
+def report_skipped(data, output):
+    skipped = data.skipped()
+    if skipped:
+        report = skipped_report(skipped)
+        path = RunFolder(output).skipped
+        write_text_atomic(path, report + "\n")
+        log.info(f"skipped {len(skipped)} row(s); see {path}")
+
+
+def leaderboard(table, top=10):
+    """A compact text leaderboard of the best trials."""
+    if table.empty:
+        return "no trials"
+    hp_columns = [c for c in table.columns if c.startswith("hp/") and not c.startswith("hp/tuner/")]
+    columns = ["trial_id", "status", "score", "val_accuracy", "val_top5_accuracy", "epochs",
+               "wall_seconds", "params"] + hp_columns
+    view = table[[c for c in columns if c in table.columns]].head(top).copy()
+    view.columns = [c.removeprefix("hp/") for c in view.columns]
+    view.insert(0, "rank", range(1, len(view) + 1))
+    return view.to_string(index=False, float_format=lambda v: f"{v:.4g}")
