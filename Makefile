@@ -1,7 +1,7 @@
 # artgan: thin wrappers over `python -m artgan`. The first target you run creates .venv
 # from requirements.txt; later runs reuse it (it is rebuilt when requirements.txt changes).
 #   make search TASK=genre [TRIALS=3] [EPOCHS=1] [SIZE=64] [MAX_IMAGES=200] [FRESH=1] [WORKERS=4]
-#   make report TASK=genre   make tensorboard [PORT=6006]   make test   make bench
+#   make report TASK=genre   make tensorboard [PORT=6006]   make test [test-fast]   make bench
 #   make similar [MODEL=runs/style/best/model_1.keras] [K=10]   (NGA similar-painting search)
 
 PYTHON ?= python3
@@ -20,7 +20,7 @@ SEARCH_SETS = $(if $(TRIALS),--set budget.max_trials=$(TRIALS)) \
               $(if $(MAX_IMAGES),--set budget.max_train_images=$(MAX_IMAGES)) \
               $(if $(FRESH),--fresh)
 
-.PHONY: help search report tensorboard test deps bench venv clean-cache
+.PHONY: help search report tensorboard test test-fast deps bench venv clean-cache
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
@@ -61,6 +61,10 @@ deps:
 
 test: venv deps
 	$(PY) -m pytest $(ARGS)
+
+# The fast tier (under a minute): no searches, no subprocess training, no browser.
+test-fast: venv
+	$(PY) -m pytest -m "not slow and not distributed and not browser" $(ARGS)
 
 bench: venv
 	$(PY) bench/bench.py $(ARGS)

@@ -30,6 +30,8 @@ from artgan.config.spec import load_experiment
 from artgan.model.torch_weights import LEGACY_MAGIC, read_state_dict
 from support import TINY_PRETRAINED
 
+pytestmark = [pytest.mark.slow]
+
 SAMPLE_IMAGES = Path(sklearn.__file__).parent / "datasets" / "images"
 LITE0 = BACKBONES["efficientnet_lite0"]
 

@@ -30,6 +30,7 @@ def test_help_lists_commands():
         assert command in result.stdout
 
 
+@pytest.mark.slow
 def test_artist_task_explains_missing_images(data_dir, tmp_path):
     output = tmp_path / "artist"
     result = artgan("search", "artist", "--set", f"output={output}")
@@ -39,6 +40,7 @@ def test_artist_task_explains_missing_images(data_dir, tmp_path):
     assert not output.exists()  # nothing written for a search that cannot start
 
 
+@pytest.mark.slow
 def test_bad_spec_is_a_clean_error(tmp_path):
     spec = tmp_path / "bad.yaml"
     spec.write_text("task: genre\nbudget: {max_trials: -1}\n")
@@ -47,12 +49,14 @@ def test_bad_spec_is_a_clean_error(tmp_path):
     assert "bad.yaml: budget.max_trials" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_model_is_a_clean_error(tmp_path):
     result = artgan("predict", str(tmp_path / "nope.keras"), "x.jpg")
     assert result.returncode == 2 and "model file not found" in result.stderr
     assert "I0000" not in result.stderr and "cuInit" not in result.stderr  # TF start-up noise
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trials", [1, 3])  # 3: KerasTuner itself gives up (3 failures in a row)
 def test_search_where_every_trial_failed_exits_non_zero(tmp_path, data_dir, cache_dir, capsys,
                                                         monkeypatch, trials):
@@ -70,6 +74,7 @@ def test_search_where_every_trial_failed_exits_non_zero(tmp_path, data_dir, cach
     assert not list(output.glob("best/*.keras"))
 
 
+@pytest.mark.slow
 def test_predict_exits_non_zero_when_no_image_could_be_read(tmp_path, data_dir, capsys):
     import keras
 
@@ -87,6 +92,7 @@ def test_predict_exits_non_zero_when_no_image_could_be_read(tmp_path, data_dir, 
     assert main(["predict", str(model), str(broken), str(painting)]) == 0  # one is enough
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
 def test_a_typo_in_the_space_stops_the_search_before_anything_is_written(tmp_path, workers):
     output = tmp_path / "run"
@@ -107,6 +113,7 @@ def tiny_model(path, class_names, size=8):
                       {"class_names": class_names, "input_size": size, "resize": "letterbox"})
 
 
+@pytest.mark.slow
 def test_evaluate_prints_the_scores_before_saying_where_it_could_not_write(tmp_path, data_dir,
                                                                           cache_dir, capsys):
     from artgan.data.labels import read_class_file

@@ -21,6 +21,8 @@ from artgan.paths import REPO_ROOT
 from artgan.config.spec import load_experiment
 from support import TINY, killed_on_exit, wait_for
 
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+
 
 def search_command(output, trials, epochs, *extra):
     sets = [*TINY, f"budget.max_trials={trials}", f"budget.epochs={epochs}", f"output={output}"]

@@ -7,6 +7,8 @@ import pytest
 
 from artgan.paths import REPO_ROOT
 
+pytestmark = [pytest.mark.slow]
+
 MAKE = shutil.which("make")
 UPDATE = "apt-get update -qq"
 INSTALL = "apt-get install -y -qq chromium"

@@ -29,6 +29,8 @@ from artgan.report.sections import hp_importance, what_mattered_section
 from artgan.tuning.tuner import run_search
 from artgan.config.spec import load_experiment
 
+pytestmark = [pytest.mark.slow]
+
 HOSTILE_CLASS = "<script>alert(1)</script>"
 HOSTILE_DESCRIPTION = "<img src=x onerror=alert(2)> tiny"
 FIXED = {"input_size": 32, "base_filters": 16, "filter_growth": 1.5, "kernel_size": 3,
@@ -128,6 +130,7 @@ def test_user_text_is_escaped(html):
     assert len(re.findall(r"<script\b", html)) == 1  # the leaderboard sorter, nothing else
 
 
+@pytest.mark.browser
 def test_report_renders_in_headless_chromium(tiny, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:

@@ -24,6 +24,7 @@ def search_args(output, *extra):
     return ["search", "genre", *sum((["--set", s] for s in sets), []), *extra]
 
 
+@pytest.mark.slow
 def test_fresh_refuses_a_folder_artgan_did_not_make(tmp_path, data_dir, cache_dir, capsys):
     mine = tmp_path / "mine"
     (mine / "photos").mkdir(parents=True)
@@ -62,6 +63,7 @@ def test_best_models_replace_only_artgans_model_files(tmp_path):
     assert sorted(os.listdir(best)) == ["my_model.keras", "notes.txt"]
 
 
+@pytest.mark.slow
 def test_a_second_search_on_a_locked_folder_is_refused(tmp_path, data_dir, cache_dir):
     run = tmp_path / "run"
     with folder_lock(run):

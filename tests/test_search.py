@@ -17,6 +17,8 @@ from artgan.tuning.tuner import run_search
 from artgan.config.spec import load_experiment
 from support import TINY, killed_on_exit, wait_for
 
+pytestmark = [pytest.mark.slow]
+
 
 def tiny_spec(tmp_path, *extra):
     output = f"output={tmp_path / 'run'}"

@@ -257,6 +257,7 @@ def tiny_experiment(tmp_path_factory, data_dir):
     return yaml
 
 
+@pytest.mark.slow
 def test_learned_extractor_end_to_end(tiny_experiment, data_dir, cache_dir, tmp_path, capsys):
     model = tiny_experiment.parent / "run" / "best" / "model_1.keras"
     extractor = make_extractor(str(tiny_experiment))  # experiment -> its best model

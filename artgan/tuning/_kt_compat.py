@@ -13,6 +13,8 @@ variables of its distributed mode.
   trial and saving the oracle leaves a RUNNING trial that is queued again
   (`requeue_orphaned_trials`: `_retry_queue`); a new tuner id adopts another's state file
   (`adopt_oracle`: KerasTuner reloads only from `<tuner id>.json`).
+* Start-up: the space is declared up front, so the exploration builds are skipped
+  (`DeclaredSpace`: `BaseTuner._populate_initial_space`).
 * Distributed mode: whether this process is a worker (`kt.src.distribute.utils`,
   `tuner._is_worker`); the chief's gRPC server is rebuilt with interceptors and a trial
   time-out (`serve_oracle`, from `oracle_chief.start_server`, `OracleServicer`,
@@ -60,6 +62,7 @@ PRIVATE_PARTS = (
     ("keras_tuner.src.protos", "get_proto"),
     ("keras_tuner.src.engine.oracle", "Oracle._record_values"),
     ("keras_tuner.src.engine.tuner", "Tuner._is_worker"),
+    ("keras_tuner.src.engine.base_tuner", "BaseTuner._populate_initial_space"),
 )
 #: Oracle instance attributes used here (set in `Oracle.__init__`).
 ORACLE_ATTRIBUTES = ("_retry_queue", "start_order", "end_order", "ongoing_trials", "tuner_ids",
@@ -78,6 +81,16 @@ def missing_private_parts():
     oracle = kt.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=1)
     missing += [f"Oracle.{name}" for name in ORACLE_ATTRIBUTES if not hasattr(oracle, name)]
     return missing
+
+
+class DeclaredSpace:
+    """Tuner mixin for a space declared up front (the tuner's `hyperparameters` with
+    `tune_new_entries=False`): KerasTuner's start-up exploration, which builds the model once
+    per conditional scope to discover parameters, finds nothing new, costs a model build per
+    scope and fails on values no network fits. It is skipped (`_populate_initial_space`)."""
+
+    def _populate_initial_space(self):
+        self.oracle.update_space(self.oracle.get_space())
 
 
 def install_atomic_state_writer():

@@ -25,7 +25,7 @@ from artgan.errors import ArtganError
 from artgan.files import read_json, write_text_atomic
 from artgan.model.crnn import PARAMETERS
 from artgan.tuning._kt_compat import (
-    adopt_oracle, install_atomic_state_writer, is_worker_process, repair_tuner_files,
+    DeclaredSpace, adopt_oracle, install_atomic_state_writer, is_worker_process, repair_tuner_files,
     requeue_orphaned_trials, restore_trials,
 )
 from artgan.tuning.hypermodel import CRNNHyperModel
@@ -130,7 +130,7 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
     repaired, rebuild = ([], False) if skip_repair else repair_tuner_files(project)
     if not overwrite:
         adopt_oracle(project)
-    tuner_class = type(f"Artgan{base.__name__}", (TrialRecorder, base), {})
+    tuner_class = type(f"Artgan{base.__name__}", (TrialRecorder, DeclaredSpace, base), {})
     objective = kt.Objective(spec.tuner.objective, spec.tuner.resolved_direction)
     space = kt.HyperParameters()  # the YAML space, declared up front; nothing else is tuned
     spec.space.register(space)
