@@ -19,11 +19,11 @@ import http.client
 import logging
 import os
 import socket
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from time import sleep
 
 from tqdm import tqdm
 
@@ -92,7 +92,7 @@ def with_retries(url, attempt_once, retry: Retry):
             pause = retry.wait(attempt, failure.retry_after)
             log.info("%s: %s; retrying in %.1f s (try %d of %d)", url, failure, pause,
                      attempt + 2, retry.attempts)
-            time.sleep(pause)
+            sleep(pause)
     raise ArtganError(f"{url}: download failed after {retry.attempts} tries: {failure}")
 
 
