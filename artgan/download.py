@@ -64,11 +64,13 @@ class Retry:
 
 
 class TransientError(Exception):
-    """A failure worth retrying (dropped connection, 429/5xx, short or corrupt body)."""
+    """A failure worth retrying (dropped connection, 429/5xx, short or corrupt body);
+    `progressed` says the failed try still got some bytes, which restores the tries left."""
 
-    def __init__(self, reason, retry_after=None):
+    def __init__(self, reason, retry_after=None, progressed=False):
         super().__init__(reason)
         self.retry_after = retry_after
+        self.progressed = progressed
 
 
 NETWORK_ERRORS = (
@@ -78,8 +80,10 @@ NETWORK_ERRORS = (
 
 def with_retries(url, attempt_once, retry: Retry):
     """Call `attempt_once()` until it returns, retrying `TransientError` and network errors;
-    after `retry.attempts` failures raise ArtganError naming `url` and the last reason."""
-    for attempt in range(retry.attempts):
+    after `retry.attempts` failures in a row without progress raise ArtganError naming `url`
+    and the last reason (a long download over a flaky line resumes as often as it needs)."""
+    failures = 0
+    while True:
         try:
             return attempt_once()
         except urllib.error.HTTPError as error:
@@ -88,12 +92,13 @@ def with_retries(url, attempt_once, retry: Retry):
             failure = error
         except NETWORK_ERRORS as error:
             failure = TransientError(describe(error))
-        if attempt + 1 < retry.attempts:
-            pause = retry.wait(attempt, failure.retry_after)
-            log.info("%s: %s; retrying in %.1f s (try %d of %d)", url, failure, pause,
-                     attempt + 2, retry.attempts)
-            sleep(pause)
-    raise ArtganError(f"{url}: download failed after {retry.attempts} tries: {failure}")
+        failures = 1 if failure.progressed else failures + 1
+        if failures >= retry.attempts:
+            raise ArtganError(f"{url}: download failed after {failures} tries: {failure}")
+        pause = retry.wait(failures - 1, failure.retry_after)
+        log.info("%s: %s; retrying in %.1f s (try %d of %d)", url, failure, pause,
+                 failures + 1, retry.attempts)
+        sleep(pause)
 
 
 def classify_http_error(url, error: urllib.error.HTTPError) -> TransientError:
@@ -197,10 +202,13 @@ def stream_into(url, part: Path, retry: Retry, bar, result: FileResult) -> int:
     try:
         response = open_url(url, retry, start)
     except urllib.error.HTTPError as error:
-        if error.code == 416 and start:  # nothing left after `start`: already complete?
+        if error.code == 416 and start:  # nothing left after `start`
             total = content_range_total(error.headers.get("Content-Range"))
             if total == start:
-                return total
+                return total  # the earlier run got every byte
+            part.write_bytes(b"")  # longer than the file on the server: start over
+            raise TransientError(f"partial file ({start} bytes) does not match the server's "
+                                 f"({total} bytes); restarting") from None
         raise
     with response:
         if start and response.status != 206:  # the server ignored Range: start over
@@ -213,14 +221,26 @@ def stream_into(url, part: Path, retry: Retry, bar, result: FileResult) -> int:
         with clear_write_errors(part), open(part, "r+b" if start else "wb") as out:
             out.seek(start)
             out.truncate()
-            while block := response.read(CHUNK):
-                out.write(block)
-                result.received += len(block)
-                bar.update(len(block))
+            copy_body(response, out, result, bar)
     size = part.stat().st_size
     if total is not None and size < total:
-        raise TransientError(f"connection closed at byte {size} of {total}")
+        raise TransientError(f"connection closed at byte {size} of {total}", progressed=size > start)
     return total if total is not None else size
+
+
+def copy_body(response, out, result: FileResult, bar) -> None:
+    """Append the response body to `out`; a connection lost after some bytes arrived is a
+    TransientError that counts as progress (the next try resumes where this one stopped)."""
+    received = 0
+    try:
+        while block := response.read(CHUNK):
+            out.write(block)
+            received += len(block)
+            result.received += len(block)
+            bar.update(len(block))
+    except NETWORK_ERRORS as error:
+        out.flush()
+        raise TransientError(f"{describe(error)} after {received} bytes", progressed=received > 0) from None
 
 
 def expected_total(response, start) -> int | None:

@@ -70,7 +70,8 @@ def get_nga(folder=None, url=None, classification=DEFAULT_CLASSIFICATION, limit=
             if not usable_image(images / f"{objectid}.jpg")}
     result.skipped = len(chosen) - len(todo)
     log.info("%d image(s) selected, %d already present, %d to fetch", len(chosen), result.skipped, len(todo))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         jobs = {pool.submit(fetch_image, iiif_url(iiif, size), images / f"{objectid}.jpg", retry): objectid
                 for objectid, iiif in todo.items()}
         for job in tqdm(as_completed(jobs), total=len(jobs), desc="images", unit="image",
@@ -81,6 +82,8 @@ def get_nga(folder=None, url=None, classification=DEFAULT_CLASSIFICATION, limit=
             except ArtganError as error:
                 log.warning("object %s: %s", jobs[job], error)
                 result.failed.append(str(error))
+    finally:  # on Ctrl-C: finish the requests in flight, drop the queued ones
+        pool.shutdown(wait=True, cancel_futures=True)
     return result
 
 

@@ -109,8 +109,7 @@ def labelled_paths(files) -> set[str]:
 
 
 def unpack(zip_path: Path, folder: Path, wanted=None, max_total=MAX_TOTAL, progress=True):
-    """Extract the entries under `wikiart/` that are in `wanted` (all when None) into
-    `folder`; returns (files written, files already there). Unsafe archives are refused
+    """Extract the entries in `wanted` (all when None) into `folder/wikiart`; returns (files written, files already there). Unsafe archives are refused
     before anything is written."""
     try:
         archive = zipfile.ZipFile(zip_path)
@@ -130,10 +129,16 @@ def unpack(zip_path: Path, folder: Path, wanted=None, max_total=MAX_TOTAL, progr
     return len(todo), len(chosen) - len(todo)
 
 
-def image_path(info: zipfile.ZipInfo) -> str | None:
-    """An entry's path relative to `wikiart/` (None for entries outside that folder)."""
-    parts = PurePosixPath(info.filename).parts
-    return "/".join(parts[1:]) if len(parts) > 1 and parts[0] == IMAGES_FOLDER else None
+def image_path(info: zipfile.ZipInfo) -> str:
+    """An entry's path relative to the `wikiart/` folder the label paths start from (an
+    archive without that top folder is taken as its content)."""
+    parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+    return "/".join(parts[1:] if len(parts) > 1 and parts[0] == IMAGES_FOLDER else parts)
+
+
+def target_path(folder: Path, info: zipfile.ZipInfo) -> Path:
+    """Where an entry is unpacked: always `<folder>/wikiart/<path the labels use>`."""
+    return folder / IMAGES_FOLDER / image_path(info)
 
 
 def check_entry(zip_path, info: zipfile.ZipInfo) -> None:
@@ -167,7 +172,7 @@ def check_bomb(zip_path, members, max_total) -> None:
 def unpacked_already(folder: Path, info: zipfile.ZipInfo) -> bool:
     """True when the entry's file exists with the archive's size; a different file there is
     not ours to overwrite (ArtganError)."""
-    target = folder / info.filename
+    target = target_path(folder, info)
     if not target.exists() and not target.is_symlink():
         return False
     if target.is_file() and not target.is_symlink() and target.stat().st_size == info.file_size:
@@ -178,7 +183,7 @@ def unpacked_already(folder: Path, info: zipfile.ZipInfo) -> bool:
 
 def extract_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path) -> None:
     """Write one entry atomically (a killed run leaves no half-written image)."""
-    target = folder / info.filename
+    target = target_path(folder, info)
     with archive.open(info) as source, atomic_path(target) as temporary:
         with open(temporary, "wb") as out:
             shutil.copyfileobj(source, out, 1 << 20)

@@ -171,6 +171,33 @@ def test_wikiart_continues_a_part_file_left_by_an_earlier_run(server, wikiart_zi
     assert (result.images / "Cubism" / "unlabelled.jpg").is_file()  # everything=True
 
 
+@pytest.mark.parametrize("extra", [0, 7])
+def test_a_part_file_as_long_as_or_longer_than_the_file(server, wikiart_zip, labels, tmp_path, extra):
+    """Killed after the last byte (416: done) or the file changed on the server (restart)."""
+    zip_bytes = server.files["/wikiart.zip"]
+    (tmp_path / "wikiart.zip.part").write_bytes(zip_bytes + b"x" * extra)
+    get_wikiart(tmp_path, url=server.url("/wikiart.zip"), labels=labels, retry=FAST, progress=False)
+    assert (tmp_path / "wikiart.zip").read_bytes() == zip_bytes
+    assert [r for _, r in server.requests] == [f"bytes={len(zip_bytes) + extra}-"] + [None] * bool(extra)
+
+
+def test_a_download_that_keeps_dropping_resumes_as_long_as_it_progresses(server, wikiart_zip,
+                                                                         labels, tmp_path):
+    server.faults["/wikiart.zip"] = ["drop"] * 4  # more drops than tries: each one got bytes
+    zip_bytes = server.files["/wikiart.zip"]
+    get_wikiart(tmp_path, url=server.url("/wikiart.zip"), labels=labels,
+                retry=Retry(attempts=2, backoff=0.01), progress=False)
+    assert len(server.requests) == 5
+    assert (tmp_path / "wikiart.zip").read_bytes() == zip_bytes
+
+
+def test_a_zip_without_the_wikiart_top_folder_unpacks_to_the_same_layout(tmp_path):
+    (tmp_path / "flat.zip").write_bytes(build_zip({"Baroque/a.jpg": b"a", "Baroque/b.jpg": b"b"}))
+    assert unpack(tmp_path / "flat.zip", tmp_path, wanted={"Baroque/a.jpg"}, progress=False) == (1, 0)
+    assert (tmp_path / "wikiart" / "Baroque" / "a.jpg").read_bytes() == b"a"
+    assert not (tmp_path / "wikiart" / "Baroque" / "b.jpg").exists()
+
+
 def test_wikiart_checks_the_configured_sha256(server, wikiart_zip, labels, tmp_path, monkeypatch):
     monkeypatch.setenv("ARTGAN_WIKIART_SHA256", "0" * 64)
     with pytest.raises(ArtganError, match=r"wikiart.zip: downloaded file is corrupt \(sha256"):
