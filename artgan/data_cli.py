@@ -4,10 +4,19 @@ Kept apart from cli.py like `similar`: the download modules are imported only wh
 command runs.
 """
 
+import argparse
 import logging
 
 from artgan.errors import ArtganError
 from artgan.nga_download import DEFAULT_CLASSIFICATION, DEFAULT_SIZE, DEFAULT_WORKERS
+
+EPILOG = """\
+environment (a mirror can be set once instead of passing --url):
+  ARTGAN_WIKIART_URL     the wikiart.zip URL
+  ARTGAN_WIKIART_SHA256  its expected sha256 (checked after the download when set)
+  ARTGAN_NGA_URL         base URL of the NGA tables (<url>/objects.csv, ...)
+  ARTGAN_LABELS          the ArtGAN label folder the WikiArt images are unpacked for
+"""
 
 
 def add_data(commands):
@@ -16,6 +25,8 @@ def add_data(commands):
         help="download the full WikiArt images or the NGA open data (resumable, verified)",
         description="Download data sets the way users get them. Interrupted downloads resume "
         "when the command is rerun; finished files are skipped.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sources = parser.add_subparsers(title="data sets", metavar="DATASET", required=True)
 
@@ -48,7 +59,7 @@ def add_data(commands):
                      "NGA opendata repository's data/ folder)")
     nga.add_argument("--classification", default=DEFAULT_CLASSIFICATION,
                      help=f"objects.csv classification to keep (default {DEFAULT_CLASSIFICATION}; "
-                     "'' for all)")
+                     "'all' for every object)")
     nga.add_argument("--limit", type=int, help="fetch at most this many images (lowest object ids)")
     nga.add_argument("--size", type=int, default=DEFAULT_SIZE,
                      help=f"longest image side in pixels (default {DEFAULT_SIZE})")

@@ -31,6 +31,7 @@ NGA_URL = "https://github.com/NationalGalleryOfArt/opendata/raw/main/data"
 URL_VARIABLE = "ARTGAN_NGA_URL"
 TABLES = ("objects", "published_images", "constituents", "objects_constituents", "objects_terms")
 DEFAULT_CLASSIFICATION = "Painting"
+ANY_CLASSIFICATION = "all"
 DEFAULT_SIZE = 800  # longest side in pixels (IIIF "!w,h": fit inside, keep the aspect ratio)
 DEFAULT_WORKERS = 4  # parallel image requests: enough to be quick, few enough to be polite
 
@@ -99,11 +100,11 @@ def fetch_tables(folder: Path, url: str, retry: Retry, progress=True) -> int:
 
 def select_images(folder: Path, classification=DEFAULT_CLASSIFICATION, limit=None) -> dict[int, str]:
     """{objectid: IIIF base URL} of objects with an open-access primary image, of
-    `classification` (any when empty), lowest object ids first, at most `limit`."""
+    `classification` (any when empty or "all"), lowest object ids first, at most `limit`."""
     objects = read_csv(folder / "objects.csv", ("objectid", "classification"))
     images = read_csv(folder / "published_images.csv",
                       ("iiifurl", "viewtype", "openaccess", "depictstmsobjectid"))
-    if classification:
+    if classification and classification.lower() != ANY_CLASSIFICATION:
         objects = objects[objects["classification"].str.lower() == classification.lower()]
     open_primary = images[(images["viewtype"] == "primary") & (images["openaccess"] == "1")
                           & (images["iiifurl"] != "")]
