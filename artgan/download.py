@@ -104,7 +104,8 @@ def with_retries(url, attempt_once, retry: Retry):
 def classify_http_error(url, error: urllib.error.HTTPError) -> TransientError:
     """A retryable HTTP status as TransientError; any other status is the user's to fix."""
     if error.code not in RETRY_STATUSES:
-        raise ArtganError(f"{url}: HTTP {error.code} {error.reason}; check the URL or mirror setting") from None
+        raise ArtganError(f"{url}: HTTP {error.code} {error.reason}; "
+                          "check the URL or mirror setting") from None
     return TransientError(f"HTTP {error.code} {error.reason}", retry_after_seconds(error.headers))
 
 
@@ -273,6 +274,7 @@ def verify_file(url, path: Path, size, sha256=None) -> None:
             problem = f"sha256 {digest}, expected {sha256}"
     if problem:
         path.unlink(missing_ok=True)
-        raise ArtganError(f"{url}: downloaded file is corrupt ({problem}); it was removed, rerun to fetch it again")
+        raise ArtganError(f"{url}: downloaded file is corrupt ({problem}); "
+                          "it was removed, rerun to fetch it again")
     log.info("%s: verified (%d bytes%s)", path.name, actual, ", sha256 ok" if sha256 else "")
 

@@ -14,6 +14,7 @@ import logging
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -109,8 +110,9 @@ def labelled_paths(files) -> set[str]:
 
 
 def unpack(zip_path: Path, folder: Path, wanted=None, max_total=MAX_TOTAL, progress=True):
-    """Extract the entries in `wanted` (all when None) into `folder/wikiart`; returns (files written, files already there). Unsafe archives are refused
-    before anything is written."""
+    """Extract the entries in `wanted` (all when None) into `folder/wikiart`; returns
+    (files written, files already there). Unsafe archives are refused before anything is
+    written."""
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as error:
@@ -184,9 +186,13 @@ def unpacked_already(folder: Path, info: zipfile.ZipInfo) -> bool:
 def extract_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path) -> None:
     """Write one entry atomically (a killed run leaves no half-written image)."""
     target = target_path(folder, info)
-    with archive.open(info) as source, atomic_path(target) as temporary:
-        with open(temporary, "wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
+    try:
+        with archive.open(info) as source, atomic_path(target) as temporary:
+            with open(temporary, "wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise ArtganError(f"{archive.filename}: entry {info.filename!r} is corrupt ({error}); "
+                          "delete the zip and rerun to download it again") from None
 
 
 def check_complete(images: Path, wanted) -> None:

@@ -248,6 +248,15 @@ def test_symlinks_and_zip_bombs_are_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_corrupt_entry_is_a_clean_error(tmp_path):
+    data = bytearray(build_zip({"wikiart/a.jpg": jpeg(1)}))
+    data[60:70] = bytes(10)  # inside the stored image bytes: the CRC check fails
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    with pytest.raises(ArtganError, match="'wikiart/a.jpg' is corrupt .*delete the zip"):
+        unpack(tmp_path / "bad.zip", tmp_path, progress=False)
+    assert not (tmp_path / "wikiart" / "a.jpg").exists()
+
+
 def test_a_different_file_already_there_is_not_overwritten(server, wikiart_zip, labels, tmp_path):
     mine = tmp_path / "wikiart" / "Baroque" / "rubens_hunt.jpg"
     mine.parent.mkdir(parents=True)
