@@ -46,7 +46,7 @@ def add_data(commands):
     wikiart.add_argument("--max-unpacked-gb", type=float, default=64,
                          help="refuse to unpack more than this many GB (default 64)")
     add_common(wikiart)
-    wikiart.set_defaults(run=run_wikiart)
+    wikiart.set_defaults(run=with_progress_log(run_wikiart))
 
     nga = sources.add_parser(
         "nga", help="the National Gallery of Art open-data tables and images",
@@ -66,7 +66,7 @@ def add_data(commands):
     nga.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                      help=f"parallel image requests (default {DEFAULT_WORKERS})")
     add_common(nga)
-    nga.set_defaults(run=run_nga)
+    nga.set_defaults(run=with_progress_log(run_nga))
 
 
 def add_common(parser):
@@ -82,15 +82,24 @@ def retry_policy(args):
     return Retry(attempts=args.retries)
 
 
-def show_progress_log():
-    """Library modules log what they skip, resume and retry; show that on the console."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def with_progress_log(run):
+    """Run `run(args)` showing what the library logs (what it skips, resumes and retries)
+    on the console, above the progress bars rather than through them."""
+
+    def wrapped(args):
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        with logging_redirect_tqdm():
+            return run(args)
+
+    wrapped.__doc__ = run.__doc__
+    return wrapped
 
 
 def run_wikiart(args):
     from artgan.wikiart_download import get_wikiart
 
-    show_progress_log()
     result = get_wikiart(args.to, url=args.url, sha256=args.sha256, labels=args.labels,
                          everything=args.all, retry=retry_policy(args),
                          max_total=int(args.max_unpacked_gb * 1024**3), progress=not args.quiet)
@@ -110,7 +119,6 @@ def run_nga(args):
         raise ArtganError("--limit must be at least 1")
     if args.size < 1 or args.workers < 1:
         raise ArtganError("--size and --workers must be at least 1")
-    show_progress_log()
     result = get_nga(args.to, url=args.url, classification=args.classification, limit=args.limit,
                      size=args.size, workers=args.workers, retry=retry_policy(args),
                      progress=not args.quiet)

@@ -276,5 +276,5 @@ def verify_file(url, path: Path, size, sha256=None) -> None:
         path.unlink(missing_ok=True)
         raise ArtganError(f"{url}: downloaded file is corrupt ({problem}); "
                           "it was removed, rerun to fetch it again")
-    log.info("%s: verified (%d bytes%s)", path.name, actual, ", sha256 ok" if sha256 else "")
+    log.info("%s: verified (%d bytes%s)", url, actual, ", sha256 ok" if sha256 else "")
 
