@@ -87,6 +87,8 @@ def local_only(monkeypatch):
         return real(address, *args, **kwargs)
 
     monkeypatch.setattr(socket, "create_connection", create_connection)
+    for variable in ("no_proxy", "NO_PROXY"):  # a configured HTTP proxy is not used for the tests
+        monkeypatch.setenv(variable, "127.0.0.1")
     monkeypatch.setenv("ARTGAN_WIKIART_URL", "http://127.0.0.1:9/unset.zip")
     monkeypatch.setenv("ARTGAN_NGA_URL", "http://127.0.0.1:9/unset")
     monkeypatch.delenv("ARTGAN_WIKIART_SHA256", raising=False)
