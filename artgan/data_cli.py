@@ -93,7 +93,6 @@ def with_progress_log(run):
         with logging_redirect_tqdm():
             return run(args)
 
-    wrapped.__doc__ = run.__doc__
     return wrapped
 
 
