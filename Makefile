@@ -3,6 +3,7 @@
 #   make search TASK=genre [TRIALS=3] [EPOCHS=1] [SIZE=64] [MAX_IMAGES=200] [FRESH=1] [WORKERS=4]
 #   make report TASK=genre   make tensorboard [PORT=6006]   make test [test-fast]   make bench
 #   make similar [MODEL=runs/style/best/model_1.keras] [K=10]   (NGA similar-painting search)
+#   make data WIKIART=1 [TO=DIR]   make data NGA=1 [LIMIT=N] [CLASSIFICATION=Painting] [SIZE=800] [TO=DIR]
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -23,7 +24,7 @@ SEARCH_SETS = $(if $(TRIALS),--set budget.max_trials=$(TRIALS)) \
 .PHONY: help search report tensorboard test test-fast deps bench venv clean-cache
 
 help:
-	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +83,15 @@ similar: venv
 	for model in $(SIMILAR_MODELS); do $(PY) -m artgan similar index --extractor model:$$model || exit 1; done
 	$(PY) -m artgan similar evaluate --k $(K) --extractor handcrafted --extractor efficientnet_lite0 \
 	    $(addprefix --extractor model:,$(SIMILAR_MODELS)) $(ARGS)
+
+# Download the full data (README "Getting the full data"); reruns resume and skip what is done.
+# WIKIART=1: the ArtGAN WikiArt zip, unpacked for the label files; NGA=1: NGA tables + images.
+.PHONY: data
+data: venv
+	@[ -n "$(WIKIART)$(NGA)" ] || { echo "usage: make data WIKIART=1 [TO=DIR] | make data NGA=1 [LIMIT=N] [CLASSIFICATION=Painting] [SIZE=800] [TO=DIR]"; exit 2; }
+	$(if $(WIKIART),$(PY) -m artgan data wikiart $(if $(TO),--to $(TO)) $(ARGS))
+	$(if $(NGA),$(PY) -m artgan data nga $(if $(TO),--to $(TO)) $(if $(LIMIT),--limit $(LIMIT)) \
+	    $(if $(CLASSIFICATION),--classification '$(CLASSIFICATION)') $(if $(SIZE),--size $(SIZE)) $(ARGS))
 
 clean-cache:
 	rm -rf .cache/images

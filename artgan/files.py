@@ -7,6 +7,7 @@ workers, reports) while they may be rewritten; every writer goes through `atomic
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shlex
@@ -18,8 +19,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from artgan.errors import ArtganError
 import numpy as np
+
+from artgan.errors import ArtganError
 
 LOCK_FILE = ".lock"
 
@@ -235,3 +237,12 @@ def load_or_build(cache_dir, key, load, build):
     if found is None:
         raise ArtganError(f"{cache_dir / key}: the cache entry just written cannot be read back")
     return found, True
+
+
+def file_sha256(path) -> str:
+    """The sha256 of a file's contents, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

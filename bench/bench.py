@@ -174,11 +174,11 @@ def bench_backbone(table, images, epochs, batch_size):
     """Embedding throughput, and a head-only trial against a scratch-CRNN trial."""
     import keras_tuner as kt
 
-    from artgan.model.backbones import BACKBONES
     from artgan.data.generators import EmbeddingGenerator, ImageLabelGenerator
     from artgan.data.splits import load_split_images
-    from artgan.model.embeddings import embed_split
+    from artgan.model.backbones import BACKBONES
     from artgan.model.crnn import build_model
+    from artgan.model.embeddings import embed_split
 
     backbone = BACKBONES["efficientnet_lite0"]
     table = table.subset(np.arange(images))
@@ -226,9 +226,9 @@ def bench_workers(trials, epochs, images, size):
     worker processes; the decoded-image cache is built first so no run pays for decoding."""
     import pandas as pd
 
-    from artgan.paths import REPO_ROOT
-    from artgan.data.splits import TaskData
     from artgan.config.spec import experiment_file, load_experiment
+    from artgan.data.splits import TaskData
+    from artgan.paths import REPO_ROOT
 
     sets = [f"space.input_size={size}", f"budget.max_trials={trials}", f"budget.epochs={epochs}",
             f"budget.max_train_images={images}", f"budget.max_val_images={images // 2}",

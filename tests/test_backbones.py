@@ -16,18 +16,19 @@ import pandas as pd
 import pytest
 import sklearn
 
-from artgan.model.backbones import BACKBONES, WEIGHTS_SHA256, lite0_classifier, weights_path
-from artgan.data.splits import load_split_images
-from artgan.model.embeddings import embed_split
-from artgan.errors import ArtganError
+from artgan.config.spec import load_experiment
 from artgan.data.images import decode_image
 from artgan.data.labels import load_labels
+from artgan.data.splits import load_split_images
+from artgan.errors import ArtganError
+from artgan.model.backbones import BACKBONES, WEIGHTS_SHA256, lite0_classifier, weights_path
 from artgan.model.crnn import build_model, deployable_model
-from artgan.paths import REPO_ROOT
+from artgan.model.embeddings import embed_split
 from artgan.model.saved import load_model
-from artgan.tuning.tuner import run_search
-from artgan.config.spec import load_experiment
 from artgan.model.torch_weights import LEGACY_MAGIC, read_state_dict
+from artgan.paths import REPO_ROOT
+from artgan.tuning.tuner import run_search
+
 from support import TINY_PRETRAINED
 
 pytestmark = [pytest.mark.slow]

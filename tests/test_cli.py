@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from artgan.cli import main
-from artgan.errors import ArtganError
-from artgan.paths import REPO_ROOT
-from artgan.model.saved import save_model
 from artgan.data.splits import TaskData
+from artgan.errors import ArtganError
+from artgan.model.saved import save_model
+from artgan.paths import REPO_ROOT
+
 from support import TINY
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from artgan.data.generators import ImageLabelGenerator
+from artgan.data.labels import load_labels
 from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
-from artgan.data.labels import load_labels
 
 
 def wild_table(data_dir):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from artgan import files
-from artgan.errors import ArtganError
 from artgan.data.images import cache_images
+from artgan.errors import ArtganError
 
 Usage = namedtuple("Usage", "total used free")
 

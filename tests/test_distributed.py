@@ -11,14 +11,15 @@ import pandas as pd
 import pytest
 
 from artgan.cli.search import worker_command
-from artgan.tuning.parallel.launcher import Launcher
-from artgan.tuning._kt_compat import adopt_oracle
-from artgan.tuning.parallel.roles import check_same_search, check_tuner_id, parse_address
-from artgan.tuning.parallel.strategy import gpu_groups
+from artgan.config.spec import load_experiment
 from artgan.errors import ArtganError
 from artgan.files import read_json
 from artgan.paths import REPO_ROOT
-from artgan.config.spec import load_experiment
+from artgan.tuning._kt_compat import adopt_oracle
+from artgan.tuning.parallel.launcher import Launcher
+from artgan.tuning.parallel.roles import check_same_search, check_tuner_id, parse_address
+from artgan.tuning.parallel.strategy import gpu_groups
+
 from support import TINY, killed_on_exit, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
@@ -238,8 +239,8 @@ def test_launcher_options_are_checked(tmp_path):
 def test_spec_distribution_selects_mirrored_strategy(tmp_path):
     import tensorflow as tf
 
-    from artgan.tuning.hypermodel import CRNNHyperModel
     from artgan.data.splits import TaskData
+    from artgan.tuning.hypermodel import CRNNHyperModel
     from artgan.tuning.tuner import make_tuner
 
     experiment = REPO_ROOT / "experiments" / "genre.yaml"
@@ -263,9 +264,9 @@ def chief(tmp_path):
 
     import keras_tuner as kt
 
-    from artgan.tuning.parallel.roles import free_port
     from artgan.tuning._kt_compat import serve_oracle
     from artgan.tuning.parallel.access import new_token, server_interceptor
+    from artgan.tuning.parallel.roles import free_port
 
     hps = kt.HyperParameters()
     hps.Choice("units", [8, 16, 32])
@@ -412,6 +413,7 @@ def test_a_worker_with_the_token_keeps_its_trial_alive_by_heartbeat(chief):
     from types import SimpleNamespace
 
     from artgan.tuning._kt_compat import authenticate_client
+
     from support import wait_for
 
     oracle, address, token, _ = chief

@@ -15,10 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
-from support import killed_on_exit, wait_for
 
 from artgan.data import images
-from artgan.errors import ArtganError
 from artgan.data.images import (
     RESIZE_POLICIES,
     CachedImages,
@@ -26,7 +24,10 @@ from artgan.data.images import (
     cache_images,
     decode_image,
 )
+from artgan.errors import ArtganError
 from artgan.paths import REPO_ROOT
+
+from support import killed_on_exit, wait_for
 
 PROVENANCE_FORMAT = {"RIFF": "WEBP", "GIF": "GIF", "PNG": "PNG", "JPEG": "JPEG"}
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from artgan.data import labels as labels_module
-from artgan.errors import ArtganError
 from artgan.data.labels import (
     LabelTable,
     SkippedRow,
@@ -16,6 +15,7 @@ from artgan.data.labels import (
     read_label_rows,
     skipped_report,
 )
+from artgan.errors import ArtganError
 
 STYLE = ("artgan/Style", "style_class.txt", 27)
 GENRE = ("artgan/Genre", "genre_class", 10)

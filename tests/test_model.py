@@ -4,8 +4,8 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from artgan.model.crnn import FEATURE_LAYERS, build_crnn, feature_extractor
 from artgan.config.space import SearchSpace
+from artgan.model.crnn import FEATURE_LAYERS, build_crnn, feature_extractor
 
 
 @pytest.mark.parametrize("sequence", ["rows", "columns", "both"])

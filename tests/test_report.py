@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from artgan.cli import main
+from artgan.config.spec import load_experiment
 from artgan.errors import ArtganError
 from artgan.model.features import load_features
 from artgan.report.build import build_report
@@ -27,7 +28,6 @@ from artgan.report.output import Writer
 from artgan.report.run import open_run
 from artgan.report.sections import hp_importance, what_mattered_section
 from artgan.tuning.tuner import run_search
-from artgan.config.spec import load_experiment
 
 pytestmark = [pytest.mark.slow]
 

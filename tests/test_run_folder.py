@@ -10,12 +10,13 @@ import pytest
 
 from artgan.cli import main
 from artgan.cli.search import worker_command
-from artgan.tuning.parallel.launcher import Launcher
+from artgan.config.spec import load_experiment
 from artgan.errors import ArtganError
 from artgan.files import clear_folder, folder_lock
 from artgan.paths import REPO_ROOT
+from artgan.tuning.parallel.launcher import Launcher
 from artgan.tuning.results import save_best_models
-from artgan.config.spec import load_experiment
+
 from support import TINY, killed_on_exit
 
 

@@ -10,11 +10,12 @@ import zipfile
 import pandas as pd
 import pytest
 
+from artgan.config.spec import load_experiment
 from artgan.errors import ArtganError
 from artgan.evaluation.predict import evaluate_model, predict_files
 from artgan.paths import REPO_ROOT
 from artgan.tuning.tuner import run_search
-from artgan.config.spec import load_experiment
+
 from support import TINY, killed_on_exit, wait_for
 
 pytestmark = [pytest.mark.slow]
@@ -136,8 +137,8 @@ def test_trial_orphaned_by_a_kill_before_the_oracle_saved_is_retried(tmp_path, d
 
 
 def test_bayesian_initial_points_reach_the_oracle(tmp_path, data_dir):
-    from artgan.tuning.hypermodel import CRNNHyperModel
     from artgan.data.splits import TaskData
+    from artgan.tuning.hypermodel import CRNNHyperModel
     from artgan.tuning.tuner import make_tuner
 
     spec = tiny_spec(tmp_path, "tuner.type=bayesian", "tuner.initial_points=2")

@@ -10,10 +10,12 @@ import pytest
 
 from artgan.cli import main
 from artgan.errors import ArtganError
-from artgan.similar.nga import NgaCollection, load_collection
 from artgan.paths import REPO_ROOT
+from artgan.similar.extractors import HandcraftedExtractor, make_extractor
+from artgan.similar.index import Index, build_index
+from artgan.similar.nga import NgaCollection, load_collection
 from artgan.similar.retrieval import evaluate_scores, query_metrics, random_expected
-from artgan.similar.index import HandcraftedExtractor, Index, build_index, make_extractor
+
 from support import TINY
 
 TINY = [*TINY, "budget.max_trials=1"]
@@ -137,8 +139,8 @@ def test_missing_table_and_wrong_columns_name_the_file(small_nga):
 
 
 def test_optional_objects_table_gives_titles_escaped_in_pages(small_nga, tmp_path):
-    from artgan.similar.pages import caption, write_gallery
     from artgan.similar.index import Hit
+    from artgan.similar.pages import caption, write_gallery
 
     (small_nga / "objects.csv").write_text('objectid,title\n19,"The Youthful David"\n1,"<script>x</script>"\n')
     collection = load_collection(small_nga)
@@ -244,8 +246,8 @@ def test_handcrafted_search_beats_random_on_the_real_sample(data_dir, cache_dir,
 @pytest.fixture(scope="module")
 def tiny_experiment(tmp_path_factory, data_dir):
     """An experiment YAML whose output holds a tiny trained model (as `make search` leaves it)."""
-    from artgan.tuning.tuner import run_search
     from artgan.config.spec import load_experiment
+    from artgan.tuning.tuner import run_search
 
     folder = tmp_path_factory.mktemp("experiment")
     text = (REPO_ROOT / "experiments" / "genre.yaml").read_text()

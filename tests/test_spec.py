@@ -3,9 +3,9 @@
 import keras_tuner as kt
 import pytest
 
-from artgan.errors import ArtganError
 from artgan.config.space import SearchSpace
 from artgan.config.spec import experiment_file, load_experiment
+from artgan.errors import ArtganError
 
 SPACE = {
     "parameters": {

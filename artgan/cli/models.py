@@ -4,7 +4,6 @@ from artgan.errors import ArtganError
 from artgan.model.saved import read_metadata
 
 
-
 def add_predict(commands):
     parser = commands.add_parser(
         "predict",

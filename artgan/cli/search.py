@@ -3,10 +3,9 @@
 import sys
 from pathlib import Path
 
-from artgan.errors import ArtganError
 from artgan.config.spec import experiment_file, load_experiment
+from artgan.errors import ArtganError
 from artgan.runfolder import RunFolder
-
 
 
 def add_search(commands):

@@ -66,7 +66,8 @@ def add_source(parser):
 
 
 def index_path(args, extractor=None):
-    from artgan.similar.index import default_index_path, make_extractor
+    from artgan.similar.extractors import make_extractor
+    from artgan.similar.index import default_index_path
 
     if args.index:
         return Path(args.index)
@@ -74,7 +75,8 @@ def index_path(args, extractor=None):
 
 
 def run_index(args):
-    from artgan.similar.index import build_index, make_extractor
+    from artgan.similar.extractors import make_extractor
+    from artgan.similar.index import build_index
 
     collection = load_collection(args.nga)
     print(collection.summary())
@@ -113,7 +115,8 @@ def run_query(args):
 
 
 def run_evaluate(args):
-    from artgan.similar.index import Index, default_index_path, make_extractor
+    from artgan.similar.extractors import make_extractor
+    from artgan.similar.index import Index, default_index_path
 
     paths = [Path(path) for path in args.index or []]
     paths += [default_index_path(make_extractor(spec), index_dir()) for spec in args.extractor or []]

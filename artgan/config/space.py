@@ -6,9 +6,10 @@ import math
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from artgan.errors import ArtganError
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from artgan.errors import ArtganError
 
 DISTRIBUTIONS = (
     "constant",

@@ -24,12 +24,14 @@ import os
 import re
 from pathlib import Path
 from typing import Literal, Optional
+
 import yaml
 from pydantic import Field, ValidationError
-from artgan.errors import ArtganError
-from artgan.paths import REPO_ROOT, data_root
-from artgan.config.space import SearchSpace, Strict
 
+from artgan.config.space import SearchSpace, Strict
+from artgan.errors import ArtganError
+from artgan.files import file_sha256
+from artgan.paths import REPO_ROOT, data_root
 
 TASKS = ("style", "genre", "artist")
 TUNERS = ("random", "bayesian", "hyperband")
@@ -168,7 +170,7 @@ def differences(mine, theirs, limit=6):
 
 def content_sha256(path):
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:
         return "missing"
 

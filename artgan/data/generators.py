@@ -8,8 +8,8 @@ one fancy-index copy and a multiply.
 
 import keras
 import numpy as np
-from artgan.errors import ArtganError
 
+from artgan.errors import ArtganError
 
 
 def model_input(pixels):

@@ -7,6 +7,7 @@ that file instead of decoding again.
 """
 
 from __future__ import annotations
+
 import hashlib
 import json
 import multiprocessing
@@ -19,14 +20,15 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
+
 from artgan.errors import ArtganError
 from artgan.files import allocate_array, atomic_path, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root
-
 
 RESIZE_POLICIES = ("letterbox", "stretch", "crop")
 MAX_PIXELS = 120_000_000

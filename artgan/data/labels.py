@@ -13,16 +13,18 @@ rows instead and keeps them in `LabelTable.skipped` so they can be reported.
 """
 
 from __future__ import annotations
+
 import csv
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from artgan.errors import ArtganError
 
+from artgan.errors import ArtganError
 
 ARTIST_HEADER = "(Path to image),, (Groundtruth class)"
 PATH_COLUMN, LABEL_COLUMN = "image_path", "class_index"

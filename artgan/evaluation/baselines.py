@@ -8,7 +8,6 @@ need no model, so reports and similarity search work before any search has run.
 import cv2
 import numpy as np
 
-
 HUE_BINS, SATURATION_BINS, VALUE_BINS = 12, 4, 4
 ORIENTATION_BINS = 8
 

@@ -6,19 +6,18 @@ CSV (the input reports use); `predict_files` ranks classes for loose image files
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
 from artgan.data.generators import ImageLabelGenerator, model_input
-from artgan.data.splits import load_split_images
-from artgan.errors import ArtganError
-from artgan.files import write_text_atomic
 from artgan.data.images import ImageError, decode_image
 from artgan.data.labels import load_labels, skipped_report
+from artgan.data.splits import load_split_images
+from artgan.errors import ArtganError
+from artgan.evaluation.metrics import TOP_K, score
+from artgan.files import write_text_atomic
 from artgan.model.saved import load_model
-from artgan.evaluation.metrics import score
-from artgan.evaluation.metrics import TOP_K
-
-
 
 
 def predict_files(model_path, image_paths, top=TOP_K):

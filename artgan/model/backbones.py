@@ -19,12 +19,13 @@ Models use only built-in layers: a saved model loads with plain Keras, without a
 from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
+
 import keras
 import numpy as np
 from keras import layers
+
 from artgan.errors import ArtganError
 from artgan.model.torch_weights import read_state_dict
-
 
 # (kernel, stride, expand ratio, output channels, repeats) per stage, Lite0 (width 1.0).
 LITE0_STAGES = (

@@ -17,9 +17,9 @@ auto-generated ones like `conv2d_3`.
 import keras
 import numpy as np
 from keras import layers
-from artgan.model.backbones import BACKBONES, BOTTOM_TAPS, SCRATCH, SEQUENCE_TAPS, get_backbone
-from artgan.config.space import Allowed
 
+from artgan.config.space import Allowed
+from artgan.model.backbones import BACKBONES, BOTTOM_TAPS, SCRATCH, SEQUENCE_TAPS, get_backbone
 
 #: Named layers whose outputs are useful features, in network order.
 CONV_FEATURES = "features_conv"

@@ -19,8 +19,10 @@ import logging
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+
 import numpy as np
 from tqdm import tqdm
+
 from artgan.data.generators import model_input
 from artgan.files import allocate_array, atomic_path, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root

@@ -12,15 +12,16 @@ so clustering, retrieval or plotting can happen outside artgan.
 
 import importlib.util
 from pathlib import Path
+
 import numpy as np
+import pandas as pd
+
 from artgan.data.generators import ImageLabelGenerator
+from artgan.data.labels import load_labels
 from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
 from artgan.files import atomic_path
-from artgan.data.labels import load_labels
 from artgan.model.saved import load_model
-import pandas as pd
-
 
 BATCH_SIZE = 64
 

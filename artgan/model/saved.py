@@ -7,9 +7,9 @@ so a model file copied on its own still predicts with the right labels and prepr
 import json
 import zipfile
 from pathlib import Path
+
 from artgan.errors import ArtganError
 from artgan.files import atomic_path
-
 
 METADATA_MEMBER = "artgan.json"
 

@@ -22,9 +22,10 @@ import hashlib
 import io
 import pickle
 from pathlib import Path
-import numpy as np
-from artgan.errors import ArtganError
 
+import numpy as np
+
+from artgan.errors import ArtganError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 #: torch storage class -> numpy dtype of its elements.

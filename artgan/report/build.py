@@ -2,17 +2,22 @@
 the sections, write the page, its figures and `metrics.json`."""
 
 from __future__ import annotations
+
 import base64
 import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
 import jinja2
 import numpy as np
 import pandas as pd
 from matplotlib import rc_context
+
+from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
+from artgan.report.features import similarity_section
 from artgan.report.figures import (
     MATPLOTLIB_STYLE,
 )
@@ -23,12 +28,19 @@ from artgan.report.format import (
     plain,
 )
 from artgan.report.output import Thumbnails, Writer
-from artgan.report.features import similarity_section
 from artgan.report.run import open_run
-from artgan.report.sections import baselines_section, confusion_section, curves_section, evaluate_models, examples_section, leaderboard_section, provenance_section, trial_reason, what_mattered_section
-from artgan.data.splits import TaskData
+from artgan.report.sections import (
+    baselines_section,
+    confusion_section,
+    curves_section,
+    evaluate_models,
+    examples_section,
+    leaderboard_section,
+    provenance_section,
+    trial_reason,
+    what_mattered_section,
+)
 from artgan.runfolder import RunFolder
-
 
 TEMPLATES = Path(__file__).parent / "templates"
 EMBEDDED = {"figure", "figures", "queries", "thumbnail"}  # left out of metrics.json

@@ -2,13 +2,14 @@
 layers against the handcrafted baseline, a t-SNE map and nearest-neighbour thumbnails."""
 
 from __future__ import annotations
+
 import numpy as np
 import pandas as pd
+
+from artgan.evaluation.metrics import NEIGHBOURS, feature_scores, nearest_neighbours
 from artgan.report.figures import (
     tsne_figure,
 )
-from artgan.evaluation.metrics import feature_scores, nearest_neighbours
-from artgan.evaluation.metrics import NEIGHBOURS
 
 MAX_TSNE_POINTS = 2000
 MAX_QUERIES = 8

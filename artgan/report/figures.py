@@ -5,12 +5,13 @@ under `MATPLOTLIB_STYLE`; `report_output.Writer.figure` saves and embeds them.
 """
 
 from __future__ import annotations
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
-from artgan.report.format import hp_text, missing, natural_key, numeric_values
 
+from artgan.report.format import hp_text, missing, natural_key, numeric_values
 
 MATPLOTLIB_STYLE = {
     "text.parse_math": False,  # a class name with "$" is text, not TeX

@@ -5,10 +5,11 @@ Every formatter turns a missing value (None or NaN, as pandas reads an empty cel
 """
 
 from __future__ import annotations
+
 import math
+
 import numpy as np
 import pandas as pd
-
 
 BLANK = "–"
 

@@ -6,16 +6,18 @@ Figures and thumbnails are embedded as data URIs: the report is one self-contain
 """
 
 from __future__ import annotations
+
 import base64
 import io
 import json
 from contextlib import contextmanager
 from pathlib import Path
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
-from artgan.files import clear_write_errors
-from artgan.data.images import ImageError, decode_image
 
+from artgan.data.images import ImageError, decode_image
+from artgan.files import clear_write_errors
 
 THUMBNAIL_SIZE = 96
 MANIFEST = "metrics.json"

@@ -1,17 +1,19 @@
 """A run folder read back for the report: its spec, trials table and saved models."""
 
 from __future__ import annotations
+
 import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
 import pandas as pd
 import yaml
+
+from artgan.config.space import SearchSpace
+from artgan.config.spec import TASKS, ExperimentSpec, experiment_file, load_experiment, validate
 from artgan.errors import ArtganError
 from artgan.runfolder import RunFolder, TrialRow
-from artgan.config.space import SearchSpace
-from artgan.config.spec import ExperimentSpec, validate
-from artgan.config.spec import TASKS, experiment_file, load_experiment
 
 UNFINISHED = {"RUNNING": "still running", "IDLE": "not started",
               "INVALID": "invalid hyperparameters", "STOPPED": "stopped early by the tuner"}

@@ -20,6 +20,7 @@ The figures are drawn in `artgan.report_figures`, values are formatted for the p
 """
 
 from __future__ import annotations
+
 import platform
 import subprocess
 import time
@@ -27,9 +28,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
 from artgan import __version__
+from artgan.data.labels import load_labels, read_class_file
+from artgan.data.splits import load_split_images
+from artgan.evaluation.baselines import handcrafted_features
+from artgan.evaluation.metrics import most_confused, named_scores
+from artgan.model.saved import load_model
 from artgan.paths import REPO_ROOT
 from artgan.report.figures import (
     confusion_figure,
@@ -45,16 +53,11 @@ from artgan.report.format import (
     duration,
     hp_text,
     is_number,
+    numeric_values,
     percent,
     value_cell,
 )
-from artgan.evaluation.metrics import most_confused, named_scores
 from artgan.report.run import UNFINISHED
-from artgan.report.format import numeric_values
-from artgan.data.labels import load_labels, read_class_file
-from artgan.data.splits import load_split_images
-from artgan.evaluation.baselines import handcrafted_features
-from artgan.model.saved import load_model
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
 EXAMPLES_PER_KIND = 3
@@ -88,8 +91,8 @@ class Evaluated:
 def evaluate_models(run, data, top, layer):
     """Predictions and features of the best `top` saved models, best first."""
     from artgan.evaluation.predict import predictions_frame
-    from artgan.model.features import predict_with_features
     from artgan.model.crnn import FEATURE_LAYERS
+    from artgan.model.features import predict_with_features
 
     evaluated = []
     for rank, path in enumerate(run.models[:top], start=1):

@@ -1,3 +1,3 @@
 """Similar paintings in the National Gallery of Art open data: the collection and its
-metadata (`nga`), feature indexes (`index`), retrieval metrics against the museum's metadata
+metadata (`nga`), feature extractors (`extractors`) and indexes (`index`), retrieval metrics against the museum's metadata
 (`retrieval`) and HTML pages (`pages`)."""

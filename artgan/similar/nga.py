@@ -9,15 +9,17 @@ missing table or column is a user error and raises `ArtganError` naming the file
 """
 
 from __future__ import annotations
-import hashlib
+
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-import pandas as pd
-from artgan.errors import ArtganError
-from artgan.data.images import ImageError, decode_image
-from artgan.paths import data_root
 
+import pandas as pd
+
+from artgan.data.images import ImageError, decode_image
+from artgan.errors import ArtganError
+from artgan.files import file_sha256
+from artgan.paths import data_root
 
 OBJECT_ID = re.compile(r"[0-9]{1,18}")  # what fits an int64 id column
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".gif", ".bmp")
@@ -240,14 +242,6 @@ def frozen(row: dict) -> dict:
 def add(values: list, value) -> None:
     if value not in values:
         values.append(value)
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def duplicate_groups(table: pd.DataFrame) -> list[tuple[int, ...]]:

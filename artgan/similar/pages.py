@@ -5,15 +5,18 @@ self-contained: thumbnails are embedded as small JPEG data URIs, so a page can b
 """
 
 from __future__ import annotations
+
 import base64
 import io
 from pathlib import Path
+
 from jinja2 import Environment
 from PIL import Image
+
 from artgan.files import clear_write_errors, write_text_atomic
 from artgan.similar.nga import joined
-from artgan.similar.retrieval import RANDOM, __doc__ as METRIC_NOTES
-
+from artgan.similar.retrieval import RANDOM
+from artgan.similar.retrieval import __doc__ as METRIC_NOTES
 
 THUMBNAIL = 180
 

@@ -15,10 +15,11 @@ of each metric under a uniformly random ranking of the same candidates.
 """
 
 from __future__ import annotations
+
 import numpy as np
 import pandas as pd
-from artgan.errors import ArtganError
 
+from artgan.errors import ArtganError
 
 RELEVANCE = {"artist": "artist_ids", "style": "style", "theme": "theme"}
 METRICS = ("precision", "recall", "map", "mrr")

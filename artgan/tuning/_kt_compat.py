@@ -32,15 +32,15 @@ import logging
 import os
 import threading
 import time
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import keras_tuner as kt
 
 from artgan.errors import ArtganError
 from artgan.files import read_json, write_text_atomic
 from artgan.runfolder import RunFolder
-import grpc
-from concurrent import futures
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,13 @@ import keras_tuner as kt
 from artgan.data.generators import EmbeddingGenerator, ImageLabelGenerator
 from artgan.model.backbones import get_backbone
 from artgan.model.crnn import (
-    ImpossibleConfiguration, backbone_name, build_model, deployable_model, input_size,
-    uses_cache, with_class_ids,
+    ImpossibleConfiguration,
+    backbone_name,
+    build_model,
+    deployable_model,
+    input_size,
+    uses_cache,
+    with_class_ids,
 )
 from artgan.model.embeddings import embed_split
 

@@ -3,15 +3,20 @@ and refused when it holds a search that was scored differently (`fingerprint`)."
 
 import json
 from contextlib import contextmanager
+
 import yaml
+
+from artgan.config.spec import differences
 from artgan.errors import ArtganError
 from artgan.files import (
-    check_removable, clear_folder, clear_write_errors, folder_lock, read_json, write_text_atomic,
+    check_removable,
+    clear_folder,
+    clear_write_errors,
+    folder_lock,
+    read_json,
+    write_text_atomic,
 )
-from artgan.config.spec import differences
 from artgan.runfolder import RunFolder
-
-
 
 
 @contextmanager

@@ -1,19 +1,22 @@
 """What a search leaves for people: the trials table (`trials.csv`/`trials.json`, one
 `TrialRow` per trial), the leaderboard, skipped rows and the best models with metadata."""
 
-import logging
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from artgan.model.backbones import SCRATCH, get_backbone
+
+from artgan.data.labels import skipped_report
 from artgan.errors import ArtganError
 from artgan.files import (
-    read_json, write_text_atomic,
+    read_json,
+    write_text_atomic,
 )
-from artgan.data.labels import skipped_report
+from artgan.model.backbones import SCRATCH, get_backbone
 from artgan.model.crnn import (
     DEFAULT_FEATURE_LAYER,
     FEATURE_LAYERS,
@@ -21,8 +24,8 @@ from artgan.model.crnn import (
     input_size,
 )
 from artgan.model.saved import save_model
-from artgan.tuning._kt_compat import all_trials
 from artgan.runfolder import METRICS, RunFolder, TrialRow
+from artgan.tuning._kt_compat import all_trials
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,25 @@ from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
 from artgan.files import read_json, write_text_atomic
 from artgan.model.crnn import PARAMETERS
+from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import (
-    DeclaredSpace, adopt_oracle, install_atomic_state_writer, is_worker_process, repair_tuner_files,
-    requeue_orphaned_trials, restore_trials,
+    DeclaredSpace,
+    adopt_oracle,
+    install_atomic_state_writer,
+    is_worker_process,
+    repair_tuner_files,
+    requeue_orphaned_trials,
+    restore_trials,
 )
 from artgan.tuning.hypermodel import CRNNHyperModel
-from artgan.runfolder import RunFolder
 from artgan.tuning.output import run_folder
 from artgan.tuning.parallel.strategy import distribution_strategy
 from artgan.tuning.results import (
-    count_finished, report_skipped, resident_memory_mb, save_best_models, write_trials_table,
+    count_finished,
+    report_skipped,
+    resident_memory_mb,
+    save_best_models,
+    write_trials_table,
 )
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ gone for good, and at the end reads the search back from disk and writes the tri
 and best models exactly as a single-process search does.
 """
 
-import logging
 import json
+import logging
 import os
 import re
 import signal
@@ -17,15 +17,35 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+
 from artgan.errors import ArtganError
 from artgan.files import read_json, write_text_atomic
+from artgan.model.crnn import PARAMETERS
 from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import ongoing_trials
-from artgan.tuning.parallel.access import TOKEN_ENV, TOKEN_FILE, TOKEN_FILE_ENV, given_token, is_loopback, new_token, write_token
-from artgan.tuning.parallel.roles import CHIEF, DEFAULT_TRIAL_TIMEOUT, KERASTUNER_ENV, LAUNCHER, LOOPBACK, check_trial_timeout, connect_host, finalize, finished_count, free_port
-from artgan.tuning.parallel.strategy import gpu_groups
-from artgan.model.crnn import PARAMETERS
 from artgan.tuning.output import run_folder
+from artgan.tuning.parallel.access import (
+    TOKEN_ENV,
+    TOKEN_FILE,
+    TOKEN_FILE_ENV,
+    given_token,
+    is_loopback,
+    new_token,
+    write_token,
+)
+from artgan.tuning.parallel.roles import (
+    CHIEF,
+    DEFAULT_TRIAL_TIMEOUT,
+    KERASTUNER_ENV,
+    LAUNCHER,
+    LOOPBACK,
+    check_trial_timeout,
+    connect_host,
+    finalize,
+    finished_count,
+    free_port,
+)
+from artgan.tuning.parallel.strategy import gpu_groups
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_RESTARTS = 3

@@ -43,16 +43,27 @@ from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
 from artgan.files import read_json
 from artgan.model.crnn import PARAMETERS
+from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import (
-    KERASTUNER_ENV, ORACLE_IP, ORACLE_PORT, TUNER_ID, authenticate_client, mark_failed,
+    KERASTUNER_ENV,
+    ORACLE_IP,
+    ORACLE_PORT,
+    TUNER_ID,
+    authenticate_client,
+    mark_failed,
     serve_oracle,
 )
 from artgan.tuning.hypermodel import CRNNHyperModel
-from artgan.runfolder import RunFolder
 from artgan.tuning.output import run_folder
 from artgan.tuning.parallel.access import (
-    TOKEN_ENV, TOKEN_FILE_ENV, TOKEN_HEADER, check_chief_access, chief_token, given_token,
-    server_interceptor, worker_token,
+    TOKEN_ENV,
+    TOKEN_FILE_ENV,
+    TOKEN_HEADER,
+    check_chief_access,
+    chief_token,
+    given_token,
+    server_interceptor,
+    worker_token,
 )
 from artgan.tuning.results import report_skipped, save_best_models, write_trials_table
 from artgan.tuning.tuner import callbacks, make_tuner

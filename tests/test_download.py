@@ -1,0 +1,363 @@
+"""`python -m artgan data wikiart|nga` against a local HTTP server on 127.0.0.1.
+
+The server serves files the tests build (a zip with the ArtGAN layout, NGA-format CSVs, IIIF
+image URLs), honours `Range` (206), and can misbehave once per request on demand: drop the
+connection mid-body, answer 503, or serve a truncated image. Any connection to another
+address fails the test.
+"""
+
+import hashlib
+import io
+import socket
+import threading
+import zipfile
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from artgan.cli import main
+from artgan.data import download
+from artgan.data.download import Retry
+from artgan.data.nga_download import get_nga, select_images
+from artgan.data.wikiart_download import get_wikiart, unpack
+from artgan.errors import ArtganError
+from artgan.similar.nga import load_collection
+
+FAST = Retry(attempts=3, backoff=0.01, max_wait=0.05, timeout=5)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Serves `server.files`; `server.faults[path]` lists misbehaviours, one per request."""
+
+    def do_GET(self):
+        state = self.server
+        with state.lock:
+            state.requests.append((self.path, self.headers.get("Range")))
+            fault = state.faults[self.path].pop(0) if state.faults[self.path] else None
+        body = state.files.get(self.path)
+        if fault == "503":
+            return self.reply(503, b"busy", {"Retry-After": "0"})
+        if body is None:
+            return self.reply(404, b"not found")
+        if fault == "truncate":
+            body = body[: len(body) // 2]
+        start = int(self.headers["Range"][len("bytes="):].rstrip("-")) if self.headers["Range"] else 0
+        if start >= len(body) and start:
+            return self.reply(416, b"", {"Content-Range": f"bytes */{len(body)}"})
+        headers = {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"} if start else {}
+        self.reply(206 if start else 200, body[start:], headers, drop=fault == "drop")
+
+    def reply(self, status, body, headers=None, drop=False):
+        self.send_response(status)
+        for name, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if drop else body)  # drop: half, then close
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.files, httpd.faults, httpd.requests = {}, defaultdict(list), []
+    httpd.lock = threading.Lock()
+    httpd.url = lambda path: f"http://127.0.0.1:{httpd.server_port}{path}"
+    httpd.count = lambda prefix="": sum(path.startswith(prefix) for path, _ in httpd.requests)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def local_only(monkeypatch):
+    """Refuse connections outside 127.0.0.1, point the URL settings nowhere real, and record
+    retry pauses instead of sleeping them."""
+    real = socket.create_connection
+
+    def create_connection(address, *args, **kwargs):
+        assert address[0] == "127.0.0.1", f"test tried to reach {address}"
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    for variable in ("no_proxy", "NO_PROXY"):  # a configured HTTP proxy is not used for the tests
+        monkeypatch.setenv(variable, "127.0.0.1")
+    monkeypatch.setenv("ARTGAN_WIKIART_URL", "http://127.0.0.1:9/unset.zip")
+    monkeypatch.setenv("ARTGAN_NGA_URL", "http://127.0.0.1:9/unset")
+    monkeypatch.delenv("ARTGAN_WIKIART_SHA256", raising=False)
+    pauses = []
+    monkeypatch.setattr(download, "sleep", pauses.append)
+    return pauses
+
+
+def jpeg(seed, size=24) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------- WikiArt
+
+LABELLED = {"Impressionism/monet_pond.jpg": 12, "Baroque/rubens_hunt.jpg": 4,
+            "Impressionism/degas_dancers.jpg": 12}
+
+
+@pytest.fixture()
+def labels(tmp_path):
+    """ArtGAN-format label files: a style CSV (CRLF, no header) and an artist file."""
+    root = tmp_path / "labels"
+    (root / "Style").mkdir(parents=True)
+    (root / "Artist").mkdir()
+    rows = [f"{path},{label}" for path, label in list(LABELLED.items())[:2]]
+    (root / "Style" / "style_train.csv").write_bytes("\r\n".join(rows).encode() + b"\r\n")
+    (root / "Artist" / "artist_train").write_text(
+        "(Path to image),, (Groundtruth class)\n\nImpressionism/degas_dancers.jpg,,3\n")
+    return root
+
+
+def build_zip(entries) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.fixture()
+def wikiart_zip(server):
+    images = {path: jpeg(n, 64) for n, path in enumerate([*LABELLED, "Cubism/unlabelled.jpg"])}
+    server.files["/wikiart.zip"] = build_zip({f"wikiart/{p}": data for p, data in images.items()})
+    return images
+
+
+def test_wikiart_resumes_a_dropped_download_unpacks_the_labelled_images_and_reruns_idle(
+        server, wikiart_zip, labels, tmp_path):
+    server.faults["/wikiart.zip"] = ["drop"]
+    zip_bytes = server.files["/wikiart.zip"]
+    result = get_wikiart(tmp_path / "out", url=server.url("/wikiart.zip"), labels=labels,
+                         retry=FAST, progress=False)
+
+    assert server.requests == [("/wikiart.zip", None),
+                               ("/wikiart.zip", f"bytes={len(zip_bytes) // 2}-")]
+    assert result.downloaded == len(zip_bytes)  # each byte once: half, then the rest
+    assert (tmp_path / "out" / "wikiart.zip").read_bytes() == zip_bytes
+    assert not (tmp_path / "out" / "wikiart.zip.part").exists()
+    assert result.images == tmp_path / "out" / "wikiart"
+    for path in LABELLED:
+        assert (result.images / path).read_bytes() == wikiart_zip[path]
+    assert not (result.images / "Cubism").exists()  # not labelled: not unpacked
+    assert (result.unpacked, result.already, result.labelled) == (3, 0, 3)
+
+    again = get_wikiart(tmp_path / "out", url=server.url("/wikiart.zip"), labels=labels,
+                        retry=FAST, progress=False)
+    assert len(server.requests) == 2  # nothing downloaded
+    assert (again.downloaded, again.unpacked, again.already) == (0, 0, 3)
+
+
+def test_wikiart_continues_a_part_file_left_by_an_earlier_run(server, wikiart_zip, labels, tmp_path):
+    zip_bytes = server.files["/wikiart.zip"]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "wikiart.zip.part").write_bytes(zip_bytes[:100])
+    result = get_wikiart(tmp_path / "out", url=server.url("/wikiart.zip"), labels=labels,
+                         everything=True, retry=FAST, progress=False)
+    assert server.requests == [("/wikiart.zip", "bytes=100-")]
+    assert (result.resumed_from, result.downloaded) == (100, len(zip_bytes) - 100)
+    assert (result.images / "Cubism" / "unlabelled.jpg").is_file()  # everything=True
+
+
+@pytest.mark.parametrize("extra", [0, 7])
+def test_a_part_file_as_long_as_or_longer_than_the_file(server, wikiart_zip, labels, tmp_path, extra):
+    """Killed after the last byte (416: done) or the file changed on the server (restart)."""
+    zip_bytes = server.files["/wikiart.zip"]
+    (tmp_path / "wikiart.zip.part").write_bytes(zip_bytes + b"x" * extra)
+    get_wikiart(tmp_path, url=server.url("/wikiart.zip"), labels=labels, retry=FAST, progress=False)
+    assert (tmp_path / "wikiart.zip").read_bytes() == zip_bytes
+    assert [r for _, r in server.requests] == [f"bytes={len(zip_bytes) + extra}-"] + [None] * bool(extra)
+
+
+def test_a_download_that_keeps_dropping_resumes_as_long_as_it_progresses(server, wikiart_zip,
+                                                                         labels, tmp_path):
+    server.faults["/wikiart.zip"] = ["drop"] * 4  # more drops than tries: each one got bytes
+    zip_bytes = server.files["/wikiart.zip"]
+    get_wikiart(tmp_path, url=server.url("/wikiart.zip"), labels=labels,
+                retry=Retry(attempts=2, backoff=0.01), progress=False)
+    assert len(server.requests) == 5
+    assert (tmp_path / "wikiart.zip").read_bytes() == zip_bytes
+
+
+def test_a_zip_without_the_wikiart_top_folder_unpacks_to_the_same_layout(tmp_path):
+    (tmp_path / "flat.zip").write_bytes(build_zip({"Baroque/a.jpg": b"a", "Baroque/b.jpg": b"b"}))
+    assert unpack(tmp_path / "flat.zip", tmp_path, wanted={"Baroque/a.jpg"}, progress=False) == (1, 0)
+    assert (tmp_path / "wikiart" / "Baroque" / "a.jpg").read_bytes() == b"a"
+    assert not (tmp_path / "wikiart" / "Baroque" / "b.jpg").exists()
+
+
+def test_wikiart_checks_the_configured_sha256(server, wikiart_zip, labels, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTGAN_WIKIART_SHA256", "0" * 64)
+    with pytest.raises(ArtganError, match=r"wikiart.zip: downloaded file is corrupt \(sha256"):
+        get_wikiart(tmp_path, url=server.url("/wikiart.zip"), labels=labels, retry=FAST, progress=False)
+    assert not list(tmp_path.glob("wikiart.zip*"))  # the corrupt download is not kept
+    digest = hashlib.sha256(server.files["/wikiart.zip"]).hexdigest()
+    get_wikiart(tmp_path, url=server.url("/wikiart.zip"), sha256=digest, labels=labels,
+                retry=FAST, progress=False)
+
+
+def test_wikiart_command_prints_the_images_setting_and_uses_the_url_setting(
+        server, wikiart_zip, labels, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ARTGAN_WIKIART_URL", server.url("/wikiart.zip"))
+    assert main(["data", "wikiart", "--to", str(tmp_path), "--labels", str(labels), "--quiet"]) == 0
+    assert f"WIKIART_IMAGES={tmp_path / 'wikiart'}" in capsys.readouterr().out.splitlines()
+
+
+def test_a_label_row_missing_from_the_zip_is_reported(server, wikiart_zip, labels, tmp_path):
+    with open(labels / "Style" / "style_train.csv", "ab") as rows:
+        rows.write(b"Baroque/not_in_zip.jpg,4\r\n")
+    with pytest.raises(ArtganError, match=r"1 labelled image\(s\) missing .*Baroque/not_in_zip.jpg"):
+        get_wikiart(tmp_path, url=server.url("/wikiart.zip"), labels=labels, retry=FAST, progress=False)
+
+
+def test_a_zip_entry_leaving_the_folder_is_refused_by_the_command(server, labels, tmp_path, capsys):
+    server.files["/evil.zip"] = build_zip({"wikiart/Baroque/rubens_hunt.jpg": jpeg(1), "../../x": b"x"})
+    code = main(["data", "wikiart", "--to", str(tmp_path / "out"), "--url", server.url("/evil.zip"),
+                 "--labels", str(labels), "--quiet"])
+    assert code == 2
+    assert "refused: entry '../../x': its path leaves the target folder" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "out" / "wikiart").exists()
+
+
+def test_symlinks_and_zip_bombs_are_refused(tmp_path):
+    link = zipfile.ZipInfo("wikiart/link.jpg")
+    link.external_attr = (0o120777 << 16)
+    with zipfile.ZipFile(tmp_path / "link.zip", "w") as archive:
+        archive.writestr(link, "/etc/passwd")
+    with pytest.raises(ArtganError, match="symbolic link"):
+        unpack(tmp_path / "link.zip", tmp_path / "out")
+
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("wikiart/zeros.jpg", bytes(4 << 20))
+    with pytest.raises(ArtganError, match="inflates .*zip bomb"):
+        unpack(tmp_path / "bomb.zip", tmp_path / "out")
+    with pytest.raises(ArtganError, match="more than the limit of 1000"):
+        unpack(tmp_path / "bomb.zip", tmp_path / "out", max_total=1000)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_corrupt_entry_is_a_clean_error(tmp_path):
+    data = bytearray(build_zip({"wikiart/a.jpg": jpeg(1)}))
+    data[60:70] = bytes(10)  # inside the stored image bytes: the CRC check fails
+    (tmp_path / "bad.zip").write_bytes(bytes(data))
+    with pytest.raises(ArtganError, match="'wikiart/a.jpg' is corrupt .*delete the zip"):
+        unpack(tmp_path / "bad.zip", tmp_path, progress=False)
+    assert not (tmp_path / "wikiart" / "a.jpg").exists()
+
+
+def test_a_different_file_already_there_is_not_overwritten(server, wikiart_zip, labels, tmp_path):
+    mine = tmp_path / "wikiart" / "Baroque" / "rubens_hunt.jpg"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own file")
+    with pytest.raises(ArtganError, match="exists and differs .* does not overwrite"):
+        get_wikiart(tmp_path, url=server.url("/wikiart.zip"), labels=labels, retry=FAST, progress=False)
+    assert mine.read_bytes() == b"my own file"
+
+
+def test_a_missing_file_is_a_clean_error_after_one_request(server, labels, tmp_path):
+    with pytest.raises(ArtganError, match=r"/nope.zip: HTTP 404"):
+        get_wikiart(tmp_path, url=server.url("/nope.zip"), labels=labels, retry=FAST, progress=False)
+    assert len(server.requests) == 1
+
+
+# ---------------------------------------------------------------- NGA
+
+# objectid: (classification, open access, image)
+OBJECTS = {1: ("Painting", "1"), 2: ("Painting", "1"), 3: ("painting", "1"), 4: ("Print", "1"),
+           5: ("Painting", "0")}
+
+
+def image_path(objectid, size=64):
+    return f"/iiif/uuid-{objectid}/full/!{size},{size}/0/default.jpg"
+
+
+@pytest.fixture()
+def nga_site(server):
+    """NGA-format tables (real column names, a subset of columns) and IIIF image URLs."""
+    objects = ["objectid,accessionnum,title,classification,attribution"]
+    images = ["uuid,iiifurl,iiifthumburl,viewtype,sequence,width,height,depictstmsobjectid,openaccess"]
+    for objectid, (kind, open_access) in OBJECTS.items():
+        objects.append(f'{objectid},1937.1.{objectid},"Title, {objectid}",{kind},Painter {objectid}')
+        base = server.url(f"/iiif/uuid-{objectid}")
+        images.append(f"uuid-{objectid},{base},\"{base}/full/!200,200/0/default.jpg\",primary,0,"
+                      f"64,64,{objectid},{open_access}")
+        server.files[image_path(objectid)] = jpeg(objectid)
+    images.append(f"uuid-alt,{server.url('/iiif/uuid-alt')},,alternate,1,64,64,1,1")
+    tables = {
+        "objects": objects,
+        "published_images": images,
+        "constituents": ["constituentid,preferreddisplayname,nationality",
+                         *(f"{n},Painter {n},French" for n in OBJECTS)],
+        "objects_constituents": ["objectid,constituentid,displayorder,roletype,role",
+                                 *(f"{n},{n},1,artist,artist" for n in OBJECTS)],
+        "objects_terms": ["termid,objectid,termtype,term", "1,1,Style,Impressionism",
+                          "2,2,Theme,landscape"],
+    }
+    for name, lines in tables.items():
+        server.files[f"/nga/{name}.csv"] = ("\n".join(lines) + "\n").encode()
+    return server.url("/nga")
+
+
+def test_nga_fetches_open_paintings_retrying_503_and_truncated_images_then_reruns_idle(
+        server, nga_site, tmp_path, local_only):
+    server.faults[image_path(1)] = ["503"]
+    server.faults[image_path(2)] = ["truncate"]
+    folder = tmp_path / "nga"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "3.jpg").write_bytes(jpeg(3)[:300])  # cut short by an earlier run
+
+    result = get_nga(folder, url=nga_site, limit=10, size=64, workers=2, retry=FAST, progress=False)
+
+    assert (result.tables_fetched, result.selected, result.fetched, result.skipped) == (5, 3, 3, 0)
+    assert result.failed == []
+    for objectid in (1, 2, 3):
+        assert (folder / "images" / f"{objectid}.jpg").read_bytes() == jpeg(objectid)
+    assert server.count(image_path(1)) == 2 and server.count(image_path(2)) == 2
+    assert server.count(image_path(3)) == 1
+    assert server.count("/iiif/uuid-4") == server.count("/iiif/uuid-5") == server.count("/iiif/uuid-alt") == 0
+    assert sorted(local_only) == [0.0, 0.01]  # Retry-After: 0 honoured; backoff for the bad image
+    assert not [p for p in (folder / "images").iterdir() if p.suffix != ".jpg"]  # no temp files
+
+    collection = load_collection(folder)  # the layout `similar` reads
+    assert list(collection.table["objectid"]) == [1, 2, 3]
+    assert sorted(problem.objectid for problem in collection.problems) == [4, 5]  # not selected
+    assert collection.row(1)["style"] == ("Impressionism",)
+
+    before = len(server.requests)
+    again = get_nga(folder, url=nga_site, limit=10, size=64, workers=2, retry=FAST, progress=False)
+    assert len(server.requests) == before  # nothing downloaded
+    assert (again.tables_fetched, again.fetched, again.skipped) == (0, 0, 3)
+
+
+def test_nga_selection_classification_and_limit(server, nga_site, tmp_path):
+    get_nga(tmp_path, url=nga_site, limit=1, size=64, retry=FAST, progress=False)
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["1.jpg"]
+    assert list(select_images(tmp_path, "all")) == list(select_images(tmp_path, "")) == [1, 2, 3, 4]
+    assert list(select_images(tmp_path, "Print")) == [4]
+    with pytest.raises(ArtganError, match="no Sculpture with an open-access primary image"):
+        select_images(tmp_path, "Sculpture")
+
+
+def test_nga_command_exits_non_zero_when_an_image_keeps_failing(server, nga_site, tmp_path, capsys):
+    server.faults[image_path(2)] = ["503"] * 5
+    code = main(["data", "nga", "--to", str(tmp_path), "--url", nga_site, "--size", "64",
+                 "--retries", "2", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "1 image(s) could not be fetched" in err and "HTTP 503" in err and "rerun" in err
+    assert (tmp_path / "images" / "1.jpg").is_file() and not (tmp_path / "images" / "2.jpg").exists()
+    assert server.count(image_path(2)) == 2
