@@ -10,6 +10,9 @@
    activations against a scratch-CRNN trial on the same paintings.
 4. Scaling out: wall time of one small search run as a single process, as a KerasTuner
    chief + 1 worker, and as a chief + 2 workers (`--only workers` runs just this).
+5. The same small search with artgan and with plain KerasTuner on per-item cv2 decoding
+   (`bench/plain.py`, `--only search`): both wall times, their ratio, the best scores, and
+   artgan's resident memory trial after trial.
 
 Not part of the tests: it takes a few minutes and its numbers depend on the machine.
 """
@@ -273,7 +276,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=20, help="batches timed in training")
     parser.add_argument("--only", action="append",
-                        choices=("pipeline", "training", "backbone", "workers"),
+                        choices=("pipeline", "training", "backbone", "workers", "search"),
                         help="run only these sections (repeatable; default: all)")
     parser.add_argument("--search-trials", type=int, default=4, help="trials in the workers search")
     parser.add_argument("--search-epochs", type=int, default=2)
@@ -283,8 +286,13 @@ def main():
     parser.add_argument("--backbone-images", type=int, default=500,
                         help="images embedded and trained on in the backbone section")
     parser.add_argument("--backbone-epochs", type=int, default=3)
+    parser.add_argument("--compare-trials", type=int, default=6,
+                        help="trials of the artgan-vs-plain search")
+    parser.add_argument("--compare-epochs", type=int, default=4)
+    parser.add_argument("--compare-images", type=int, default=240,
+                        help="training images of that search (half as many for validation)")
     args = parser.parse_args()
-    sections = set(args.only or ("pipeline", "training", "backbone", "workers"))
+    sections = set(args.only or ("pipeline", "training", "backbone", "workers", "search"))
 
     root = data_root() / "wikiart-style7"
     table = load_labels(root / "style_train.csv", root / "style_class.txt", root / "images")
@@ -298,6 +306,10 @@ def main():
         bench_backbone(table, args.backbone_images, args.backbone_epochs, args.batch_size)
     if "workers" in sections:
         bench_workers(args.search_trials, args.search_epochs, args.search_images, args.search_size)
+    if "search" in sections:
+        from plain import bench_search  # beside this file; loads KerasTuner
+
+        bench_search(args.compare_trials, args.compare_epochs, args.compare_images)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""artgan.evaluation.metrics on hand-made arrays, each number worked out by hand."""
+
+import numpy as np
+import pytest
+
+from artgan.evaluation.metrics import (
+    feature_scores, l2_normalise, most_confused, named_scores, nearest_neighbours, score,
+)
+
+
+def test_score_counts_top1_topk_and_macro_f1_by_hand():
+    labels = np.array([0, 1, 2, 3, 3, 5])
+    probabilities = np.full((6, 7), 0.01)
+    for row, ranked in enumerate([[0], [2, 1], [2], [3], [0, 1, 2, 4, 5, 3], [5]]):
+        for rank, cls in enumerate(ranked):
+            probabilities[row, cls] = 0.9 - 0.1 * rank
+    accuracy, top5, macro_f1 = score(labels, probabilities, num_classes=7)
+    assert accuracy == pytest.approx(4 / 6)  # rows 1 and 4 are wrong
+    assert top5 == pytest.approx(5 / 6)  # row 4's true class is 6th
+    # present classes 0,1,2,3,5: F1 0 = 2/3 (1 right, 1 false positive), 1 = 0, 2 = 2/3,
+    # 3 = 2/3 (1 of 2 found, no false positive), 5 = 1
+    assert macro_f1 == pytest.approx((2 / 3 + 0 + 2 / 3 + 2 / 3 + 1) / 5)
+    assert named_scores(labels, probabilities, 7) == pytest.approx(
+        {"accuracy": accuracy, "top5_accuracy": top5, "macro_f1": macro_f1})
+
+
+def test_few_classes_use_top1_for_topk():
+    labels = np.array([0, 1])
+    probabilities = np.array([[0.9, 0.1], [0.8, 0.2]])
+    assert score(labels, probabilities, 2)[:2] == (0.5, 0.5)
+
+
+def test_most_confused_lists_the_largest_off_diagonal_cells():
+    matrix = np.array([[5, 3, 0], [1, 6, 0], [0, 4, 2]])
+    pairs = most_confused(matrix, shown=[0, 1, 2], names=["a", "b", "c"], limit=2)
+    assert pairs == [{"true": "c", "predicted": "b", "count": 4, "share": 4 / 6},
+                     {"true": "a", "predicted": "b", "count": 3, "share": 3 / 8}]
+
+
+def test_nearest_neighbours_are_by_cosine_and_exclude_the_row_itself():
+    features = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    indices, distances = nearest_neighbours(features, k=1)
+    assert indices[:, 0].tolist() == [1, 0, 3, 2]
+    cosine = features[0] @ features[1] / np.linalg.norm(features[0]) / np.linalg.norm(features[1])
+    assert distances[0, 0] == pytest.approx(1 - cosine)
+    assert np.linalg.norm(l2_normalise(features), axis=1) == pytest.approx(np.ones(4))
+
+
+def test_feature_scores_of_two_clean_clusters():
+    features = np.array([[1, 0], [1, 0.1], [0.9, 0], [0, 1], [0.1, 1], [0, 0.9]], dtype=float)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = feature_scores(features, labels, k=2)
+    assert scores["knn_accuracy"] == 1.0 and scores["neighbour_agreement"] == 1.0
+    assert scores["kmeans_purity"] == 1.0 and scores["nmi"] == pytest.approx(1.0)
+    assert (scores["dim"], scores["k"]) == (2, 2)
