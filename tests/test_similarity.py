@@ -300,3 +300,18 @@ def test_an_image_named_by_a_23_digit_id_is_skipped_and_reported(small_nga):
     collection = load_collection(small_nga)
     assert list(collection.table["objectid"]) == [1, 5, 6, 19]
     assert any("12345678901234567890123.jpg: file name is neither" in str(p) for p in collection.problems)
+
+
+def test_published_images_without_an_object_are_left_out(small_nga):
+    """The real published_images.csv may list images of no object: they are skipped, and a
+    bad id is still reported at its line in the file."""
+    root = small_nga
+    uuid = "0a1b2c3d-0000-4000-8000-000000000001"
+    (root / "published_images.csv").write_text(
+        f"uuid,depictstmsobjectid\n{uuid.replace('1', '2')},\n{uuid},19\n")
+    (root / "images" / "19.jpg").rename(root / "images" / f"{uuid}.jpg")
+    collection = load_collection(root, check_decode=False)
+    assert 19 in set(collection.table["objectid"])
+    (root / "published_images.csv").write_text("uuid,depictstmsobjectid\nx,\ny,19.5\n")
+    with pytest.raises(ArtganError, match=r"published_images.csv: line 3: depictstmsobjectid '19.5'"):
+        load_collection(root, check_decode=False)

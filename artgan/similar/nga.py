@@ -146,6 +146,8 @@ def read_table(path: Path, columns) -> pd.DataFrame:
             f"{path}: missing column(s) {', '.join(missing)}; "
             f"found: {', '.join(map(str, frame.columns)) or 'none'}"
         )
+    if "depictstmsobjectid" in frame.columns:  # an image of no object is of no use here
+        frame = frame[frame["depictstmsobjectid"].str.strip() != ""]  # index = file row
     for column in ("objectid", "constituentid", "depictstmsobjectid"):
         if column in frame.columns:
             frame[column] = integer_column(frame[column], path, column)
@@ -158,7 +160,7 @@ def integer_column(values: pd.Series, path, column) -> pd.Series:
     text = values.str.strip()
     bad = ~text.str.fullmatch(OBJECT_ID.pattern)
     if bad.any():
-        line = int(bad.to_numpy().argmax()) + 2  # header is line 1
+        line = int(values.index[bad.to_numpy()][0]) + 2  # the file's row; header is line 1
         raise ArtganError(
             f"{path}: line {line}: {column} {values[bad].iloc[0][:30]!r} is not an integer id "
             "(digits only, at most 18)"
