@@ -13,7 +13,7 @@ import os
 import sys
 
 from artgan import __version__
-from artgan.cli.models import add_evaluate, add_features, add_predict
+from artgan.cli.models import add_evaluate, add_explain, add_features, add_predict
 from artgan.cli.report import add_report
 from artgan.cli.search import add_search, add_worker
 from artgan.cli.similar import add_similar
@@ -42,6 +42,7 @@ examples:
   python -m artgan similar index --extractor handcrafted   (then: similar query 19 --k 10)
   python -m artgan similar evaluate --k 10
   python -m artgan report genre --top 3        (writes reports/genre/report.html)
+  python -m artgan explain runs/genre/best/model_1.keras painting.jpg --out heat/
   python -m artgan features runs/genre/best/model_1.keras --layer features_lstm \\
       --labels ../shared/data/louvre-genre4/genre_val.csv --images ../shared/data/louvre-genre4/images --out val.npz
 
@@ -85,8 +86,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"artgan {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in (add_search, add_worker, add_predict, add_evaluate, add_similar, add_report,
-                add_features):
+    for add in (add_search, add_worker, add_predict, add_evaluate, add_explain, add_similar,
+                add_report, add_features):
         add(commands)
     return parser
 
