@@ -45,16 +45,21 @@ from artgan.report.format import (
     duration,
     hp_text,
     is_number,
+    missing,
+    natural_key,
     percent,
     value_cell,
 )
-from artgan.evaluation.metrics import most_confused, named_scores
+from artgan.evaluation.metrics import correlation, most_confused, named_scores
+from artgan.report.insight_figures import parallel_figure
 from artgan.report.run import UNFINISHED
 from artgan.report.format import numeric_values
 from artgan.data.labels import load_labels, read_class_file
 from artgan.data.splits import load_split_images
 from artgan.evaluation.baselines import handcrafted_features
+from artgan.errors import ArtganError
 from artgan.model.saved import load_model
+from artgan.report.output import image_uri
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
 EXAMPLES_PER_KIND = 3
@@ -79,6 +84,7 @@ class Evaluated:
     predictions: pd.DataFrame
     features: dict  # layer name -> (N, D) float32
     scores: dict = field(default_factory=dict)  # accuracy, top5_accuracy, macro_f1
+    model: object = None  # the Keras model, for Grad-CAM
 
     @property
     def trial_id(self):
@@ -102,7 +108,7 @@ def evaluate_models(run, data, top, layer):
         names = metadata["class_names"]
         evaluated.append(Evaluated(rank, path, metadata, split, probabilities,
                                    predictions_frame(split, probabilities, names), features,
-                                   named_scores(split.labels, probabilities, len(names))))
+                                   named_scores(split.labels, probabilities, len(names)), model))
     return evaluated
 
 
@@ -200,7 +206,8 @@ def what_mattered_section(run, writer):
     """Objective against each varying hyperparameter, and a random-forest importance."""
     finished = run.finished
     varying = [c for c in run.hp_columns if finished[c].astype(str).nunique() > 1]
-    result = {"trials": len(finished), "importance": [], "figures": [], "note": None}
+    result = {"trials": len(finished), "importance": [], "figures": [], "note": None,
+              "parallel": None}
     if len(finished) < MIN_TRIALS_FOR_IMPORTANCE:
         result["note"] = (f"Only {len(finished)} finished trial(s): relating hyperparameters to "
                           f"{run.objective} needs at least {MIN_TRIALS_FOR_IMPORTANCE}.")
@@ -209,8 +216,12 @@ def what_mattered_section(run, writer):
         result["note"] = "Every finished trial used the same hyperparameters."
         return result
     importance = hp_importance(finished, varying, run.objective)
-    result["importance"] = [{"name": n.removeprefix("hp/"), "value": float(v)}
-                            for n, v in importance.items()]
+    correlations = hp_correlations(finished, varying, run.objective)
+    result["importance"] = [{"name": n.removeprefix("hp/"), "value": float(v),
+                             **correlations[n]} for n, v in importance.items()]
+    result["parallel"] = writer.figure(
+        parallel_figure(finished, list(importance.index), run.objective, run.spec.space),
+        "parallel_coordinates", f"parallel coordinates: hyperparameters to {run.objective}")
     result["figures"] = [
         writer.figure(importance_figure(importance), "importance",
                       "random-forest importance of each hyperparameter"),
@@ -244,6 +255,30 @@ def hp_importance(finished, columns, objective):
     forest.fit(np.hstack(encoded), pd.to_numeric(finished[objective]).to_numpy(float))
     importance = pd.Series(forest.feature_importances_, index=owners).groupby(level=0).sum()
     return importance.sort_values(ascending=False)
+
+
+def hp_correlations(finished, columns, objective):
+    """Pearson correlation of each hyperparameter with the objective, as W&B shows beside
+    the importance: numbers as they are (absent conditional values left out), a choice by
+    the indicator of its value correlating most strongly (`of` names that value)."""
+    score = pd.to_numeric(finished[objective]).to_numpy(float)
+    result = {}
+    for column in columns:
+        values = finished[column]
+        numeric = numeric_values(values)
+        if numeric is not None:
+            result[column] = {"correlation": correlation(numeric.to_numpy(float), score),
+                              "of": None}
+            continue
+        text = values.map(lambda v: "n/a" if missing(v) else hp_text(v))
+        best = {"correlation": None, "of": None}
+        for value in sorted(text.unique(), key=natural_key):
+            r = correlation((text == value).to_numpy(float), score)
+            if r is not None and (best["correlation"] is None
+                                  or abs(r) > abs(best["correlation"]) + 1e-12):
+                best = {"correlation": r, "of": value}
+        result[column] = best
+    return result
 
 
 def curves_section(run, top, writer):
@@ -315,24 +350,49 @@ def confusion_section(evaluated, run, writer):
 
 
 def examples_section(evaluated, thumbnails):
-    """Per class: the most confident correct and the most confident wrong predictions."""
+    """Per class: the most confident correct and the most confident wrong predictions, each
+    with the Grad-CAM heat map of its predicted class overlaid."""
     if not evaluated:
         return {"note": "No saved model, so no predictions to show.", "classes": []}
     best = evaluated[0]
     frame = best.predictions
     root = best.split.table.image_root
-    classes = []
+    chosen_rows, classes = [], []
     for label in sorted(frame["label"].unique()):
         own = frame[frame["label"] == label].sort_values("confidence", ascending=False)
         kinds = {}
         for kind, chosen in (("correct", own[own["predicted"] == label]),
                              ("wrong", own[own["predicted"] != label])):
             kinds[kind] = [{"path": r.path, "predicted": r.predicted_name,
-                            "confidence": float(r.confidence),
-                            "thumbnail": thumbnails(root / r.path)}
+                            "confidence": float(r.confidence), "row": int(r.Index),
+                            "thumbnail": thumbnails(root / r.path), "heat": None}
                            for r in chosen.head(EXAMPLES_PER_KIND).itertuples()]
+            chosen_rows += kinds[kind]
         classes.append({"name": best.metadata["class_names"][label], "images": len(own), **kinds})
-    return {"note": None, "classes": classes, "rank": best.rank}
+    layer, note = heat_maps(best, chosen_rows)
+    return {"note": None, "classes": classes, "rank": best.rank, "layer": layer,
+            "heat_note": note}
+
+
+def heat_maps(best, examples):
+    """Fill each example's `heat` with its Grad-CAM overlay; (layer, None) or (layer, why
+    there are none)."""
+    from artgan.model.crnn import CONV_FEATURES
+    from artgan.model.gradcam import gradcam, overlay
+
+    layer = CONV_FEATURES
+    if best.model is None or not examples:
+        return layer, "No model or no example to explain."
+    rows = np.array([e["row"] for e in examples])
+    pixels = np.asarray(best.split.pixels[rows])
+    try:
+        heat, _ = gradcam(best.model, pixels, layer,
+                          classes=best.probabilities[rows].argmax(axis=1))
+    except ArtganError as error:
+        return layer, f"No Grad-CAM heat maps: {error}"
+    for example, image, cam in zip(examples, pixels, heat):
+        example["heat"] = image_uri(overlay(image, cam))
+    return layer, None
 
 
 # ----------------------------------------------------------------------------- 6. provenance
