@@ -128,21 +128,27 @@ def test_user_text_is_escaped(html):
     assert len(re.findall(r"<script\b", html)) == 1  # the leaderboard sorter, nothing else
 
 
-def test_report_renders_in_headless_chromium(tiny, tmp_path):
+def render_in_chromium(page, tmp_path):
+    """The DOM of `page` after headless Chromium ran it; fails on any console message
+    (JS errors, CSP violations, blocked loads)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.fail("chromium not found: install it with `apt-get install -y chromium` "
                     "(.ci/run does this before `make test`)", pytrace=False)
-    page = (tiny[1] / "report.html").as_uri()
     result = subprocess.run(
-        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page],
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+         page.as_uri()],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     problems = [line for line in result.stderr.splitlines()
                 if ":CONSOLE" in line or "Uncaught" in line]
-    assert not problems, "\n".join(problems)  # JS errors, CSP violations, blocked loads
-    dom = result.stdout
+    assert not problems, "\n".join(problems)
+    return result.stdout
+
+
+def test_report_renders_in_headless_chromium(tiny, tmp_path):
+    dom = render_in_chromium(tiny[1] / "report.html", tmp_path)
     assert 'id="leaderboard-table"' in dom and "sort-ready" in dom  # the sorter ran
     for section in ("tradeoff", "calibration", "suspects", "examples"):
         assert f'id="{section}"' in dom
@@ -325,3 +331,34 @@ def test_old_run_folders_still_report(tiny, tmp_path):
     assert "not measured in this run" in html
     assert "this run folder has none beside the model" in html
     assert "not measured in this run" in (report.folder / "model_1.md").read_text()
+
+
+def test_compare_refuses_other_tasks_and_compares_the_same(tiny, tmp_path, capsys):
+    run_dir, out = tiny
+    other = tmp_path / "other-task"
+    shutil.copytree(run_dir, other, ignore=shutil.ignore_patterns("tensorboard", "tuner"))
+    spec = yaml.safe_load((other / "spec.yaml").read_text())
+    (other / "spec.yaml").write_text(yaml.safe_dump({**spec, "task": "style"}))
+    assert main(["compare", str(run_dir), str(other), "--out", str(tmp_path / "c")]) == 2
+    error = capsys.readouterr().err
+    assert "tasks differ" in error and "--allow-mismatch" in error
+    assert not (tmp_path / "c" / "compare.html").exists()
+
+    bayesian = tmp_path / "bayesian"
+    shutil.copytree(run_dir, bayesian, ignore=shutil.ignore_patterns("tensorboard", "tuner"))
+    spec["tuner"]["type"] = "bayesian"
+    (bayesian / "spec.yaml").write_text(yaml.safe_dump(spec))
+    page = tmp_path / "compare"
+    assert main(["compare", str(run_dir), str(bayesian), "--out", str(page)]) == 0
+    metrics = json.loads((page / "metrics.json").read_text())
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    best = trials.loc[trials["status"] == "COMPLETED", "score"].max()
+    assert [r["best"] for r in metrics["rows"]] == pytest.approx([best, best])
+    assert [d["key"] for d in metrics["differences"]] == ["tuner.type"]
+    per_class = pd.read_csv(out / "per_class_model_1.csv").set_index("class")["f1"]
+    for name, values in zip(metrics["f1"]["classes"], metrics["f1"]["values"]):
+        assert values == pytest.approx([per_class[name]] * 2)  # same model, same split
+    dom = render_in_chromium(page / "compare.html", tmp_path)
+    assert len(re.findall(r'<img src="data:image/png;base64,', dom)) == 2
+    assert not re.search(r'(src|href)="(https?:)?//', dom)
+    assert HOSTILE_CLASS not in dom and "&lt;script&gt;" in dom

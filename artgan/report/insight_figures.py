@@ -147,3 +147,45 @@ def reliability_figure(table, ece):
     counts.set_ylabel("images")
     counts.set_title("images per bin")
     return figure
+
+
+# ----------------------------------------------------------------------------- run comparison
+
+
+def best_so_far_figure(orders, objective):
+    """Best objective so far per run, against trial number and against summed trial time;
+    each trial's own score as a faint point."""
+    figure = new_figure(9.5, 3.4)
+    for index, (x, label) in enumerate((("trial", "trial number"),
+                                        ("seconds", "summed trial wall time (min)")), start=1):
+        axes = figure.add_subplot(1, 2, index)
+        for number, (name, order) in enumerate(orders.items()):
+            colour = PALETTE[number % len(PALETTE)]
+            xs = order[x] / (60 if x == "seconds" else 1)
+            axes.step(xs, order["best"], where="post", color=colour, label=name, linewidth=1.6)
+            axes.scatter(xs, order["score"], s=12, color=colour, alpha=0.35)
+        axes.set_xlabel(label)
+        if index == 1:
+            axes.set_ylabel(f"best {objective} so far")
+            axes.xaxis.get_major_locator().set_params(integer=True)
+            axes.legend(frameon=False, fontsize=8)
+    return figure
+
+
+def per_class_figure(f1):
+    """Grouped horizontal bars: per-class F1 (rows of `f1`) of each run (columns)."""
+    figure = new_figure(6.5, 0.32 * len(f1) * max(1, len(f1.columns) / 2) + 1.2)
+    axes = figure.add_subplot()
+    height = 0.8 / len(f1.columns)
+    positions = np.arange(len(f1))
+    for number, column in enumerate(f1.columns):
+        values = pd.to_numeric(f1[column], errors="coerce").fillna(0).to_numpy()
+        axes.barh(positions + number * height, values, height=height,
+                  color=PALETTE[number % len(PALETTE)], label=column)
+    axes.set_yticks(positions + height * (len(f1.columns) - 1) / 2,
+                    [shorten(str(n)) for n in f1.index])
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("F1 on the shared validation split")
+    axes.legend(frameon=False, fontsize=8, loc="lower right")
+    return figure
