@@ -128,9 +128,9 @@ def model_card(metadata, facts, budget=None, trial=None):
         f"- epochs run: {_number(trial.get('epochs'))} (budget {budget.get('epochs', '?')}, "
         f"early stopping on {metadata.get('objective')})",
         f"- wall time of the trial: {_seconds(trial.get('wall_seconds'))}",
-        f"- search: {budget.get('max_trials', '?')} trials; training images capped at "
-        f"{budget.get('max_train_images') or 'all'}, validation at "
-        f"{budget.get('max_val_images') or 'all'}",
+        f"- search: {budget.get('max_trials', '?')} trials; images: "
+        f"{budget.get('max_train_images') or 'all'} training, "
+        f"{budget.get('max_val_images') or 'all'} validation",
         "",
         "## Known limits",
         "",

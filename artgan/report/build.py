@@ -27,9 +27,14 @@ from artgan.report.format import (
 from artgan.report.output import Thumbnails, Writer
 from artgan.evaluation.card import card_facts, model_card
 from artgan.report.features import similarity_section
-from artgan.report.insights import calibration_section, suspect_section, tradeoff_section
+from artgan.report.insights import (
+    calibration_section,
+    examples_section,
+    suspect_section,
+    tradeoff_section,
+)
 from artgan.report.run import open_run
-from artgan.report.sections import baselines_section, confusion_section, curves_section, evaluate_models, examples_section, leaderboard_section, provenance_section, trial_reason, what_mattered_section
+from artgan.report.sections import baselines_section, confusion_section, curves_section, evaluate_models, leaderboard_section, provenance_section, trial_reason, what_mattered_section
 from artgan.data.splits import TaskData
 from artgan.runfolder import RunFolder
 

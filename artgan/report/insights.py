@@ -1,5 +1,6 @@
 """The report's sections that answer the next question: accuracy against cost (Pareto
-fronts), calibration of the best model, and paintings whose label looks wrong.
+fronts), calibration of the best model, where it looks (examples with Grad-CAM), and
+paintings whose label looks wrong.
 
 Each `*_section` returns plain data for the template and says, in `note`, what it cannot
 show and why (old run folders have no inference times, a run without saved models has no
@@ -18,10 +19,13 @@ from artgan.evaluation.metrics import (
     pareto_front,
     reliability_bins,
 )
+from artgan.errors import ArtganError
 from artgan.report.insight_figures import reliability_figure, tradeoff_figure
+from artgan.report.output import image_uri
 
 PARAMS = "parameters"
 TIME = "inference ms / image"
+EXAMPLES_PER_KIND = 3
 SUSPECTS_PER_CLASS = 6
 SUSPECTS_FILE = "suspect_labels.csv"
 NOT_MEASURED = ("Inference time per image: not measured in this run (artgan measures it when "
@@ -95,6 +99,55 @@ def calibration_section(evaluated, writer):
     return {"note": None, "models": models, "ece": models[0]["ece"], "bins": bins,
             "figure": writer.figure(figure, "calibration_model_1",
                                     "reliability diagram of model 1")}
+
+
+# ----------------------------------------------------------------------------- examples, Grad-CAM
+
+
+def examples_section(evaluated, thumbnails):
+    """Per class: the most confident correct and the most confident wrong predictions, each
+    with the Grad-CAM heat map of its predicted class overlaid."""
+    if not evaluated:
+        return {"note": "No saved model, so no predictions to show.", "classes": []}
+    best = evaluated[0]
+    frame = best.predictions
+    root = best.split.table.image_root
+    chosen_rows, classes = [], []
+    for label in sorted(frame["label"].unique()):
+        own = frame[frame["label"] == label].sort_values("confidence", ascending=False)
+        kinds = {}
+        for kind, chosen in (("correct", own[own["predicted"] == label]),
+                             ("wrong", own[own["predicted"] != label])):
+            kinds[kind] = [{"path": r.path, "predicted": r.predicted_name,
+                            "confidence": float(r.confidence), "row": int(r.Index),
+                            "thumbnail": thumbnails(root / r.path), "heat": None}
+                           for r in chosen.head(EXAMPLES_PER_KIND).itertuples()]
+            chosen_rows += kinds[kind]
+        classes.append({"name": best.metadata["class_names"][label], "images": len(own), **kinds})
+    layer, note = heat_maps(best, chosen_rows)
+    return {"note": None, "classes": classes, "rank": best.rank, "layer": layer,
+            "heat_note": note}
+
+
+def heat_maps(best, examples):
+    """Fill each example's `heat` with its Grad-CAM overlay; (layer, None) or (layer, why
+    there are none)."""
+    from artgan.model.crnn import CONV_FEATURES
+    from artgan.model.gradcam import gradcam, overlay
+
+    layer = CONV_FEATURES
+    if best.model is None or not examples:
+        return layer, "No model or no example to explain."
+    rows = np.array([e["row"] for e in examples])
+    pixels = np.asarray(best.split.pixels[rows])
+    try:
+        heat, _ = gradcam(best.model, pixels, layer,
+                          classes=best.probabilities[rows].argmax(axis=1))
+    except ArtganError as error:
+        return layer, f"No Grad-CAM heat maps: {error}"
+    for example, image, cam in zip(examples, pixels, heat):
+        example["heat"] = image_uri(overlay(image, cam))
+    return layer, None
 
 
 # ----------------------------------------------------------------------------- suspect labels

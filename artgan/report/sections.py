@@ -57,12 +57,9 @@ from artgan.report.format import numeric_values
 from artgan.data.labels import load_labels, read_class_file
 from artgan.data.splits import load_split_images
 from artgan.evaluation.baselines import handcrafted_features
-from artgan.errors import ArtganError
 from artgan.model.saved import load_model
-from artgan.report.output import image_uri
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
-EXAMPLES_PER_KIND = 3
 
 
 # ----------------------------------------------------------------------------- models
@@ -344,55 +341,6 @@ def confusion_section(evaluated, run, writer):
         "figure": writer.figure(figure, f"confusion_{suffix}",
                                 f"confusion matrices of model {evaluated.rank}"),
     }
-
-
-# ----------------------------------------------------------------------------- 5. examples
-
-
-def examples_section(evaluated, thumbnails):
-    """Per class: the most confident correct and the most confident wrong predictions, each
-    with the Grad-CAM heat map of its predicted class overlaid."""
-    if not evaluated:
-        return {"note": "No saved model, so no predictions to show.", "classes": []}
-    best = evaluated[0]
-    frame = best.predictions
-    root = best.split.table.image_root
-    chosen_rows, classes = [], []
-    for label in sorted(frame["label"].unique()):
-        own = frame[frame["label"] == label].sort_values("confidence", ascending=False)
-        kinds = {}
-        for kind, chosen in (("correct", own[own["predicted"] == label]),
-                             ("wrong", own[own["predicted"] != label])):
-            kinds[kind] = [{"path": r.path, "predicted": r.predicted_name,
-                            "confidence": float(r.confidence), "row": int(r.Index),
-                            "thumbnail": thumbnails(root / r.path), "heat": None}
-                           for r in chosen.head(EXAMPLES_PER_KIND).itertuples()]
-            chosen_rows += kinds[kind]
-        classes.append({"name": best.metadata["class_names"][label], "images": len(own), **kinds})
-    layer, note = heat_maps(best, chosen_rows)
-    return {"note": None, "classes": classes, "rank": best.rank, "layer": layer,
-            "heat_note": note}
-
-
-def heat_maps(best, examples):
-    """Fill each example's `heat` with its Grad-CAM overlay; (layer, None) or (layer, why
-    there are none)."""
-    from artgan.model.crnn import CONV_FEATURES
-    from artgan.model.gradcam import gradcam, overlay
-
-    layer = CONV_FEATURES
-    if best.model is None or not examples:
-        return layer, "No model or no example to explain."
-    rows = np.array([e["row"] for e in examples])
-    pixels = np.asarray(best.split.pixels[rows])
-    try:
-        heat, _ = gradcam(best.model, pixels, layer,
-                          classes=best.probabilities[rows].argmax(axis=1))
-    except ArtganError as error:
-        return layer, f"No Grad-CAM heat maps: {error}"
-    for example, image, cam in zip(examples, pixels, heat):
-        example["heat"] = image_uri(overlay(image, cam))
-    return layer, None
 
 
 # ----------------------------------------------------------------------------- 6. provenance
