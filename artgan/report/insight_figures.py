@@ -4,7 +4,7 @@ drawn like `artgan.report.figures` on bare `Figure` objects from plain arrays an
 from __future__ import annotations
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from artgan.report.figures import BLUE, PALETTE, new_figure, shorten
 from artgan.report.format import count, hp_text, missing, natural_key, numeric_values
 
@@ -35,8 +35,10 @@ def tradeoff_figure(score, costs, fronts, objective, labels):
                           fontsize=7)
         if measured.any() and values[measured].min() > 0 and (
                 values[measured].max() / values[measured].min() >= 10):
-            axes.set_xscale("log")
+            axes.set_xscale("log")  # plain labels: parse_math is off, so no 10^x mathtext
+            axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: count(v)))
+            axes.xaxis.set_minor_formatter(NullFormatter())
         axes.set_xlabel(name)
         if index == 1:
             axes.set_ylabel(objective)
@@ -187,5 +189,5 @@ def per_class_figure(f1):
     axes.invert_yaxis()
     axes.set_xlim(0, 1)
     axes.set_xlabel("F1 on the shared validation split")
-    axes.legend(frameon=False, fontsize=8, loc="lower right")
+    axes.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return figure

@@ -65,7 +65,8 @@ def tradeoff_section(run, writer):
             continue
         rows.append({"trial_id": trial["trial_id"], "score": score[i],
                      "params": costs[PARAMS][i],
-                     "inference_ms": costs[TIME][i] if TIME in costs else None,
+                     "inference_ms": (costs[TIME][i] if TIME in costs
+                                      and not np.isnan(costs[TIME][i]) else None),
                      "on": [name for name, front in fronts.items() if front[i]],
                      "both": bool(both[i] and len(costs) > 1)})
     rows.sort(key=lambda r: (np.nan_to_num(r["params"], nan=np.inf)))
