@@ -1,4 +1,5 @@
-"""Trade-off, calibration and suspect-label metrics on hand-made arrays (milliseconds)."""
+"""Trade-off, calibration and suspect-label metrics on hand-made arrays (milliseconds), and
+the check for paintings listed with two labels."""
 
 import numpy as np
 import pytest
@@ -83,3 +84,36 @@ def test_label_suspicion_needs_both_model_and_neighbours():
     np.testing.assert_allclose(result["probability"], [0.9, 0.1, 0.95, 0.1])
     assert result["neighbour_majority"].tolist() == [1, 1, 1, 0]
     np.testing.assert_allclose(result["score"], [0.1, 0.9 * 2 / 3, 0.0, 0.9 * 2 / 3])
+
+
+def test_paintings_listed_with_two_labels(tmp_path):
+    from artgan.data.labels import load_labels
+    from artgan.report.insights import paintings_with_two_labels
+
+    classes = tmp_path / "classes"
+    classes.write_text("0 portrait\n1 landscape\n2 still_life\n")
+    train = tmp_path / "train.csv"
+    train.write_text("a.jpg,0\nb.jpg,1\na.jpg,2\nc.jpg,1\nc.jpg,1\n")  # a twice, two labels
+    val = tmp_path / "val.csv"
+    val.write_text("b.jpg,2\nd.jpg,0\nc.jpg,1\n")  # b in both files with another label
+    tables = {role: load_labels(path, classes, on_error="skip", check_files=False)
+              for role, path in (("train", train), ("val", val))}
+    names = ["portrait", "landscape", "still_life"]
+    found = paintings_with_two_labels(tables, names)
+    assert [(f["path"], f["labels"]) for f in found] == [
+        ("a.jpg", ["portrait", "still_life"]), ("b.jpg", ["landscape", "still_life"])]
+    assert found[0]["where"] == ["train line 3"]
+    assert found[1]["where"] == ["train line 2, val line 1"]
+
+
+def test_the_published_genre_files_hold_one_painting_with_two_labels(data_dir):
+    """The known case: listed twice in ArtGAN's genre_val.csv, as cityscape and landscape."""
+    from artgan.data.labels import load_labels, read_class_file
+    from artgan.report.insights import paintings_with_two_labels
+
+    genre = data_dir / "artgan" / "Genre"
+    tables = {role: load_labels(genre / f"genre_{role}.csv", genre / "genre_class",
+                                on_error="skip", check_files=False) for role in ("train", "val")}
+    found = paintings_with_two_labels(tables, read_class_file(genre / "genre_class"))
+    assert [(f["path"], f["labels"]) for f in found] == [
+        ("Post_Impressionism/maurice-de-vlaminck_the-village.jpg", ["cityscape", "landscape"])]

@@ -107,7 +107,7 @@ def build_report(target, top=3, layer=None, out=None, log=print):
             "calibration": calibration_section(evaluated, writer),
             "similarity": similarity_section(evaluated, layer, baselines, writer, thumbnails),
             "examples": examples_section(evaluated, thumbnails),
-            "suspects": suspect_section(evaluated, layer, writer, thumbnails),
+            "suspects": suspect_section(evaluated, layer, writer, thumbnails, data),
             "cards": cards_section(run, data, evaluated, writer),
         }
     seconds = time.perf_counter() - started

@@ -7,6 +7,7 @@ show and why (old run folders have no inference times, a run without saved model
 predictions)."""
 
 from __future__ import annotations
+import re
 import numpy as np
 import pandas as pd
 from artgan.evaluation.metrics import (
@@ -154,17 +155,51 @@ def heat_maps(best, examples):
 # ----------------------------------------------------------------------------- suspect labels
 
 
-def suspect_section(evaluated, layer, writer, thumbnails):
+TWO_LABELS = re.compile(r"\(label (\d+), here (\d+)\)")
+
+
+def paintings_with_two_labels(tables, class_names):
+    """Paths listed with different labels: twice in one label file (the later row was left
+    out, its reason says both labels) or in two of the `tables` ({role: LabelTable})."""
+    found = {}
+
+    def add(path, labels, where):
+        entry = found.setdefault(path, {"path": path, "labels": [], "where": []})
+        for label in labels:
+            name = class_names[label] if 0 <= label < len(class_names) else str(label)
+            if name not in entry["labels"]:
+                entry["labels"].append(name)
+        entry["where"].append(where)
+
+    for role, table in tables.items():
+        for row in table.skipped:
+            match = TWO_LABELS.search(row.reason) if row.kind == "duplicate path" else None
+            if match and match[1] != match[2]:
+                add(row.path, [int(match[1]), int(match[2])], f"{role} line {row.line}")
+    roles = list(tables)
+    for i, first in enumerate(roles):
+        for second in roles[i + 1:]:
+            both = tables[first].frame.merge(tables[second].frame, on="path")
+            for row in both[both["label_x"] != both["label_y"]].itertuples():
+                add(row.path, [int(row.label_x), int(row.label_y)],
+                    f"{first} line {row.line_x}, {second} line {row.line_y}")
+    return sorted(found.values(), key=lambda entry: entry["path"])
+
+
+def suspect_section(evaluated, layer, writer, thumbnails, data=None):
     """Paintings whose label both the best model and their feature neighbours disagree with,
-    per class; all of them in `suspect_labels.csv`."""
+    per class; all of them in `suspect_labels.csv`. Also the paths the label files list
+    with two labels."""
+    two = ([] if data is None else
+           paintings_with_two_labels({"train": data.train, "val": data.val}, data.class_names))
     if not evaluated:
         return {"note": "No saved model, so no predictions to question the labels with.",
-                "classes": []}
+                "classes": [], "two_labels": two}
     best = evaluated[0]
     labels, names = best.split.labels, best.metadata["class_names"]
     if len(labels) <= NEIGHBOURS:
         return {"note": f"Only {len(labels)} validation image(s): too few for neighbours.",
-                "classes": []}
+                "classes": [], "two_labels": two}
     layer = layer if layer in best.features else next(iter(best.features))
     indices, _ = nearest_neighbours(best.features[layer], NEIGHBOURS)
     verdict = label_suspicion(labels, best.probabilities, labels[indices])
@@ -191,4 +226,4 @@ def suspect_section(evaluated, layer, writer, thumbnails):
     return {"note": None, "classes": classes, "count": int(len(suspects)),
             "images": int(len(labels)), "layer": layer, "k": int(indices.shape[1]),
             "max_probability": SUSPECT_PROBABILITY, "max_agreement": SUSPECT_AGREEMENT,
-            "file": SUSPECTS_FILE, "rank": best.rank}
+            "file": SUSPECTS_FILE, "rank": best.rank, "two_labels": two}
