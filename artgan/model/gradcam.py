@@ -48,6 +48,8 @@ def gradcam(model, pixels, layer=DEFAULT_LAYER, classes=None, batch_size=16):
                       else tf.constant(np.asarray(classes[start:start + batch_size]), tf.int64))
             score = tf.math.log(tf.gather(output, chosen, axis=1, batch_dims=1) + 1e-12)
         gradients = tape.gradient(score, features)
+        if gradients is None:
+            raise ArtganError(f"the model's output does not depend on layer {layer!r}")
         weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
         cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
         peak = cam.max(axis=(1, 2), keepdims=True)
