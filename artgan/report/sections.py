@@ -10,13 +10,17 @@ search's own validation split and writes, under `reports/<run>/`:
     predictions_model_N.csv     per-image predictions of the N-th best model
     per_class_model_N.csv       precision / recall / F1 / support per class
     features_model_1_LAYER.npz  validation-image features (see `artgan.features`)
+    suspect_labels.csv          paintings whose label the model and their neighbours doubt
+    model_N.md                  the model card of the N-th best model
     *.png, *.svg                the figures
 
 Each section is built by one `*_section` function that returns plain data for the
 template (`templates/report.html.j2`, autoescaped: class names, paths and spec values are
 text, never markup). A section that cannot be computed says what is missing and why.
-The figures are drawn in `artgan.report_figures`, values are formatted for the page by
-`artgan.report_format`, and files are written (and embedded) by `artgan.report_output`.
+The figures are drawn in `artgan.report.figures` (and `insight_figures`), values are
+formatted for the page by `artgan.report.format`, and files are written (and embedded) by
+`artgan.report.output`. The trade-off, calibration, examples (Grad-CAM) and suspect-label
+sections are in `artgan.report.insights`; the comparison of runs in `artgan.report.compare`.
 """
 
 from __future__ import annotations
