@@ -1,7 +1,8 @@
 # artgan: thin wrappers over `python -m artgan`. The first target you run creates .venv
 # from requirements.txt; later runs reuse it (it is rebuilt when requirements.txt changes).
 #   make search TASK=genre [TRIALS=3] [EPOCHS=1] [SIZE=64] [MAX_IMAGES=200] [FRESH=1] [WORKERS=4]
-#   make report TASK=genre   make tensorboard [PORT=6006]   make test [test-fast]   make bench
+#   make report TASK=genre   make compare RUNS="runs/a runs/b"   make tensorboard [PORT=6006]
+#   make explain MODEL=runs/genre/best/model_1.keras IMAGES="a.jpg b.jpg" [OUT=heat]   make test [test-fast]
 #   make similar [MODEL=runs/style/best/model_1.keras] [K=10]   (NGA similar-painting search)
 #   make data WIKIART=1 [TO=DIR]   make data NGA=1 [LIMIT=N] [CLASSIFICATION=Painting] [SIZE=800] [TO=DIR]
 
@@ -21,7 +22,7 @@ SEARCH_SETS = $(if $(TRIALS),--set budget.max_trials=$(TRIALS)) \
               $(if $(MAX_IMAGES),--set budget.max_train_images=$(MAX_IMAGES)) \
               $(if $(FRESH),--fresh)
 
-.PHONY: help search report tensorboard test test-fast deps bench venv clean-cache
+.PHONY: help search report compare explain tensorboard test test-fast deps bench venv clean-cache
 
 help:
 	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
@@ -48,6 +49,15 @@ worker: venv
 #   make report TASK=genre [TOP=3] [LAYER=features_lstm]
 report: venv
 	$(PY) -m artgan report $(TASK) $(if $(TOP),--top $(TOP)) $(if $(LAYER),--layer $(LAYER)) $(ARGS)
+
+# One page comparing searches of the same task (reports/compare-<a>-<b>/compare.html):
+#   make compare RUNS="runs/genre runs/genre-random" [OUT=folder] [ARGS=--allow-mismatch]
+compare: venv
+	$(PY) -m artgan compare $(RUNS) $(if $(OUT),--out $(OUT)) $(ARGS)
+
+# Grad-CAM heat maps of a saved model for image files: OUT/<name>.gradcam.png
+explain: venv
+	$(PY) -m artgan explain $(MODEL) $(IMAGES) --out $(or $(OUT),heat) $(ARGS)
 
 tensorboard: venv
 	$(VENV)/bin/tensorboard --logdir $(RUNS) --host 127.0.0.1 --port $(PORT)

@@ -6,6 +6,7 @@ writes them and every reader (report, similar, the launcher).
     <output>/comparable.json         ... what counts for "the same search"
     <output>/trials.csv, trials.json every trial (`TrialRow`); the JSON adds per-epoch curves
     <output>/best/model_N.keras      the best models, class names and preprocessing inside
+    <output>/best/model_N.md         each one's model card (data, metrics, input, limits)
     <output>/tensorboard/            one log dir per trial, with an HParams summary
     <output>/tuner/                  KerasTuner's project (oracle + one folder per trial)
     <output>/tuner/trial_ID/artgan_trial.json   artgan's record of one trial (size, time...)
@@ -84,6 +85,10 @@ class RunFolder:
     def model(self, rank):
         return self.best / f"model_{rank}.keras"
 
+    def card(self, rank):
+        """The model card (Markdown) beside `model_N.keras`."""
+        return self.best / f"model_{rank}.md"
+
     def models(self):
         """The saved best models, best first."""
         return sorted(self.best.glob("model_[0-9]*.keras"), key=model_rank)
@@ -124,6 +129,7 @@ class TrialRow:
     wall_seconds: float | None = None
     params: int | None = None
     memory_mb: float | None = None
+    inference_ms: float | None = None  # per image, measured when the best models are saved
     worker: str | None = None
     attempts: int | None = None
     message: str = ""

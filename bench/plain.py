@@ -22,7 +22,12 @@ from artgan.config.spec import experiment_file, load_experiment
 from artgan.data.generators import output_labels
 from artgan.data.splits import TaskData
 from artgan.model.crnn import (
-    SCRATCH, backbone_name, build_crnn, build_pretrained_crnn, compile_model, input_size,
+    SCRATCH,
+    backbone_name,
+    build_crnn,
+    build_pretrained_crnn,
+    compile_model,
+    input_size,
 )
 from artgan.tuning.hypermodel import SpaceValues
 from artgan.tuning.tuner import callbacks, run_search

@@ -19,7 +19,7 @@ def make(tmp_path, *args, uid=0, chromium=False):
     """Run make with only stub `id`, `sudo`, `apt-get` (and `chromium`) on PATH; returns the
     result and the commands the stubs were given."""
     stubs, calls = tmp_path / "bin", tmp_path / "calls"
-    stubs.mkdir()
+    stubs.mkdir(parents=True)
     scripts = {"id": f"echo {uid}", "apt-get": f'echo "apt-get $*" >> {calls}',
                "sudo": f'echo "sudo $*" >> {calls}\nexec "$@"'}
     if chromium:
@@ -55,3 +55,12 @@ def test_make_test_runs_deps_and_ci_only_calls_make_test(tmp_path):
     assert INSTALL in result.stdout and "-m pytest" in result.stdout
     assert (REPO_ROOT / ".ci" / "run").read_text().strip().endswith("\nmake test")
     assert "apt-get" not in (REPO_ROOT / ".ci" / "run").read_text()
+
+
+def test_compare_and_explain_pass_their_arguments(tmp_path):
+    result, _ = make(tmp_path, "--dry-run", "compare", "RUNS=runs/a runs/b", "OUT=cmp")
+    assert result.returncode == 0, result.stderr
+    assert "-m artgan compare runs/a runs/b --out cmp" in result.stdout
+    result, _ = make(tmp_path / "again", "--dry-run", "explain", "MODEL=m.keras",
+                     "IMAGES=a.jpg b.jpg")
+    assert "-m artgan explain m.keras a.jpg b.jpg --out heat" in result.stdout

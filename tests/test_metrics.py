@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from artgan.evaluation.metrics import (
-    feature_scores, l2_normalise, most_confused, named_scores, nearest_neighbours, score,
+    feature_scores,
+    l2_normalise,
+    most_confused,
+    named_scores,
+    nearest_neighbours,
+    score,
 )
 
 

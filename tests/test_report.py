@@ -130,23 +130,31 @@ def test_user_text_is_escaped(html):
     assert len(re.findall(r"<script\b", html)) == 1  # the leaderboard sorter, nothing else
 
 
-@pytest.mark.browser
-def test_report_renders_in_headless_chromium(tiny, tmp_path):
+def render_in_chromium(page, tmp_path):
+    """The DOM of `page` after headless Chromium ran it; fails on any console message
+    (JS errors, CSP violations, blocked loads)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.fail("chromium not found: install it with `apt-get install -y chromium` "
                     "(.ci/run does this before `make test`)", pytrace=False)
-    page = (tiny[1] / "report.html").as_uri()
     result = subprocess.run(
-        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page],
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+         page.as_uri()],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     problems = [line for line in result.stderr.splitlines()
                 if ":CONSOLE" in line or "Uncaught" in line]
-    assert not problems, "\n".join(problems)  # JS errors, CSP violations, blocked loads
-    dom = result.stdout
+    assert not problems, "\n".join(problems)
+    return result.stdout
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(tiny, tmp_path):
+    dom = render_in_chromium(tiny[1] / "report.html", tmp_path)
     assert 'id="leaderboard-table"' in dom and "sort-ready" in dom  # the sorter ran
+    for section in ("tradeoff", "calibration", "suspects", "examples"):
+        assert f'id="{section}"' in dom
     board = dom[dom.index('id="leaderboard-table"'):]
     board = board[: board.index("</table>")]
     assert len(re.findall(r'<tr class="(finished|failed|reference)"', board)) == 4
@@ -236,6 +244,125 @@ def test_what_mattered_with_enough_trials(tiny, tmp_path):
     assert importance.sum() == pytest.approx(1.0) and importance.index[0] == "hp/learning_rate"
     section = what_mattered_section(dataclasses.replace(run, trials=trials), Writer(tmp_path))
     assert section["note"] is None and len(section["figures"]) == 2
+    assert section["parallel"]["png"] == "parallel_coordinates.png"
+    by_name = {i["name"]: i for i in section["importance"]}
+    assert by_name["learning_rate"]["correlation"] == pytest.approx(
+        np.corrcoef(rates, trials["val_accuracy"])[0, 1])
+    assert by_name["momentum"]["of"] in {"n/a", "0.9", "0.8", "0.85"} or \
+        by_name["momentum"]["of"] is None
     assert {i["name"] for i in section["importance"]} == {"learning_rate", "sequence",
                                                           "bidirectional", "momentum"}
     assert (tmp_path / "hyperparameters.svg").is_file() and (tmp_path / "importance.png").is_file()
+
+
+def test_search_times_its_best_models_and_writes_cards(tiny):
+    run_dir, out = tiny
+    rows = json.loads((run_dir / "trials.json").read_text())
+    finished = [r for r in rows if r["status"] == "COMPLETED"]
+    assert finished[0]["inference_ms"] > 0  # measured when the best model was saved
+    assert pd.read_csv(run_dir / "trials.csv")["inference_ms"].notna().sum() == 1
+    card = (run_dir / "best" / "model_1.md").read_text()
+    for heading in ("## Data and splits", "## Metrics", "## Input and preprocessing",
+                    "## Model", "## Training budget", "## Known limits"):
+        assert heading in card
+    assert "32 x 32 px" in card and "ms per image" in card and HOSTILE_CLASS in card
+    assert "none pretrained" in card  # the scratch CNN: no weights from elsewhere
+    in_report = (out / "model_1.md").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f"accuracy {metrics['models'][0]['accuracy']:.4f}" in in_report
+
+
+def test_tradeoff_calibration_and_suspects_sections(tiny, html):
+    run_dir, out = tiny
+    metrics = json.loads((out / "metrics.json").read_text())
+    pareto = metrics["pareto"]
+    assert pareto["timed"] == 1 and pareto["note"] is None
+    assert [r["trial_id"] for r in pareto["rows"]] == [metrics["models"][0]["trial_id"]]
+    assert 'id="tradeoff"' in html and "pareto.png" in metrics["files"]
+
+    predictions = pd.read_csv(out / metrics["models"][0]["predictions"])
+    probabilities = predictions[[f"p/{n}" for n in metrics["class_names"]]].to_numpy()
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == predictions["label"].to_numpy()
+    ece = 0.0
+    for low in np.arange(10) / 10:  # independent binning: (low, low + 0.1], first bin closed
+        inside = (confidence > low) & (confidence <= low + 0.1 + 1e-12)
+        if low == 0:
+            inside |= confidence == 0
+        if inside.any():
+            ece += inside.sum() / len(confidence) * abs(correct[inside].mean()
+                                                        - confidence[inside].mean())
+    assert metrics["calibration"]["ece"] == pytest.approx(ece, abs=1e-6)
+    assert "calibration_model_1.png" in metrics["files"]
+
+    suspects = pd.read_csv(out / "suspect_labels.csv")
+    assert metrics["suspect_labels"]["count"] == len(suspects)
+    assert (suspects["probability_of_label"] <= 0.2).all()
+    assert (suspects["neighbour_agreement"] < 0.5).all()
+    assert 'id="suspects"' in html
+
+
+def test_examples_show_gradcam_and_explain_writes_heat_maps(tiny, html, data_dir, tmp_path,
+                                                             capsys):
+    run_dir, _ = tiny
+    assert "where it looks" in html
+    images = data_dir / "louvre-genre4" / "images"
+    image = next(images.rglob("*.jpg"))
+    model = run_dir / "best" / "model_1.keras"
+    assert main(["explain", str(model), str(image), str(tmp_path / "missing.jpg"),
+                 "--out", str(tmp_path / "heat")]) == 0
+    written = tmp_path / "heat" / f"{image.stem}.gradcam.png"
+    assert written.is_file() and str(written) in capsys.readouterr().out
+    from PIL import Image
+
+    assert Image.open(written).size == (64, 32)  # painting | overlay at the 32 px input
+    assert main(["explain", str(model), str(image), "--layer", "predictions",
+                 "--out", str(tmp_path / "heat")]) == 2
+    assert "not a convolutional feature map" in capsys.readouterr().err
+
+
+def test_old_run_folders_still_report(tiny, tmp_path):
+    """A run folder from before inference times and model cards: said, not crashed."""
+    old = tmp_path / "old"
+    shutil.copytree(tiny[0], old, ignore=shutil.ignore_patterns("tensorboard", "*.md"))
+    rows = json.loads((old / "trials.json").read_text())
+    for row in rows:
+        row.pop("inference_ms", None)
+    (old / "trials.json").write_text(json.dumps(rows))
+    report = build_report(old, out=tmp_path / "report", log=lambda *_: None)
+    html = report.html.read_text(encoding="utf-8")
+    assert "not measured in this run" in html
+    assert "this run folder has none beside the model" in html
+    assert "not measured in this run" in (report.folder / "model_1.md").read_text()
+
+
+@pytest.mark.browser
+def test_compare_refuses_other_tasks_and_compares_the_same(tiny, tmp_path, capsys):
+    run_dir, out = tiny
+    other = tmp_path / "other-task"
+    shutil.copytree(run_dir, other, ignore=shutil.ignore_patterns("tensorboard", "tuner"))
+    spec = yaml.safe_load((other / "spec.yaml").read_text())
+    (other / "spec.yaml").write_text(yaml.safe_dump({**spec, "task": "style"}))
+    assert main(["compare", str(run_dir), str(other), "--out", str(tmp_path / "c")]) == 2
+    error = capsys.readouterr().err
+    assert "tasks differ" in error and "--allow-mismatch" in error
+    assert not (tmp_path / "c" / "compare.html").exists()
+
+    bayesian = tmp_path / "bayesian"
+    shutil.copytree(run_dir, bayesian, ignore=shutil.ignore_patterns("tensorboard", "tuner"))
+    spec["tuner"]["type"] = "bayesian"
+    (bayesian / "spec.yaml").write_text(yaml.safe_dump(spec))
+    page = tmp_path / "compare"
+    assert main(["compare", str(run_dir), str(bayesian), "--out", str(page)]) == 0
+    metrics = json.loads((page / "metrics.json").read_text())
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    best = trials.loc[trials["status"] == "COMPLETED", "score"].max()
+    assert [r["best"] for r in metrics["rows"]] == pytest.approx([best, best])
+    assert [d["key"] for d in metrics["differences"]] == ["tuner.type"]
+    per_class = pd.read_csv(out / "per_class_model_1.csv").set_index("class")["f1"]
+    for name, values in zip(metrics["f1"]["classes"], metrics["f1"]["values"]):
+        assert values == pytest.approx([per_class[name]] * 2)  # same model, same split
+    dom = render_in_chromium(page / "compare.html", tmp_path)
+    assert len(re.findall(r'<img src="data:image/png;base64,', dom)) == 2
+    assert not re.search(r'(src|href)="(https?:)?//', dom)
+    assert HOSTILE_CLASS not in dom and "&lt;script&gt;" in dom

@@ -14,8 +14,8 @@ import sys
 
 from artgan import __version__
 from artgan.cli.data import add_data
-from artgan.cli.models import add_evaluate, add_features, add_predict
-from artgan.cli.report import add_report
+from artgan.cli.models import add_evaluate, add_explain, add_features, add_predict
+from artgan.cli.report import add_compare, add_report
 from artgan.cli.search import add_search, add_worker
 from artgan.cli.similar import add_similar
 from artgan.errors import ArtganError
@@ -27,7 +27,8 @@ FLAGS = {
     "workers": "--workers", "max_restarts": "--max-restarts", "gpus": "--gpus",
     "token_file": "--token-file", "trial_timeout": "--trial-timeout", "fresh": "--fresh",
     "overrides": "--set", "output": "--set output=PATH", "top": "--top", "layer": "--layer",
-    "k": "--k", "extractor": "--extractor",
+    "k": "--k", "extractor": "--extractor", "allow_mismatch": "--allow-mismatch",
+    "runs": "RUNS",
 }
 
 
@@ -43,6 +44,8 @@ examples:
   python -m artgan similar index --extractor handcrafted   (then: similar query 19 --k 10)
   python -m artgan similar evaluate --k 10
   python -m artgan report genre --top 3        (writes reports/genre/report.html)
+  python -m artgan explain runs/genre/best/model_1.keras painting.jpg --out heat/
+  python -m artgan compare runs/genre runs/genre-random   (reports/compare-genre-genre-random/)
   python -m artgan data wikiart --to /data/wikiart   (or: data nga --limit 100)
   python -m artgan features runs/genre/best/model_1.keras --layer features_lstm \\
       --labels ../shared/data/louvre-genre4/genre_val.csv --images ../shared/data/louvre-genre4/images --out val.npz
@@ -87,8 +90,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"artgan {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in (add_search, add_worker, add_predict, add_evaluate, add_similar, add_report,
-                add_features, add_data):
+    for add in (add_search, add_worker, add_predict, add_evaluate, add_explain, add_similar,
+                add_report, add_compare, add_features, add_data):
         add(commands)
     return parser
 

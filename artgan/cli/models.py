@@ -90,3 +90,34 @@ def run_features(args):
         on_error="skip" if args.skip_bad else "raise",
     )
     print(f"wrote {rows} x {dim} features to {out}")
+
+
+def add_explain(commands):
+    parser = commands.add_parser(
+        "explain",
+        help="Grad-CAM heat maps: where a saved model looks in image files",
+        description="For each image, predict with a saved model and write OUT/<name>.gradcam.png: "
+        "the painting beside the Grad-CAM heat map of its predicted class (keras-io's recipe on "
+        "a conv-feature layer).",
+    )
+    parser.add_argument("model", help="a .keras file saved by artgan (runs/<task>/best/...)")
+    parser.add_argument("images", nargs="+", help="image files (any format Pillow reads)")
+    parser.add_argument("--out", required=True, help="folder for the heat-map PNGs")
+    parser.add_argument("--layer", help="conv feature layer (default: features_conv)")
+    parser.set_defaults(run=run_explain)
+
+
+def run_explain(args):
+    read_metadata(args.model)
+    from artgan.model.gradcam import explain_files
+
+    unreadable = 0
+    for path, result, name, probability in explain_files(args.model, args.images, args.out,
+                                                         layer=args.layer):
+        if name is None:
+            print(f"{path}\n  could not read: {result}")
+            unreadable += 1
+        else:
+            print(f"{path}\n  {probability:7.2%}  {name}  -> {result}")
+    if unreadable == len(args.images):
+        raise ArtganError(f"none of the {unreadable} image(s) could be read (reasons above)")

@@ -1,4 +1,4 @@
-"""`report`: the HTML report of a run folder."""
+"""`report` and `compare`: the HTML report of a run folder, the comparison of several."""
 
 
 
@@ -28,3 +28,25 @@ def run_report(args):
     print(f"report: {report.html}  ({report.seconds:.1f} s)")
     for note in report.notes:
         print(f"  missing: {note}")
+
+
+def add_compare(commands):
+    parser = commands.add_parser(
+        "compare",
+        help="compare searches on one HTML page: best so far, spread, per-class F1, spec diff",
+        description="Write one self-contained HTML page comparing run folders of the same task "
+        "and classes: best-so-far curves, best scores with their spread, per-class F1 of each "
+        "run's best model on their shared validation split, and what differs between specs.",
+    )
+    parser.add_argument("runs", nargs="+", help="run folders (or experiment YAMLs, task names)")
+    parser.add_argument("--out", help="output folder (default: reports/compare-<run>-<run>...)")
+    parser.add_argument("--allow-mismatch", action="store_true",
+                        help="compare runs whose tasks or class sets differ")
+    parser.set_defaults(run=run_compare)
+
+
+def run_compare(args):
+    from artgan.report.compare import compare_runs
+
+    html = compare_runs(args.runs, out=args.out, allow_mismatch=args.allow_mismatch)
+    print(f"comparison: {html}")

@@ -81,3 +81,89 @@ def feature_scores(features, labels, k=NEIGHBOURS):
             "neighbour_agreement": float(np.mean(neighbour_labels == labels[:, None])),
             "kmeans_purity": float(purity / len(labels)),
             "nmi": float(normalized_mutual_info_score(labels, clusters))}
+
+
+# ----------------------------------------------------------------------------- trade-offs
+
+
+def pareto_front(objective, costs, maximise=True):
+    """Boolean mask of the non-dominated rows: no other row is at least as good on the
+    objective and every cost (costs are minimised) and strictly better on one. Rows with a
+    missing (NaN) value are never on the front."""
+    score = np.asarray(objective, dtype=float)
+    score = score if maximise else -score
+    costs = np.asarray(costs, dtype=float).reshape(len(score), -1)
+    values = np.column_stack([-score, costs])  # every column minimised
+    usable = ~np.isnan(values).any(axis=1)
+    front = np.zeros(len(score), dtype=bool)
+    for i in np.flatnonzero(usable):
+        others = values[usable]
+        dominated = (np.all(others <= values[i], axis=1) & np.any(others < values[i], axis=1))
+        front[i] = not dominated.any()
+    return front
+
+
+def correlation(x, y):
+    """Pearson correlation of the rows where both are present; None if either is constant
+    or fewer than 3 rows remain."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+# ----------------------------------------------------------------------------- calibration
+
+CALIBRATION_BINS = 10
+
+
+def reliability_bins(labels, probabilities, bins=CALIBRATION_BINS):
+    """Per equal-width confidence bin (first bin [0, 1/bins], then (lo, hi]): images,
+    mean confidence (top-1 probability) and accuracy (NaN for an empty bin)."""
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities, dtype=float)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(which, confidence, bins) / counts
+        accuracy = np.bincount(which, correct.astype(float), bins) / counts
+    return {"edges": edges, "count": counts, "confidence": mean_confidence,
+            "accuracy": accuracy}
+
+
+def expected_calibration_error(labels, probabilities, bins=CALIBRATION_BINS):
+    """ECE: the image-weighted mean gap |accuracy - confidence| over `reliability_bins`."""
+    table = reliability_bins(labels, probabilities, bins)
+    used = table["count"] > 0
+    gaps = np.abs(table["accuracy"][used] - table["confidence"][used])
+    return float(np.sum(gaps * table["count"][used]) / table["count"].sum())
+
+
+# ----------------------------------------------------------------------------- suspect labels
+
+SUSPECT_PROBABILITY = 0.2  # the model gives the label at most this probability ...
+SUSPECT_AGREEMENT = 0.5    # ... and fewer than this share of the neighbours share it
+
+
+def label_suspicion(labels, probabilities, neighbour_labels,
+                    max_probability=SUSPECT_PROBABILITY, max_agreement=SUSPECT_AGREEMENT):
+    """Per image: the model's probability of the given label, the share of its feature
+    neighbours (`neighbour_labels`, (N, k)) with that label, the neighbours' majority label,
+    whether both disagree with the label (`suspect`), and a score (higher: more suspect,
+    (1 - probability) * (1 - agreement))."""
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities, dtype=float)
+    neighbour_labels = np.asarray(neighbour_labels)
+    given = probabilities[np.arange(len(labels)), labels]
+    agreement = (neighbour_labels == labels[:, None]).mean(axis=1)
+    majority = np.array([Counter(row).most_common(1)[0][0] for row in neighbour_labels.tolist()],
+                        dtype=int).reshape(len(labels))
+    suspect = (given <= max_probability) & (agreement < max_agreement)
+    return {"probability": given, "agreement": agreement, "neighbour_majority": majority,
+            "predicted": probabilities.argmax(axis=1), "suspect": suspect,
+            "score": (1 - given) * (1 - agreement)}

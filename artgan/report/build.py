@@ -17,15 +17,24 @@ from matplotlib import rc_context
 
 from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
+from artgan.evaluation.card import card_facts, model_card
 from artgan.report.features import similarity_section
 from artgan.report.figures import (
     MATPLOTLIB_STYLE,
 )
 from artgan.report.format import (
+    count,
     decimal,
     duration,
+    missing,
     percent,
     plain,
+)
+from artgan.report.insights import (
+    calibration_section,
+    examples_section,
+    suspect_section,
+    tradeoff_section,
 )
 from artgan.report.output import Thumbnails, Writer
 from artgan.report.run import open_run
@@ -34,7 +43,6 @@ from artgan.report.sections import (
     confusion_section,
     curves_section,
     evaluate_models,
-    examples_section,
     leaderboard_section,
     provenance_section,
     trial_reason,
@@ -103,11 +111,15 @@ def build_report(target, top=3, layer=None, out=None, log=print):
     with rc_context(MATPLOTLIB_STYLE):
         context = {
             "leaderboard": leaderboard_section(run, baselines, writer),
+            "tradeoff": tradeoff_section(run, writer),
             "mattered": what_mattered_section(run, writer),
             "curves": curves_section(run, top, writer),
             "models": [confusion_section(m, run, writer) for m in evaluated],
+            "calibration": calibration_section(evaluated, writer),
             "similarity": similarity_section(evaluated, layer, baselines, writer, thumbnails),
             "examples": examples_section(evaluated, thumbnails),
+            "suspects": suspect_section(evaluated, layer, writer, thumbnails, data),
+            "cards": cards_section(run, data, evaluated, writer),
         }
     seconds = time.perf_counter() - started
     context.update(
@@ -120,6 +132,25 @@ def build_report(target, top=3, layer=None, out=None, log=print):
     html = writer.text(render(context), "report.html")
     write_metrics(writer, run, data, context)
     return Report(html, writer.folder, time.perf_counter() - started, context["notes"])
+
+
+def cards_section(run, data, evaluated, writer):
+    """A model card per evaluated model (`model_N.md` here, from this re-evaluation), with
+    the inference time the search measured, if it did."""
+    cards = []
+    for m in evaluated:
+        row = run.trials[run.trials["trial_id"] == m.trial_id]
+        trial = {k: (row[k].iloc[0] if k in row and len(row) else None)
+                 for k in ("epochs", "wall_seconds", "params", "inference_ms")}
+        milliseconds = None if missing(trial["inference_ms"]) else float(trial["inference_ms"])
+        facts = card_facts(m.split.labels, m.probabilities, m.metadata["class_names"],
+                           data.train.labels(), milliseconds)
+        name = f"model_{m.rank}.md"
+        writer.text(model_card(m.metadata, facts, run.spec.budget.model_dump(), trial), name)
+        saved = RunFolder(run.folder).card(m.rank)
+        cards.append({"rank": m.rank, "file": name, "timed": milliseconds is not None,
+                      "in_run": str(saved) if saved.is_file() else None})
+    return cards
 
 
 def summary(run, data, context):
@@ -148,6 +179,11 @@ def write_metrics(writer, run, data, context):
         "importance_note": context["mattered"]["note"],
         "models": [numbers_only(m) for m in context["models"]],
         "similarity": numbers_only(context["similarity"]),
+        "pareto": numbers_only(context["tradeoff"]),
+        "calibration": numbers_only(context["calibration"]),
+        "suspect_labels": {**numbers_only(context["suspects"]),
+                           "classes": [{"name": c["name"], "count": c["count"]}
+                                       for c in context["suspects"]["classes"]]},
         "notes": context["notes"],
     }
     writer.manifest(plain(metrics))
@@ -169,6 +205,6 @@ def render(context):
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
-    environment.filters.update(percent=percent, decimal=decimal, duration=duration,
+    environment.filters.update(percent=percent, decimal=decimal, duration=duration, count=count,
                                csp_hash=csp_hash)
     return environment.get_template("report.html.j2").render(**context)

@@ -87,6 +87,15 @@ class Writer:
         return path
 
 
+def image_uri(pixels, size=THUMBNAIL_SIZE):
+    """A JPEG data URI of uint8 RGB pixels, `size` px on its longer side."""
+    image = Image.fromarray(pixels)
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=82)
+    return data_uri(buffer.getvalue(), "image/jpeg")
+
+
 class Thumbnails:
     """Small JPEG data URIs of the original image files (decoded once per path)."""
 

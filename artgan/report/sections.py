@@ -10,13 +10,17 @@ search's own validation split and writes, under `reports/<run>/`:
     predictions_model_N.csv     per-image predictions of the N-th best model
     per_class_model_N.csv       precision / recall / F1 / support per class
     features_model_1_LAYER.npz  validation-image features (see `artgan.features`)
+    suspect_labels.csv          paintings whose label the model and their neighbours doubt
+    model_N.md                  the model card of the N-th best model
     *.png, *.svg                the figures
 
 Each section is built by one `*_section` function that returns plain data for the
 template (`templates/report.html.j2`, autoescaped: class names, paths and spec values are
 text, never markup). A section that cannot be computed says what is missing and why.
-The figures are drawn in `artgan.report_figures`, values are formatted for the page by
-`artgan.report_format`, and files are written (and embedded) by `artgan.report_output`.
+The figures are drawn in `artgan.report.figures` (and `insight_figures`), values are
+formatted for the page by `artgan.report.format`, and files are written (and embedded) by
+`artgan.report.output`. The trade-off, calibration, examples (Grad-CAM) and suspect-label
+sections are in `artgan.report.insights`; the comparison of runs in `artgan.report.compare`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from artgan import __version__
 from artgan.data.labels import load_labels, read_class_file
 from artgan.data.splits import load_split_images
 from artgan.evaluation.baselines import handcrafted_features
-from artgan.evaluation.metrics import most_confused, named_scores
+from artgan.evaluation.metrics import correlation, most_confused, named_scores
 from artgan.model.saved import load_model
 from artgan.paths import REPO_ROOT
 from artgan.report.figures import (
@@ -53,14 +57,16 @@ from artgan.report.format import (
     duration,
     hp_text,
     is_number,
+    missing,
+    natural_key,
     numeric_values,
     percent,
     value_cell,
 )
+from artgan.report.insight_figures import parallel_figure
 from artgan.report.run import UNFINISHED
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
-EXAMPLES_PER_KIND = 3
 
 
 # ----------------------------------------------------------------------------- models
@@ -82,6 +88,7 @@ class Evaluated:
     predictions: pd.DataFrame
     features: dict  # layer name -> (N, D) float32
     scores: dict = field(default_factory=dict)  # accuracy, top5_accuracy, macro_f1
+    model: object = None  # the Keras model, for Grad-CAM
 
     @property
     def trial_id(self):
@@ -105,7 +112,7 @@ def evaluate_models(run, data, top, layer):
         names = metadata["class_names"]
         evaluated.append(Evaluated(rank, path, metadata, split, probabilities,
                                    predictions_frame(split, probabilities, names), features,
-                                   named_scores(split.labels, probabilities, len(names))))
+                                   named_scores(split.labels, probabilities, len(names)), model))
     return evaluated
 
 
@@ -203,7 +210,8 @@ def what_mattered_section(run, writer):
     """Objective against each varying hyperparameter, and a random-forest importance."""
     finished = run.finished
     varying = [c for c in run.hp_columns if finished[c].astype(str).nunique() > 1]
-    result = {"trials": len(finished), "importance": [], "figures": [], "note": None}
+    result = {"trials": len(finished), "importance": [], "figures": [], "note": None,
+              "parallel": None}
     if len(finished) < MIN_TRIALS_FOR_IMPORTANCE:
         result["note"] = (f"Only {len(finished)} finished trial(s): relating hyperparameters to "
                           f"{run.objective} needs at least {MIN_TRIALS_FOR_IMPORTANCE}.")
@@ -212,8 +220,12 @@ def what_mattered_section(run, writer):
         result["note"] = "Every finished trial used the same hyperparameters."
         return result
     importance = hp_importance(finished, varying, run.objective)
-    result["importance"] = [{"name": n.removeprefix("hp/"), "value": float(v)}
-                            for n, v in importance.items()]
+    correlations = hp_correlations(finished, varying, run.objective)
+    result["importance"] = [{"name": n.removeprefix("hp/"), "value": float(v),
+                             **correlations[n]} for n, v in importance.items()]
+    result["parallel"] = writer.figure(
+        parallel_figure(finished, list(importance.index), run.objective, run.spec.space),
+        "parallel_coordinates", f"parallel coordinates: hyperparameters to {run.objective}")
     result["figures"] = [
         writer.figure(importance_figure(importance), "importance",
                       "random-forest importance of each hyperparameter"),
@@ -247,6 +259,30 @@ def hp_importance(finished, columns, objective):
     forest.fit(np.hstack(encoded), pd.to_numeric(finished[objective]).to_numpy(float))
     importance = pd.Series(forest.feature_importances_, index=owners).groupby(level=0).sum()
     return importance.sort_values(ascending=False)
+
+
+def hp_correlations(finished, columns, objective):
+    """Pearson correlation of each hyperparameter with the objective, as W&B shows beside
+    the importance: numbers as they are (absent conditional values left out), a choice by
+    the indicator of its value correlating most strongly (`of` names that value)."""
+    score = pd.to_numeric(finished[objective]).to_numpy(float)
+    result = {}
+    for column in columns:
+        values = finished[column]
+        numeric = numeric_values(values)
+        if numeric is not None:
+            result[column] = {"correlation": correlation(numeric.to_numpy(float), score),
+                              "of": None}
+            continue
+        text = values.map(lambda v: "n/a" if missing(v) else hp_text(v))
+        best = {"correlation": None, "of": None}
+        for value in sorted(text.unique(), key=natural_key):
+            r = correlation((text == value).to_numpy(float), score)
+            if r is not None and (best["correlation"] is None
+                                  or abs(r) > abs(best["correlation"]) + 1e-12):
+                best = {"correlation": r, "of": value}
+        result[column] = best
+    return result
 
 
 def curves_section(run, top, writer):
@@ -312,30 +348,6 @@ def confusion_section(evaluated, run, writer):
         "figure": writer.figure(figure, f"confusion_{suffix}",
                                 f"confusion matrices of model {evaluated.rank}"),
     }
-
-
-# ----------------------------------------------------------------------------- 5. examples
-
-
-def examples_section(evaluated, thumbnails):
-    """Per class: the most confident correct and the most confident wrong predictions."""
-    if not evaluated:
-        return {"note": "No saved model, so no predictions to show.", "classes": []}
-    best = evaluated[0]
-    frame = best.predictions
-    root = best.split.table.image_root
-    classes = []
-    for label in sorted(frame["label"].unique()):
-        own = frame[frame["label"] == label].sort_values("confidence", ascending=False)
-        kinds = {}
-        for kind, chosen in (("correct", own[own["predicted"] == label]),
-                             ("wrong", own[own["predicted"] != label])):
-            kinds[kind] = [{"path": r.path, "predicted": r.predicted_name,
-                            "confidence": float(r.confidence),
-                            "thumbnail": thumbnails(root / r.path)}
-                           for r in chosen.head(EXAMPLES_PER_KIND).itertuples()]
-        classes.append({"name": best.metadata["class_names"][label], "images": len(own), **kinds})
-    return {"note": None, "classes": classes, "rank": best.rank}
 
 
 # ----------------------------------------------------------------------------- 6. provenance

@@ -11,7 +11,10 @@ import numpy as np
 import pandas as pd
 
 from artgan.data.labels import skipped_report
+from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
+from artgan.evaluation.card import card_facts, inference_ms, model_card
+from artgan.evaluation.predict import predict_split
 from artgan.files import (
     read_json,
     write_text_atomic,
@@ -24,7 +27,7 @@ from artgan.model.crnn import (
     input_size,
 )
 from artgan.model.saved import save_model
-from artgan.runfolder import METRICS, RunFolder, TrialRow
+from artgan.runfolder import METRICS, RunFolder, TrialRow, model_rank
 from artgan.tuning._kt_compat import all_trials
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,7 @@ def trial_rows(tuner):
             wall_seconds=info.get("wall_seconds"),
             params=info.get("params"),
             memory_mb=info.get("memory_mb"),
+            inference_ms=info.get("inference_ms"),
             worker=info.get("worker"),
             attempts=info.get("attempts"),
             message=message[-1] if message else "",
@@ -113,6 +117,7 @@ def save_best_models(tuner, spec, data, output):
     folder = RunFolder(output)
     for stale in folder.models():  # ours only: other files there stay
         stale.unlink()
+        folder.card(model_rank(stale)).unlink(missing_ok=True)
     if not count:
         return []
     trials = tuner.oracle.get_best_trials(count)
@@ -144,8 +149,33 @@ def save_best_models(tuner, spec, data, output):
             "experiment": spec.source,
         }
         paths.append(save_model(model, folder.model(rank), metadata))
-    log.info(f"saved {len(paths)} best model(s) in {folder.best}")
+        write_card(model, metadata, spec, data, folder, rank)
+    log.info(f"saved {len(paths)} best model(s) and their model cards in {folder.best}")
     return paths
+
+
+def write_card(model, metadata, spec, data, folder, rank):
+    """Re-run a saved model on the validation split, time it, write `best/model_N.md` and
+    record the inference time (ms per image) in the trial's `artgan_trial.json`, from which
+    the trials table takes it."""
+    split = load_split_images(data.val, metadata["input_size"], spec.data.resize,
+                              spec.data.on_error, progress=False)
+    milliseconds = inference_ms(model, split.pixels)
+    trial_id = metadata["trial_id"]
+    info_path = folder.trial_info(trial_id)
+    info = read_json(info_path)
+    info["inference_ms"] = milliseconds
+    write_text_atomic(info_path, json.dumps(info, indent=1, default=str))
+    probabilities = predict_split(model, split) if len(split) else None
+    if probabilities is None:
+        log.info(f"no validation image for the model card of {folder.model(rank)}")
+        return None
+    facts = card_facts(split.labels, probabilities, metadata["class_names"],
+                       data.train.labels(), milliseconds)
+    trial = {"epochs": info.get("epochs"), "wall_seconds": info.get("wall_seconds"),
+             "params": info.get("params")}
+    return write_text_atomic(folder.card(rank), model_card(metadata, facts,
+                                                           spec.budget.model_dump(), trial))
 
 
 def report_skipped(data, output):

@@ -211,9 +211,9 @@ def run_search(spec, fresh=False):
             if not str(error).startswith("Number of consecutive failures"):
                 raise
             gave_up = str(error).strip().splitlines()
+        save_best_models(tuner, spec, data, output)  # first: it times them for the table
         table = write_trials_table(tuner, output)
         report_skipped(data, output)
-        save_best_models(tuner, spec, data, output)
     if gave_up:
         raise ArtganError(
             f"KerasTuner stopped the search: {gave_up[0].rstrip('.').lower()} (last error: "

@@ -306,7 +306,7 @@ def finalize(spec, failed=None):
         tuner, data = _tuner(spec, distribute=False)
         if failed:
             mark_failed(tuner, failed)
+        save_best_models(tuner, spec, data, spec.output_dir)  # first: it times them
         table = write_trials_table(tuner, spec.output_dir)
         report_skipped(data, spec.output_dir)
-        save_best_models(tuner, spec, data, spec.output_dir)
     return table
