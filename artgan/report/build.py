@@ -27,7 +27,7 @@ from artgan.report.features import similarity_section
 from artgan.report.run import open_run
 from artgan.report.sections import baselines_section, confusion_section, curves_section, evaluate_models, examples_section, leaderboard_section, provenance_section, trial_reason, what_mattered_section
 from artgan.data.splits import TaskData
-from artgan.runfolder import RunFolder
+from artgan.runfolder import FINISHED, RunFolder
 
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -52,7 +52,7 @@ def default_output(run):
 def run_notes(run, evaluated, top):
     """What the report cannot show, in words (shown at the top of the report)."""
     notes = []
-    failed = run.trials[run.trials["status"] != "COMPLETED"]
+    failed = run.trials[~run.trials["status"].isin(FINISHED)]
     for trial in failed.to_dict("records"):
         reason = trial_reason(trial, "no reason recorded")
         notes.append(f"Trial {trial['trial_id']} is {trial['status']} ({reason}): it has no "
@@ -115,9 +115,9 @@ def summary(run, data, context):
     best = context["models"][0] if context["models"] else None
     return {"task": run.spec.task, "description": run.spec.description,
             "classes": len(np.unique(data.val.labels())), "val_images": len(data.val),
-            "train_images": len(data.train), "finished": statuses.get("COMPLETED", 0),
+            "train_images": len(data.train), "finished": sum(statuses.get(s, 0) for s in FINISHED),
             "trials": len(run.trials),
-            "other": {s: n for s, n in statuses.items() if s != "COMPLETED"},
+            "other": {s: n for s, n in statuses.items() if s not in FINISHED},
             "best_accuracy": (best["accuracy"] if best
                               else float(run.finished["val_accuracy"].iloc[0])),
             "best_trial": best["trial_id"] if best else run.finished["trial_id"].iloc[0],

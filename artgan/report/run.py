@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 from artgan.errors import ArtganError
-from artgan.runfolder import RunFolder, TrialRow
+from artgan.runfolder import FINISHED, RunFolder, TrialRow
 from artgan.config.space import SearchSpace
 from artgan.config.spec import ExperimentSpec, validate
 from artgan.config.spec import TASKS, experiment_file, load_experiment
@@ -37,7 +37,7 @@ class Run:
 
     @property
     def finished(self):
-        return self.trials[self.trials["status"] == "COMPLETED"]
+        return self.trials[self.trials["status"].isin(FINISHED)]
 
     @property
     def hp_columns(self):
@@ -116,7 +116,7 @@ def sort_trials(trials, spec):
     """Finished trials best first, then the others in trial order."""
     trials = trials.copy()
     trials["score"] = pd.to_numeric(trials["score"], errors="coerce")
-    finished = trials["status"] == "COMPLETED"
+    finished = trials["status"].isin(FINISHED)
     ascending = spec.tuner.resolved_direction == "min"
     best = trials[finished].sort_values("score", ascending=ascending, kind="stable")
     return pd.concat([best, trials[~finished]], ignore_index=True)

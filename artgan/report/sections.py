@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from artgan import __version__
 from artgan.paths import REPO_ROOT
+from artgan.runfolder import FINISHED
 from artgan.report.figures import (
     confusion_figure,
     curves_figure,
@@ -151,7 +152,7 @@ def leaderboard_section(run, baselines, writer):
                "params", *[c.removeprefix("hp/") for c in hp_columns], "note"]
     rows, records = [], []
     for position, trial in enumerate(run.trials.to_dict("records"), start=1):
-        finished = trial["status"] == "COMPLETED"
+        finished = trial["status"] in FINISHED
         rank = position if finished else None
         note = trial_reason(trial, "" if finished else "did not finish")
         get = trial.get

@@ -21,6 +21,7 @@ from artgan.errors import ArtganError
 from artgan.files import read_json, write_text_atomic
 from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import ongoing_trials
+from artgan.tuning.budget import start_clock
 from artgan.tuning.parallel.access import TOKEN_ENV, TOKEN_FILE, TOKEN_FILE_ENV, given_token, is_loopback, new_token, write_token
 from artgan.tuning.parallel.roles import CHIEF, DEFAULT_TRIAL_TIMEOUT, KERASTUNER_ENV, LAUNCHER, LOOPBACK, check_trial_timeout, connect_host, finalize, finished_count, free_port
 from artgan.tuning.parallel.strategy import gpu_groups
@@ -186,6 +187,7 @@ class Launcher:
 
     def _run(self):
         self.folder.logs.mkdir(exist_ok=True)
+        start_clock(self.spec)  # one deadline for every process, restarted workers included
         finished = finished_count(self.output)
         if finished:
             self.say(f"resuming: {finished} finished trial(s) kept in {self.folder.project}")

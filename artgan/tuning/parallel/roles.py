@@ -47,6 +47,7 @@ from artgan.tuning._kt_compat import (
     KERASTUNER_ENV, ORACLE_IP, ORACLE_PORT, TUNER_ID, authenticate_client, mark_failed,
     serve_oracle,
 )
+from artgan.tuning.budget import SearchDeadline, record_stop, start_clock, stop_reason
 from artgan.tuning.hypermodel import CRNNHyperModel
 from artgan.runfolder import RunFolder
 from artgan.tuning.output import run_folder
@@ -244,6 +245,8 @@ def serve(spec, host, port, token_file=None, trial_timeout=DEFAULT_TRIAL_TIMEOUT
         token, note = chief_token(spec.output_dir, token_file)
     check_chief_access(host, token)
     with nullcontext(spec.output_dir) if launched else run_folder(spec, fresh=False) as output:
+        if not launched:  # a launcher started the clock itself
+            start_clock(spec)
         tuner, _ = _tuner(spec, distribute=False)
         finished = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
         if note:
@@ -272,6 +275,9 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
           f"{len(data.val)} val images -> {spec.output_dir}")
     try:
         tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
+    except SearchDeadline:
+        log.info(f"{tuner_id}: the time budget is spent; no new trial")
+        return
     except grpc.RpcError as error:
         if error.code() != grpc.StatusCode.UNAUTHENTICATED:
             raise
@@ -296,6 +302,8 @@ def finalize(spec, failed=None):
         if failed:
             mark_failed(tuner, failed)
         table = write_trials_table(tuner, spec.output_dir)
+        record_stop(spec.output_dir,
+                    stop_reason(spec.output_dir, len(tuner.oracle.trials), spec.budget.max_trials))
         report_skipped(data, spec.output_dir)
         save_best_models(tuner, spec, data, spec.output_dir)
     return table
