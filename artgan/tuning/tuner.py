@@ -211,23 +211,23 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
         max_consecutive_failed_trials=3,
         distribution_strategy=distribution_strategy(spec) if distribute else None,
     )
-    if spec.tuner.type == "hyperband":
-        tuner = tuner_class(
-            max_epochs=spec.budget.epochs,
-            factor=spec.tuner.hyperband_factor,
-            hyperband_iterations=1,
-            **common,
-        )
-    elif spec.tuner.type == "bayesian":
-        tuner = tuner_class(max_trials=spec.budget.max_trials,
-                            num_initial_points=spec.tuner.initial_points, **common)
-    else:
-        tuner = tuner_class(max_trials=spec.budget.max_trials, **common)
+    with hypermodel.declaring():
+        tuner = _construct(tuner_class, spec, common)
     tuner.pruning = spec.pruning
     if rebuild:
         restore_trials(tuner.oracle, project)
     requeue_orphaned_trials(tuner.oracle, skip=repaired)
     return tuner
+
+
+def _construct(tuner_class, spec, common):
+    if spec.tuner.type == "hyperband":
+        return tuner_class(max_epochs=spec.budget.epochs, factor=spec.tuner.hyperband_factor,
+                           hyperband_iterations=1, **common)
+    if spec.tuner.type == "bayesian":
+        return tuner_class(max_trials=spec.budget.max_trials,
+                           num_initial_points=spec.tuner.initial_points, **common)
+    return tuner_class(max_trials=spec.budget.max_trials, **common)
 
 
 def callbacks(spec):
