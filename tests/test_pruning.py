@@ -167,6 +167,11 @@ def test_a_killed_trial_resumes_from_its_last_finished_epoch(tmp_path, data_dir)
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "Keras 3.15 / TensorFlow 2.21 keep each fitted model's train and test step graphs "
+    "(`one_step_on_data` FuncGraphs) after clear_session and gc: about 20-25 MB per trial "
+    "here, and a plain build/fit/clear_session loop without KerasTuner or artgan grows the "
+    "same; malloc_trim, MALLOC_ARENA_MAX and numpy inputs instead of PyDatasets do not help"))
 def test_resident_memory_stays_flat_over_twenty_trials(tmp_path, cache_dir, data_dir):
     from artgan.tuning.tuner import run_search
 
