@@ -117,8 +117,9 @@ def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env
     assert f"worker2 was killed by SIGKILL while running trial {second[0]}" in out
     assert f"trial {second[0]} is retried" in out
     assert f"trial {lost_id} is marked FAILED" in out
-    # The retried trial's TensorBoard run holds only its last attempt.
-    assert len(list((output / "tensorboard" / second[0]).rglob("events.out.tfevents.*"))) <= 3
+    # The retried trial's TensorBoard run holds its last attempt, and the first one's epochs
+    # only when the retry resumed after them (from the trial's backup).
+    assert len(list((output / "tensorboard" / second[0]).rglob("events.out.tfevents.*"))) <= 6
 
 
 @pytest.mark.slow

@@ -8,6 +8,11 @@ this module only connects it to artgan's data and writes results a person can re
     <output>/tensorboard/      one log dir per trial, with an HParams summary
     <output>/trials.csv/.json  every trial: hyperparameters, metrics, epochs, time, size
     <output>/best/model_N.keras  best models with class names and preprocessing inside
+    <output>/search.json       this run's clock and why it stopped
+
+and spends the budget well: a trial that trails the finished ones is pruned (`pruning`), no
+trial starts after `budget.max_minutes`, and an interrupted trial resumes after its last
+finished epoch.
 """
 
 import gc

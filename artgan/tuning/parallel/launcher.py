@@ -296,7 +296,8 @@ class Launcher:
         if code < 0 and worker.restarts < self.max_restarts:
             worker.restarts += 1
             retry = (f"; the oracle gives {worker.name} its unfinished trial {trial_id} back, so "
-                     f"trial {trial_id} is retried from its first epoch" if trial_id is not None else "")
+                     f"trial {trial_id} is retried from its last finished epoch" if trial_id is not None
+                     else "")
             self.event(f"{worker.name} {how} {held}; restarting it under the same tuner id "
                        f"(restart {worker.restarts} of {self.max_restarts}){retry}")
             worker.start()

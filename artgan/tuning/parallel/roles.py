@@ -16,7 +16,7 @@ This module only wires artgan to that engine; it schedules nothing itself.
 * `python -m artgan search EXP --workers N` is a launcher: it starts a chief on a free
   loopback port and N local workers, streams their output (also kept in <output>/logs/),
   restarts a worker killed by a signal under the *same* tuner id (the oracle hands that id
-  its unfinished trial again, so the trial is retried from its first epoch), and when the
+  its unfinished trial again, so the trial resumes after its last finished epoch), and when the
   search is over reloads the project from disk in this process and writes the trials table
   and best models exactly as a single-process search does.
 
