@@ -72,11 +72,11 @@ def test_finished_curves_are_read_from_the_run_folder(tmp_path):
 
 
 def test_pruning_is_part_of_the_search_definition_only_when_on(tmp_path):
-    off = tiny_spec(tmp_path)
+    off = tiny_spec(tmp_path, "pruning.type=none")
     assert not any(k.startswith("pruning.") for k in off.comparable())
     on = tiny_spec(tmp_path, "pruning.type=median")
     assert on.comparable()["pruning.min_epochs"] == 2 and on.fingerprint() != off.fingerprint()
-    budget = tiny_spec(tmp_path, "budget.max_minutes=5")
+    budget = tiny_spec(tmp_path, "pruning.type=none", "budget.max_minutes=5")
     assert budget.fingerprint() == off.fingerprint()  # a time budget scores nothing differently
     with pytest.raises(ArtganError, match="hyperband stops trials early itself"):
         tiny_spec(tmp_path, "pruning.type=median", "tuner.type=hyperband")
@@ -155,6 +155,7 @@ def test_a_killed_trial_resumes_from_its_last_finished_epoch(tmp_path, data_dir)
     result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "trial 0: resuming after its last finished epoch (attempt 2)" in result.stdout
+    assert "stopped: trial budget: 1 of 1 trials ran" in result.stdout
     first_epoch = next(line for line in result.stdout.splitlines() if line.startswith("Epoch "))
     assert int(first_epoch.split()[1].split("/")[0]) > backed_up  # not from epoch 1
     row = pd.read_csv(folder.trials_csv).iloc[0]

@@ -95,6 +95,9 @@ class TrialProgress(keras.callbacks.Callback):
             del values[epoch:]
             values.append(float(value))
         marker = dict(self.marker, progress=self.curves)
+        earlier = read_json(self.path).get("pruned_at_epoch")  # by an earlier execution
+        if earlier:
+            marker["pruned_at_epoch"] = earlier
         if self.should_stop():
             self.model.stop_training = True
             marker["pruned_at_epoch"] = epoch + 1

@@ -21,7 +21,7 @@ from artgan.errors import ArtganError
 from artgan.files import read_json, write_text_atomic
 from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import ongoing_trials
-from artgan.tuning.budget import start_clock
+from artgan.tuning.budget import record_stop, start_clock
 from artgan.tuning.parallel.access import TOKEN_ENV, TOKEN_FILE, TOKEN_FILE_ENV, given_token, is_loopback, new_token, write_token
 from artgan.tuning.parallel.roles import CHIEF, DEFAULT_TRIAL_TIMEOUT, KERASTUNER_ENV, LAUNCHER, LOOPBACK, check_trial_timeout, connect_host, finalize, finished_count, free_port
 from artgan.tuning.parallel.strategy import gpu_groups
@@ -211,6 +211,7 @@ class Launcher:
         table = finalize(self.spec, self.failed)
         self.summary(table)
         if outcome != "finished":
+            record_stop(self.output, outcome)
             raise ArtganError(outcome)
         return table
 
