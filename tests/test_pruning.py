@@ -183,3 +183,25 @@ def test_resident_memory_stays_flat_over_twenty_trials(tmp_path, cache_dir, data
     before = table.sort_values("trial_id", key=lambda ids: ids.astype(int))["memory_before_mb"]
     second, last = before.iloc[1], before.iloc[-1]
     assert (last - second) / second < 0.10, before.tolist()
+
+
+def test_a_resumed_history_gets_the_epochs_before_the_interruption(tmp_path):
+    import keras
+    import keras_tuner as kt
+
+    from artgan.tuning.tuner import continue_histories
+
+    objective = kt.Objective("val_accuracy", "max")
+    kept, checkpoint = tmp_path / "kept.weights.h5", tmp_path / "checkpoint.weights.h5"
+    kept.write_text("best before the kill")
+    checkpoint.write_text("best after the resume")
+    resumed = keras.callbacks.History()
+    resumed.epoch, resumed.history = [2, 3], {"val_accuracy": [0.4, 0.2]}
+    continue_histories([resumed], {"val_accuracy": [0.1, 0.5, 0.9]}, objective, kept, checkpoint)
+    assert resumed.epoch == [0, 1, 2, 3] and resumed.history["val_accuracy"] == [0.1, 0.5, 0.4, 0.2]
+    assert checkpoint.read_text() == "best before the kill"  # epoch 2 (0.5) beat the resumed ones
+
+    nothing_left = keras.callbacks.History()  # killed after the last epoch's backup
+    nothing_left.epoch, nothing_left.history = [], {}
+    continue_histories([nothing_left], {"val_accuracy": [0.1, 0.5]}, objective, kept, checkpoint)
+    assert nothing_left.epoch == [0, 1] and nothing_left.history == {"val_accuracy": [0.1, 0.5]}

@@ -135,11 +135,13 @@ def continue_histories(result, curves, objective, kept, checkpoint):
     cover the whole trial; and when its best epoch came before the interruption, put that
     epoch's checkpoint (`kept`) back (KerasTuner's checkpointing restarted at the resume)."""
     for history in result if isinstance(result, list) else [result]:
-        if not isinstance(history, keras.callbacks.History) or not history.epoch:
+        if not isinstance(history, keras.callbacks.History):
             continue
-        start = history.epoch[0]
-        for name in history.history:
-            history.history[name] = curves.get(name, [])[:start] + list(history.history[name])
+        # No epoch left (killed after the last one's backup): the curves are the whole trial.
+        start = history.epoch[0] if history.epoch else len(curves.get(objective.name, []))
+        for name in set(history.history) | (set(curves) if not history.epoch else set()):
+            history.history[name] = (curves.get(name, [])[:start]
+                                     + list(history.history.get(name, [])))
         history.epoch = list(range(start)) + list(history.epoch)
         values = history.history.get(objective.name) or []
         if not values or not kept.is_file() or start == 0:
