@@ -1,6 +1,6 @@
 # artgan: thin wrappers over `python -m artgan`. The first target you run creates .venv
 # from requirements.txt; later runs reuse it (it is rebuilt when requirements.txt changes).
-#   make search TASK=genre [TRIALS=3] [EPOCHS=1] [SIZE=64] [MAX_IMAGES=200] [FRESH=1] [WORKERS=4]
+#   make search TASK=genre [TRIALS=3] [EPOCHS=1] [MINUTES=30] [SIZE=64] [MAX_IMAGES=200] [FRESH=1] [WORKERS=4]
 #   make report TASK=genre   make compare RUNS="runs/a runs/b"   make tensorboard [PORT=6006]
 #   make explain MODEL=runs/genre/best/model_1.keras IMAGES="a.jpg b.jpg" [OUT=heat]   make test [test-fast]
 #   make similar [MODEL=runs/style/best/model_1.keras] [K=10]   (NGA similar-painting search)
@@ -18,6 +18,7 @@ export PYTHONUNBUFFERED := 1
 
 SEARCH_SETS = $(if $(TRIALS),--set budget.max_trials=$(TRIALS)) \
               $(if $(EPOCHS),--set budget.epochs=$(EPOCHS)) \
+              $(if $(MINUTES),--set budget.max_minutes=$(MINUTES)) \
               $(if $(SIZE),--set space.input_size=$(SIZE)) \
               $(if $(MAX_IMAGES),--set budget.max_train_images=$(MAX_IMAGES)) \
               $(if $(FRESH),--fresh)

@@ -9,7 +9,10 @@ writes them and every reader (report, similar, the launcher).
     <output>/best/model_N.md         each one's model card (data, metrics, input, limits)
     <output>/tensorboard/            one log dir per trial, with an HParams summary
     <output>/tuner/                  KerasTuner's project (oracle + one folder per trial)
-    <output>/tuner/trial_ID/artgan_trial.json   artgan's record of one trial (size, time...)
+    <output>/tuner/trial_ID/artgan_trial.json   artgan's record of one trial (size, time,
+                                     curves so far, the epoch it was pruned at...)
+    <output>/tuner/trial_ID/backup/  the running trial's last finished epoch (to resume it)
+    <output>/search.json             this run's clock (start, deadline) and why it stopped
     <output>/skipped.txt             label rows left out, with reasons
     <output>/logs/, workers.json     a distributed search's process logs and their states
 """
@@ -22,6 +25,9 @@ from pathlib import Path
 #: Metrics recorded at the objective's best epoch, in table order.
 METRICS = ("val_accuracy", "val_top5_accuracy", "val_loss", "accuracy", "loss")
 HP_PREFIX = "hp/"
+#: Table statuses of trials that trained and have a score (PRUNED: stopped early by the
+#: pruning rule; KerasTuner itself records it as COMPLETED).
+FINISHED = ("COMPLETED", "PRUNED")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,10 @@ class RunFolder:
     @property
     def trials_json(self):
         return self.root / "trials.json"
+
+    @property
+    def search_state(self):
+        return self.root / "search.json"
 
     @property
     def best(self):
@@ -99,6 +109,13 @@ class RunFolder:
     def trial_info(self, trial_id):
         return self.trial_dir(trial_id) / "artgan_trial.json"
 
+    def trial_backup(self, trial_id):
+        return self.trial_dir(trial_id) / "backup"
+
+    def trial_infos(self):
+        """Every trial's `artgan_trial.json`, in id order."""
+        return sorted(self.project.glob("trial_*/artgan_trial.json"))
+
     def trial_files(self):
         """Every trial's KerasTuner record (`trial_ID/trial.json`), in id order."""
         return sorted(self.project.glob("trial_*/trial.json"))
@@ -128,7 +145,10 @@ class TrialRow:
     epochs: int | None = None
     wall_seconds: float | None = None
     params: int | None = None
-    memory_mb: float | None = None
+    memory_mb: float | None = None  # resident memory after the trial
+    memory_before_mb: float | None = None  # ... and before it
+    pruned_at_epoch: int | None = None  # status PRUNED: the epoch the rule stopped it at
+    failure: str | None = None  # status FAILED/INVALID: the kind (`failure_kind`)
     inference_ms: float | None = None  # per image, measured when the best models are saved
     worker: str | None = None
     attempts: int | None = None

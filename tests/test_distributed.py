@@ -109,6 +109,7 @@ def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env
     assert sorted(table.index) == ["0", "1", "2", "3"]  # every trial accounted for
     failed = table.loc[lost_id]
     assert failed["status"] == "FAILED" and failed["attempts"] == 2
+    assert failed["failure"] == "worker lost"
     assert "worker1 was killed by SIGKILL while running trial" in failed["message"]
     assert "no restarts left" in failed["message"]
     retried = table.loc[second[0]]
@@ -119,8 +120,34 @@ def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env
     assert f"worker2 was killed by SIGKILL while running trial {second[0]}" in out
     assert f"trial {second[0]} is retried" in out
     assert f"trial {lost_id} is marked FAILED" in out
-    # The retried trial's TensorBoard run holds only its last attempt.
-    assert len(list((output / "tensorboard" / second[0]).rglob("events.out.tfevents.*"))) <= 3
+    # The retried trial's TensorBoard run holds its last attempt, and the first one's epochs
+    # only when the retry resumed after them (from the trial's backup).
+    assert len(list((output / "tensorboard" / second[0]).rglob("events.out.tfevents.*"))) <= 6
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_workers_prune_against_the_curves_in_the_run_folder(tmp_path, env):
+    """Pruning in a chief + workers search: each worker reads the finished trials' curves
+    from the shared run folder (here three planted ones at 100 %), so every trial stops
+    after the warm-up, is PRUNED in the table and still scored."""
+    output = tmp_path / "run"
+    for number in range(3):
+        planted = output / "tuner" / f"trial_planted{number}" / "artgan_trial.json"
+        planted.parent.mkdir(parents=True)
+        planted.write_text(json.dumps({"history": {"val_accuracy": [1.0] * 4}}))
+    command = search_command(output, 2, 4, "--set", "pruning.type=median",
+                             "--set", "pruning.min_epochs=2", "--set", "pruning.min_trials=3")
+    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = read_table(output)
+    assert sorted(table["trial_id"]) == ["0", "1"]
+    assert (table["status"] == "PRUNED").all() and (table["pruned_at_epoch"] == 2).all()
+    assert (table["epochs"] == 2).all() and table["score"].notna().all()
+    assert set(table["worker"]) <= {"worker1", "worker2"}
+    assert "pruned after epoch 2" in result.stdout
+    assert (output / "best" / "model_1.keras").is_file()
 
 
 def test_killing_the_chief_then_rerunning_resumes(tmp_path, env):

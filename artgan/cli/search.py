@@ -6,6 +6,7 @@ from pathlib import Path
 from artgan.config.spec import experiment_file, load_experiment
 from artgan.errors import ArtganError
 from artgan.runfolder import RunFolder
+from artgan.tuning.budget import search_state
 
 
 def add_search(commands):
@@ -76,6 +77,9 @@ def run_search(args):
     print("\nleaderboard (" + spec.tuner.objective + ")")
     print(leaderboard(table))
     folder = RunFolder(spec.output_dir)
+    stopped = search_state(spec.output_dir).get("stopped")
+    if stopped:
+        print(f"\nstopped: {stopped}")
     print(f"\ntrials table: {folder.trials_csv}")
     print(f"TensorBoard:  make tensorboard  (logs in {folder.tensorboard})")
     check_produced(table, spec.output_dir)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from artgan.config.space import SearchSpace, Strict
 from artgan.errors import ArtganError
@@ -69,12 +69,27 @@ class BudgetSpec(Strict):
     executions_per_trial: int = Field(default=1, ge=1)
     max_train_images: Optional[int] = Field(default=None, ge=1)
     max_val_images: Optional[int] = Field(default=None, ge=1)
+    #: Wall-clock minutes for the whole search: no trial starts after them (the running one
+    #: finishes or is pruned). Counted from when this run started; a rerun gets them afresh.
+    max_minutes: Optional[float] = Field(default=None, gt=0)
 
 
 class EarlyStoppingSpec(Strict):
     enabled: bool = True
     patience: int = Field(default=3, ge=1)
     min_delta: float = Field(default=0.0, ge=0)
+
+
+class PruningSpec(Strict):
+    """Stop a trial early when it trails the finished ones (random and Bayesian tuners).
+
+    `median`: after `min_epochs` epochs, a trial whose best objective so far is worse than
+    the median of the finished trials' best values up to the same epoch stops there; the rule
+    waits until `min_trials` trials have finished. (Vizier's and Optuna's median stopping.)"""
+
+    type: Literal["none", "median"] = "none"
+    min_epochs: int = Field(default=2, ge=1)
+    min_trials: int = Field(default=3, ge=1)
 
 
 class TrainingSpec(Strict):
@@ -100,6 +115,7 @@ class ExperimentSpec(Strict):
     tuner: TunerSpec = TunerSpec()
     budget: BudgetSpec = BudgetSpec()
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
+    pruning: PruningSpec = PruningSpec()
     training: TrainingSpec = TrainingSpec()
     distribution: DistributionSpec = DistributionSpec()
     seed: int = 42
@@ -108,6 +124,13 @@ class ExperimentSpec(Strict):
     # Filled in by load_experiment; not part of the YAML.
     source: Optional[str] = Field(default=None, exclude=True)
     space: Optional[SearchSpace] = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _pruning_fits_tuner(self):
+        if self.pruning.type != "none" and self.tuner.type == "hyperband":
+            raise ValueError("pruning works with the random and bayesian tuners; hyperband "
+                             "stops trials early itself (set pruning.type: none)")
+        return self
 
     def path(self, key):
         """A data path from the spec, with ${VARS} expanded, as an absolute Path."""
@@ -130,14 +153,16 @@ class ExperimentSpec(Strict):
     def comparable(self):
         """Everything that changes what a trial scores, as flat `key: value` pairs: the data
         (with a hash of each label file's contents, so the same paths with other rows differ),
-        the search space, tuner, seed, training, early stopping, epochs and image subsets.
-        Resuming a run folder and joining a chief's search both require it to match; the
+        the search space, tuner, seed, training, early stopping, pruning (when on: it changes
+        how long trials train), epochs and image subsets. Resuming a run folder and joining a chief's search both require it to match; the
         number of trials, the output path, devices and descriptions may differ."""
         spec = self.resolved()
         spec["search_space"].pop("description", None)
         kept = {k: spec[k] for k in ("task", "data", "search_space", "tuner", "seed", "training",
                                      "early_stopping")}
         kept["budget"] = {k: spec["budget"][k] for k in SCORED_BUDGET}
+        if self.pruning.type != "none":  # absent when off, so older run folders still match
+            kept["pruning"] = spec["pruning"]
         kept["label_files"] = {k: content_sha256(self.path(k)) for k in ("train", "val", "classes")}
         return flatten(kept)
 
@@ -146,7 +171,8 @@ class ExperimentSpec(Strict):
         return hashlib.sha256(json.dumps(self.comparable(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-#: Budget keys that change what a trial scores (max_trials only changes how many there are).
+#: Budget keys that change what a trial scores (max_trials and max_minutes only change how
+#: many trials there are).
 SCORED_BUDGET = ("epochs", "executions_per_trial", "max_train_images", "max_val_images")
 
 

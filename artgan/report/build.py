@@ -48,7 +48,7 @@ from artgan.report.sections import (
     trial_reason,
     what_mattered_section,
 )
-from artgan.runfolder import RunFolder
+from artgan.runfolder import FINISHED, RunFolder
 
 TEMPLATES = Path(__file__).parent / "templates"
 EMBEDDED = {"figure", "figures", "queries", "thumbnail"}  # left out of metrics.json
@@ -72,7 +72,7 @@ def default_output(run):
 def run_notes(run, evaluated, top):
     """What the report cannot show, in words (shown at the top of the report)."""
     notes = []
-    failed = run.trials[run.trials["status"] != "COMPLETED"]
+    failed = run.trials[~run.trials["status"].isin(FINISHED)]
     for trial in failed.to_dict("records"):
         reason = trial_reason(trial, "no reason recorded")
         notes.append(f"Trial {trial['trial_id']} is {trial['status']} ({reason}): it has no "
@@ -158,9 +158,9 @@ def summary(run, data, context):
     best = context["models"][0] if context["models"] else None
     return {"task": run.spec.task, "description": run.spec.description,
             "classes": len(np.unique(data.val.labels())), "val_images": len(data.val),
-            "train_images": len(data.train), "finished": statuses.get("COMPLETED", 0),
+            "train_images": len(data.train), "finished": sum(statuses.get(s, 0) for s in FINISHED),
             "trials": len(run.trials),
-            "other": {s: n for s, n in statuses.items() if s != "COMPLETED"},
+            "other": {s: n for s, n in statuses.items() if s not in FINISHED},
             "best_accuracy": (best["accuracy"] if best
                               else float(run.finished["val_accuracy"].iloc[0])),
             "best_trial": best["trial_id"] if best else run.finished["trial_id"].iloc[0],

@@ -13,7 +13,7 @@ import yaml
 from artgan.config.space import SearchSpace
 from artgan.config.spec import TASKS, ExperimentSpec, experiment_file, load_experiment, validate
 from artgan.errors import ArtganError
-from artgan.runfolder import RunFolder, TrialRow
+from artgan.runfolder import FINISHED, RunFolder, TrialRow
 
 UNFINISHED = {"RUNNING": "still running", "IDLE": "not started",
               "INVALID": "invalid hyperparameters", "STOPPED": "stopped early by the tuner"}
@@ -39,7 +39,7 @@ class Run:
 
     @property
     def finished(self):
-        return self.trials[self.trials["status"] == "COMPLETED"]
+        return self.trials[self.trials["status"].isin(FINISHED)]
 
     @property
     def hp_columns(self):
@@ -118,7 +118,7 @@ def sort_trials(trials, spec):
     """Finished trials best first, then the others in trial order."""
     trials = trials.copy()
     trials["score"] = pd.to_numeric(trials["score"], errors="coerce")
-    finished = trials["status"] == "COMPLETED"
+    finished = trials["status"].isin(FINISHED)
     ascending = spec.tuner.resolved_direction == "min"
     best = trials[finished].sort_values("score", ascending=ascending, kind="stable")
     return pd.concat([best, trials[~finished]], ignore_index=True)

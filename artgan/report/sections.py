@@ -65,6 +65,7 @@ from artgan.report.format import (
 )
 from artgan.report.insight_figures import parallel_figure
 from artgan.report.run import UNFINISHED
+from artgan.runfolder import FINISHED
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
 
@@ -161,7 +162,7 @@ def leaderboard_section(run, baselines, writer):
                "params", *[c.removeprefix("hp/") for c in hp_columns], "note"]
     rows, records = [], []
     for position, trial in enumerate(run.trials.to_dict("records"), start=1):
-        finished = trial["status"] == "COMPLETED"
+        finished = trial["status"] in FINISHED
         rank = position if finished else None
         note = trial_reason(trial, "" if finished else "did not finish")
         get = trial.get

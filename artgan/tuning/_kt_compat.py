@@ -13,8 +13,10 @@ variables of its distributed mode.
   trial and saving the oracle leaves a RUNNING trial that is queued again
   (`requeue_orphaned_trials`: `_retry_queue`); a new tuner id adopts another's state file
   (`adopt_oracle`: KerasTuner reloads only from `<tuner id>.json`).
-* Start-up: the space is declared up front, so the exploration builds are skipped
-  (`DeclaredSpace`: `BaseTuner._populate_initial_space`).
+* Checkpoints: where a trial's best-epoch weights are (`checkpoint_file`:
+  `_get_checkpoint_fname`), so a resumed trial keeps the best epoch it had before; they are
+  written to a temporary file and renamed (`install_atomic_state_writer` patches
+  `tuner_utils.SaveBestEpoch._save_model`), so a kill -9 never leaves half a checkpoint.
 * Distributed mode: whether this process is a worker (`kt.src.distribute.utils`,
   `tuner._is_worker`); the chief's gRPC server is rebuilt with interceptors and a trial
   time-out (`serve_oracle`, from `oracle_chief.start_server`, `OracleServicer`,
@@ -62,7 +64,8 @@ PRIVATE_PARTS = (
     ("keras_tuner.src.protos", "get_proto"),
     ("keras_tuner.src.engine.oracle", "Oracle._record_values"),
     ("keras_tuner.src.engine.tuner", "Tuner._is_worker"),
-    ("keras_tuner.src.engine.base_tuner", "BaseTuner._populate_initial_space"),
+    ("keras_tuner.src.engine.tuner", "Tuner._get_checkpoint_fname"),
+    ("keras_tuner.src.engine.tuner_utils", "SaveBestEpoch._save_model"),
 )
 #: Oracle instance attributes used here (set in `Oracle.__init__`).
 ORACLE_ATTRIBUTES = ("_retry_queue", "start_order", "end_order", "ongoing_trials", "tuner_ids",
@@ -83,19 +86,30 @@ def missing_private_parts():
     return missing
 
 
-class DeclaredSpace:
-    """Tuner mixin for a space declared up front (the tuner's `hyperparameters` with
-    `tune_new_entries=False`): KerasTuner's start-up exploration, which builds the model once
-    per conditional scope to discover parameters, finds nothing new, costs a model build per
-    scope and fails on values no network fits. It is skipped (`_populate_initial_space`)."""
-
-    def _populate_initial_space(self):
-        self.oracle.update_space(self.oracle.get_space())
-
-
 def install_atomic_state_writer():
-    """Route KerasTuner's JSON state writes through `write_text_atomic` (idempotent)."""
+    """Route KerasTuner's JSON state writes through `write_text_atomic`, and its best-epoch
+    checkpoints through a rename (idempotent)."""
     kt.src.utils.save_json = _save_json_atomically
+    saver = kt.src.engine.tuner_utils.SaveBestEpoch
+    if not getattr(saver._save_model, "artgan_atomic", False):
+        saver._save_model = _atomic_checkpoint(saver._save_model)
+
+
+def _atomic_checkpoint(save):
+    """`SaveBestEpoch._save_model`, writing `saving.<name>` and renaming it over the old."""
+    def save_atomically(self):
+        final = Path(self.filepath)
+        partial = final.with_name("saving." + final.name)
+        self.filepath = str(partial)
+        try:
+            save(self)
+        finally:
+            self.filepath = str(final)
+        if partial.exists():
+            partial.replace(final)
+
+    save_atomically.artgan_atomic = True
+    return save_atomically
 
 
 def is_worker_process():
@@ -192,6 +206,11 @@ def all_trials(tuner):
         except (OSError, ValueError, KeyError):  # being rewritten right now: next refresh
             continue
     return trials
+
+
+def checkpoint_file(tuner, trial_id):
+    """The file KerasTuner keeps a trial's best-epoch weights in."""
+    return tuner._get_checkpoint_fname(trial_id)
 
 
 def adopt_oracle(project):

@@ -66,6 +66,7 @@ class CRNNHyperModel(kt.HyperModel):
         self.seed = seed
         self.batch_size = batch_size  # used when the space has no `batch_size` parameter
         self._embeddings = {}
+        self._declaring = False
 
     @classmethod
     def from_spec(cls, spec, data):
@@ -76,9 +77,23 @@ class CRNNHyperModel(kt.HyperModel):
         """What the builder reads: the search space's parameters only."""
         return SpaceValues(hp, self.space.parameters)
 
+    @contextmanager
+    def declaring(self):
+        """While a tuner is constructed: KerasTuner builds the model once per conditional
+        scope to discover the space, but ours is declared up front (`SearchSpace.register`),
+        so those builds are skipped (they cost a model each, and a configuration that cannot
+        be built would stop the tuner before its first trial instead of failing that trial)."""
+        self._declaring = True
+        try:
+            yield self
+        finally:
+            self._declaring = False
+
     def build(self, hp):
         """The trial's network; values no network can be built from fail the trial at once
         (KerasTuner's `FailedTrialError`: recorded with its reason, never retried)."""
+        if self._declaring:
+            return None
         try:
             return build_model(self.values(hp), num_classes=len(self.data.classes))
         except ImpossibleConfiguration as error:

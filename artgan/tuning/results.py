@@ -27,14 +27,14 @@ from artgan.model.crnn import (
     input_size,
 )
 from artgan.model.saved import save_model
-from artgan.runfolder import METRICS, RunFolder, TrialRow, model_rank
+from artgan.runfolder import FINISHED, METRICS, RunFolder, TrialRow, model_rank
 from artgan.tuning._kt_compat import all_trials
 
 log = logging.getLogger(__name__)
 
 def check_produced(table, output):
     """Refuse (ArtganError) a search that produced nothing: no trial finished."""
-    if (table.get("status", pd.Series(dtype=str)) == "COMPLETED").any():
+    if table.get("status", pd.Series(dtype=str)).isin(FINISHED).any():
         return
     reasons = [m for m in table.get("message", []) if isinstance(m, str) and m]
     example = f", e.g. {reasons[0]}" if reasons else ""
@@ -55,9 +55,11 @@ def trial_rows(tuner):
     for trial in all_trials(tuner):
         info = read_json(folder.trial_info(trial.trial_id))
         message = (getattr(trial, "message", None) or "").strip().splitlines()
+        message = message[-1] if message else ""
+        pruned = info.get("pruned_at_epoch") if trial.status == "COMPLETED" else None
         rows.append(TrialRow(
             trial_id=trial.trial_id,
-            status=trial.status,
+            status="PRUNED" if pruned else trial.status,
             score=trial.score,
             best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
             metrics={name: metric_at(trial, name, trial.best_step) for name in METRICS},
@@ -66,18 +68,39 @@ def trial_rows(tuner):
             params=info.get("params"),
             memory_mb=info.get("memory_mb"),
             inference_ms=info.get("inference_ms"),
+            memory_before_mb=info.get("memory_before_mb"),
+            pruned_at_epoch=pruned,
+            failure=failure_kind(trial.status, message),
             worker=info.get("worker"),
             attempts=info.get("attempts"),
-            message=message[-1] if message else "",
+            message=message,
             hyperparameters=dict(trial.hyperparameters.values),
             history=info.get("history", {}),
         ))
     return rows
 
 
+def failure_kind(status, message):
+    """What kind of failure ended a trial (None if it did not fail): a configuration no
+    network can be built from (never retried), a worker that was lost or timed out (retried
+    up to `max_restarts` first), or any other error."""
+    if status not in ("FAILED", "INVALID"):
+        return None
+    text = (message or "").lower()
+    if "impossible configuration" in text or "oversized model" in text:
+        return "impossible configuration"
+    if "trial time-out" in text:
+        return "timed out"
+    if "was killed by" in text or "exited with status" in text:
+        return "worker lost"
+    if "unreadable" in text:
+        return "lost record"
+    return "error"
+
+
 def resident_memory_mb():
-    """This process's resident memory after a trial: it must stay flat trial after trial
-    (KerasTuner clears the Keras session before each build)."""
+    """This process's resident memory (MB), recorded before and after each trial: it must
+    stay flat trial after trial (KerasTuner clears the Keras session before each build)."""
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
     except (OSError, IndexError, ValueError):  # not Linux
@@ -193,7 +216,10 @@ def leaderboard(table, top=10):
         return "no trials"
     hp_columns = [c for c in table.columns if c.startswith("hp/") and not c.startswith("hp/tuner/")]
     columns = ["trial_id", "status", "score", "val_accuracy", "val_top5_accuracy", "epochs",
-               "wall_seconds", "params"] + hp_columns
+               "wall_seconds", "params"]
+    if "failure" in table and table["failure"].notna().any():
+        columns.append("failure")
+    columns += hp_columns
     view = table[[c for c in columns if c in table.columns]].head(top).copy()
     view.columns = [c.removeprefix("hp/") for c in view.columns]
     view.insert(0, "rank", range(1, len(view) + 1))

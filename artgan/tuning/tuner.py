@@ -8,8 +8,14 @@ this module only connects it to artgan's data and writes results a person can re
     <output>/tensorboard/      one log dir per trial, with an HParams summary
     <output>/trials.csv/.json  every trial: hyperparameters, metrics, epochs, time, size
     <output>/best/model_N.keras  best models with class names and preprocessing inside
+    <output>/search.json       this run's clock and why it stopped
+
+and spends the budget well: a trial that trails the finished ones is pruned (`pruning`), no
+trial starts after `budget.max_minutes`, and an interrupted trial resumes after its last
+finished epoch.
 """
 
+import gc
 import json
 import logging
 import os
@@ -26,17 +32,25 @@ from artgan.files import read_json, write_text_atomic
 from artgan.model.crnn import PARAMETERS
 from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import (
-    DeclaredSpace,
     adopt_oracle,
+    checkpoint_file,
     install_atomic_state_writer,
     is_worker_process,
     repair_tuner_files,
     requeue_orphaned_trials,
     restore_trials,
 )
+from artgan.tuning.budget import (
+    SearchDeadline,
+    past_deadline,
+    record_stop,
+    start_clock,
+    stop_reason,
+)
 from artgan.tuning.hypermodel import CRNNHyperModel
 from artgan.tuning.output import run_folder
 from artgan.tuning.parallel.strategy import distribution_strategy
+from artgan.tuning.pruning import TrialProgress
 from artgan.tuning.results import (
     count_finished,
     report_skipped,
@@ -49,37 +63,75 @@ log = logging.getLogger(__name__)
 
 
 class TrialRecorder:
-    """Tuner mixin: after each trial, save its size, time and curves, and refresh the table.
+    """Tuner mixin: record each trial (size, time, curves), prune it, resume it, refresh the
+    table, and start no trial once the time budget is spent.
 
     `artgan_trial.json` is written when a trial starts too (worker id, pid, attempt), so a
-    trial whose process died shows who held it, and a rerun counts as a further attempt.
+    trial whose process died shows who held it, and a rerun counts as a further attempt; it
+    then holds the curves so far, and `backup/` beside it the last finished epoch, so an
+    interrupted trial resumes there (one execution per trial; else it starts over).
     """
+
+    pruning = None  # the spec's PruningSpec (set by `make_tuner`)
 
     def run_trial(self, trial, *args, **kwargs):
         started = time.perf_counter()
-        path = RunFolder(Path(self.project_dir).parent).trial_info(trial.trial_id)
-        attempts = int(read_json(path).get("attempts") or 0) + 1
-        if attempts > 1:  # an interrupted attempt left half a TensorBoard run: start it over
+        folder = RunFolder(Path(self.project_dir).parent)
+        path = folder.trial_info(trial.trial_id)
+        earlier = read_json(path)
+        attempts = int(earlier.get("attempts") or 0) + 1
+        backup = folder.trial_backup(trial.trial_id)
+        resumable = self.executions_per_trial == 1
+        resume = attempts > 1 and resumable and any(backup.glob("training_metadata.json*"))
+        if attempts > 1 and not resume:  # half a TensorBoard run and no backup: start over
+            shutil.rmtree(backup, ignore_errors=True)
             for callback in kwargs.get("callbacks") or []:
                 if isinstance(callback, keras.callbacks.TensorBoard):
                     shutil.rmtree(Path(callback.log_dir) / str(trial.trial_id), ignore_errors=True)
-        held = {"worker": self.tuner_id, "attempts": attempts, "pid": os.getpid()}
-        write_text_atomic(path, json.dumps(dict(held, status="RUNNING")))
+        curves = (earlier.get("progress") or {}) if resume else {}
+        held = {"worker": self.tuner_id, "attempts": attempts, "pid": os.getpid(),
+                "memory_before_mb": resident_memory_mb()}
+        marker = dict(held, status="RUNNING")
+        write_text_atomic(path, json.dumps(dict(marker, progress=curves)))
+        objective = self.oracle.objective
+        # Progress is written before the backup, so it never lags the epoch a resume starts at.
+        extra = [TrialProgress(folder.root, trial.trial_id, marker, objective.name,
+                               objective.direction, self.pruning, curves)]
+        if resumable:
+            extra.append(keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True))
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *extra]
+        checkpoint = Path(checkpoint_file(self, trial.trial_id))
+        kept = checkpoint.with_name("resumed_from." + checkpoint.name)
+        if resume:
+            log.info(f"trial {trial.trial_id}: resuming after its last finished epoch "
+                     f"(attempt {attempts})")
+            if checkpoint.is_file():  # the best epoch before the interruption
+                shutil.copyfile(checkpoint, kept)
         try:
             result = super().run_trial(trial, *args, **kwargs)
         except Exception as error:  # KerasTuner records the trial as failed; say who ran it
             write_text_atomic(path, json.dumps(dict(held, status="ERROR", error=type(error).__name__)))
             raise
+        if resume:
+            continue_histories(result, curves, objective, kept, checkpoint)
+        kept.unlink(missing_ok=True)
+        progress = read_json(path)
         info = dict(fit_statistics(result), wall_seconds=time.perf_counter() - started,
                     memory_mb=resident_memory_mb(), **held)
+        if progress.get("pruned_at_epoch"):
+            info["pruned_at_epoch"] = progress["pruned_at_epoch"]
         write_text_atomic(path, json.dumps(info))
+        shutil.rmtree(backup, ignore_errors=True)
         return result
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         write_trials_table(self, Path(self.project_dir).parent)
+        gc.collect()  # keep resident memory flat trial after trial
 
     def pre_create_trial(self):
+        if past_deadline(Path(self.project_dir).parent):
+            raise SearchDeadline()
         # Asking twice without a trial in between means the oracle answered IDLE (Hyperband
         # waits for other workers' trials); KerasTuner would ask again at once, in a tight loop.
         super().pre_create_trial()
@@ -90,6 +142,31 @@ class TrialRecorder:
     def on_trial_begin(self, trial):
         self._asked_in_vain = False
         super().on_trial_begin(trial)
+
+
+def continue_histories(result, curves, objective, kept, checkpoint):
+    """A resumed trial's History holds only the epochs after the backup: put the earlier
+    ones (`curves`, from artgan_trial.json) in front, so the score, best epoch and table
+    cover the whole trial; and when its best epoch came before the interruption, put that
+    epoch's checkpoint (`kept`) back (KerasTuner's checkpointing restarted at the resume)."""
+    for history in result if isinstance(result, list) else [result]:
+        if not isinstance(history, keras.callbacks.History):
+            continue
+        # No epoch left (killed after the last one's backup): the curves are the whole trial.
+        start = history.epoch[0] if history.epoch else len(curves.get(objective.name, []))
+        for name in set(history.history) | (set(curves) if not history.epoch else set()):
+            history.history[name] = (curves.get(name, [])[:start]
+                                     + list(history.history.get(name, [])))
+        history.epoch = list(range(start)) + list(history.epoch)
+        values = history.history.get(objective.name) or []
+        if not values or not kept.is_file() or start == 0:
+            continue
+        pick = max if objective.direction == "max" else min
+        best = values.index(pick(values))
+        if best < start:
+            partial = checkpoint.with_name("saving." + checkpoint.name)
+            shutil.copyfile(kept, partial)
+            partial.replace(checkpoint)
 
 
 def fit_statistics(result):
@@ -139,7 +216,7 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
     repaired, rebuild = ([], False) if skip_repair else repair_tuner_files(project)
     if not overwrite:
         adopt_oracle(project)
-    tuner_class = type(f"Artgan{base.__name__}", (TrialRecorder, DeclaredSpace, base), {})
+    tuner_class = type(f"Artgan{base.__name__}", (TrialRecorder, base), {})
     objective = kt.Objective(spec.tuner.objective, spec.tuner.resolved_direction)
     space = kt.HyperParameters()  # the YAML space, declared up front; nothing else is tuned
     spec.space.register(space)
@@ -156,22 +233,23 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
         max_consecutive_failed_trials=3,
         distribution_strategy=distribution_strategy(spec) if distribute else None,
     )
-    if spec.tuner.type == "hyperband":
-        tuner = tuner_class(
-            max_epochs=spec.budget.epochs,
-            factor=spec.tuner.hyperband_factor,
-            hyperband_iterations=1,
-            **common,
-        )
-    elif spec.tuner.type == "bayesian":
-        tuner = tuner_class(max_trials=spec.budget.max_trials,
-                            num_initial_points=spec.tuner.initial_points, **common)
-    else:
-        tuner = tuner_class(max_trials=spec.budget.max_trials, **common)
+    with hypermodel.declaring():
+        tuner = _construct(tuner_class, spec, common)
+    tuner.pruning = spec.pruning
     if rebuild:
         restore_trials(tuner.oracle, project)
     requeue_orphaned_trials(tuner.oracle, skip=repaired)
     return tuner
+
+
+def _construct(tuner_class, spec, common):
+    if spec.tuner.type == "hyperband":
+        return tuner_class(max_epochs=spec.budget.epochs, factor=spec.tuner.hyperband_factor,
+                           hyperband_iterations=1, **common)
+    if spec.tuner.type == "bayesian":
+        return tuner_class(max_trials=spec.budget.max_trials,
+                           num_initial_points=spec.tuner.initial_points, **common)
+    return tuner_class(max_trials=spec.budget.max_trials, **common)
 
 
 def callbacks(spec):
@@ -205,14 +283,20 @@ def run_search(spec, fresh=False):
         if finished:
             log.info(f"resuming: {finished} finished trial(s) kept in {RunFolder(output).project}")
         gave_up = None
+        start_clock(spec)
         try:
             tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
+        except SearchDeadline:
+            pass  # no new trial after the time budget: the table says so
         except RuntimeError as error:  # KerasTuner stops after a few failed trials in a row
             if not str(error).startswith("Number of consecutive failures"):
                 raise
             gave_up = str(error).strip().splitlines()
         save_best_models(tuner, spec, data, output)  # first: it times them for the table
         table = write_trials_table(tuner, output)
+        ended = len(tuner.oracle.trials)
+        record_stop(output, f"KerasTuner gave up: {gave_up[0]}" if gave_up else
+                    stop_reason(output, ended, spec.budget.max_trials))
         report_skipped(data, output)
     if gave_up:
         raise ArtganError(

@@ -23,6 +23,7 @@ from artgan.files import read_json, write_text_atomic
 from artgan.model.crnn import PARAMETERS
 from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import ongoing_trials
+from artgan.tuning.budget import record_stop, start_clock
 from artgan.tuning.output import run_folder
 from artgan.tuning.parallel.access import (
     TOKEN_ENV,
@@ -206,6 +207,7 @@ class Launcher:
 
     def _run(self):
         self.folder.logs.mkdir(exist_ok=True)
+        start_clock(self.spec)  # one deadline for every process, restarted workers included
         finished = finished_count(self.output)
         if finished:
             self.say(f"resuming: {finished} finished trial(s) kept in {self.folder.project}")
@@ -229,6 +231,7 @@ class Launcher:
         table = finalize(self.spec, self.failed)
         self.summary(table)
         if outcome != "finished":
+            record_stop(self.output, outcome)
             raise ArtganError(outcome)
         return table
 
@@ -314,7 +317,8 @@ class Launcher:
         if code < 0 and worker.restarts < self.max_restarts:
             worker.restarts += 1
             retry = (f"; the oracle gives {worker.name} its unfinished trial {trial_id} back, so "
-                     f"trial {trial_id} is retried from its first epoch" if trial_id is not None else "")
+                     f"trial {trial_id} is retried from its last finished epoch" if trial_id is not None
+                     else "")
             self.event(f"{worker.name} {how} {held}; restarting it under the same tuner id "
                        f"(restart {worker.restarts} of {self.max_restarts}){retry}")
             worker.start()

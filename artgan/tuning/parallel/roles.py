@@ -16,7 +16,7 @@ This module only wires artgan to that engine; it schedules nothing itself.
 * `python -m artgan search EXP --workers N` is a launcher: it starts a chief on a free
   loopback port and N local workers, streams their output (also kept in <output>/logs/),
   restarts a worker killed by a signal under the *same* tuner id (the oracle hands that id
-  its unfinished trial again, so the trial is retried from its first epoch), and when the
+  its unfinished trial again, so the trial resumes after its last finished epoch), and when the
   search is over reloads the project from disk in this process and writes the trials table
   and best models exactly as a single-process search does.
 
@@ -53,6 +53,7 @@ from artgan.tuning._kt_compat import (
     mark_failed,
     serve_oracle,
 )
+from artgan.tuning.budget import SearchDeadline, record_stop, start_clock, stop_reason
 from artgan.tuning.hypermodel import CRNNHyperModel
 from artgan.tuning.output import run_folder
 from artgan.tuning.parallel.access import (
@@ -255,6 +256,8 @@ def serve(spec, host, port, token_file=None, trial_timeout=DEFAULT_TRIAL_TIMEOUT
         token, note = chief_token(spec.output_dir, token_file)
     check_chief_access(host, token)
     with nullcontext(spec.output_dir) if launched else run_folder(spec, fresh=False) as output:
+        if not launched:  # a launcher started the clock itself
+            start_clock(spec)
         tuner, _ = _tuner(spec, distribute=False)
         finished = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
         if note:
@@ -283,6 +286,9 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
           f"{len(data.val)} val images -> {spec.output_dir}")
     try:
         tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
+    except SearchDeadline:
+        log.info(f"{tuner_id}: the time budget is spent; no new trial")
+        return
     except grpc.RpcError as error:
         if error.code() != grpc.StatusCode.UNAUTHENTICATED:
             raise
@@ -308,5 +314,7 @@ def finalize(spec, failed=None):
             mark_failed(tuner, failed)
         save_best_models(tuner, spec, data, spec.output_dir)  # first: it times them
         table = write_trials_table(tuner, spec.output_dir)
+        record_stop(spec.output_dir,
+                    stop_reason(spec.output_dir, len(tuner.oracle.trials), spec.budget.max_trials))
         report_skipped(data, spec.output_dir)
     return table

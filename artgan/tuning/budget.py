@@ -1,0 +1,59 @@
+"""The search's clock (`budget.max_minutes`) and why the search stopped: `<output>/search.json`.
+
+The clock is written once when a run starts (a single-process search or a launcher), so
+every process of a distributed search, a restarted worker included, reads one deadline.
+No trial starts after it; the running one finishes (or is pruned).
+"""
+
+import json
+import time
+from datetime import datetime, timezone
+
+from artgan.files import read_json, write_text_atomic
+from artgan.runfolder import RunFolder
+
+
+class SearchDeadline(Exception):
+    """Raised before a new trial when the time budget is spent (ends the trial loop)."""
+
+
+def start_clock(spec, now=None):
+    """Start this run's clock in `<output>/search.json`; returns the state written."""
+    now = time.time() if now is None else now
+    minutes = spec.budget.max_minutes
+    state = {"started": _stamp(now), "started_at": now, "max_minutes": minutes,
+             "deadline_at": None if minutes is None else now + 60 * minutes,
+             "stopped": None}
+    write_text_atomic(RunFolder(spec.output_dir).search_state, json.dumps(state, indent=1))
+    return state
+
+
+def search_state(output):
+    return read_json(RunFolder(output).search_state)
+
+
+def past_deadline(output, now=None):
+    """True once this run's time budget is spent (False without one)."""
+    deadline = search_state(output).get("deadline_at")
+    return deadline is not None and (time.time() if now is None else now) >= deadline
+
+
+def record_stop(output, reason):
+    """Say in search.json why the search stopped (shown under the leaderboard)."""
+    state = search_state(output)
+    state.update(stopped=reason, ended=_stamp(time.time()))
+    write_text_atomic(RunFolder(output).search_state, json.dumps(state, indent=1))
+    return state
+
+
+def stop_reason(output, finished, max_trials):
+    """Why a search that ended normally stopped: its time budget or its trial count."""
+    state = search_state(output)
+    if past_deadline(output) and finished < max_trials:
+        return (f"time budget: `budget.max_minutes` {state['max_minutes']:g} reached; "
+                f"{finished} of {max_trials} trials ran")
+    return f"trial budget: {finished} of {max_trials} trials ran"
+
+
+def _stamp(seconds):
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
