@@ -4,7 +4,8 @@
    against a per-item `cv2.imread` + `cv2.resize` Python generator (the original project's
    approach), for the first epoch (which decodes) and later epochs (artgan reads its cache).
 2. Training: images/s and achieved FLOP/s of the default CRNN at 128 px, beside this
-   machine's achievable FLOP/s measured with a large `tf.matmul` in the same run.
+   machine's achievable FLOP/s measured with a large `tf.matmul` in the same run, and the
+   CPU's vector instructions and TensorFlow's thread settings beside them.
 3. Pretrained backbone: embedding throughput of EfficientNet-Lite0 at 224 px (images/s and
    as a fraction of the same matmul rate), and the time of a head-only trial on cached
    activations against a scratch-CRNN trial on the same paintings.
@@ -154,9 +155,34 @@ def bench_training(table, size, batch_size, steps):
     print(f"achieved            {achieved / 1e9:8.2f} GFLOP/s (3x forward per image)")
     print(f"tf.matmul {n}x{n}   {peak / 1e9:8.2f} GFLOP/s (this machine, same run)")
     print(f"fraction of matmul  {achieved / peak:8.1%}")
+    print(cpu_facts())
 
 
 MATMUL_SIZE = 2048
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def cpu_facts():
+    """What decides CPU training speed: vector instructions, cores, TensorFlow's threads."""
+    import tensorflow as tf
+
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    threading = tf.config.threading
+    settings = {name: os.environ.get(name, "unset") for name in (
+        "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+        "OMP_NUM_THREADS")}
+    return (f"CPU: {' '.join(f for f in SIMD_FLAGS if f in flags) or 'unknown'}; "
+            f"{len(os.sched_getaffinity(0))} usable cores; TensorFlow intra-op threads "
+            f"{threading.get_intra_op_parallelism_threads() or 'auto'}, inter-op "
+            f"{threading.get_inter_op_parallelism_threads() or 'auto'}; "
+            + ", ".join(f"{k}={v}" for k, v in settings.items()))
 
 
 def matmul_rate(n=MATMUL_SIZE, repeats=10):
