@@ -6,6 +6,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from artgan.cli import main
@@ -104,3 +105,16 @@ def test_the_lock_goes_with_its_holder_even_on_kill_9(tmp_path):
         holder.wait()
     with folder_lock(tmp_path):
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+
+
+def test_leaderboard_leaves_out_columns_no_trial_has():
+    from artgan.tuning.results import leaderboard
+
+    table = pd.DataFrame({"trial_id": ["1", "0"], "status": ["COMPLETED", "PRUNED"],
+                          "score": [0.9, 0.5], "val_accuracy": [0.9, 0.5],
+                          "val_top5_accuracy": [None, None], "hp/lstm_units": [64, 128],
+                          "hp/momentum": [None, None]})
+    lines = leaderboard(table).splitlines()
+    assert lines[0].split() == ["rank", "trial_id", "status", "score", "val_accuracy",
+                                "lstm_units"]
+    assert lines[1].split() == ["1", "1", "COMPLETED", "0.9", "0.9", "64"]

@@ -221,6 +221,7 @@ def leaderboard(table, top=10):
         columns.append("failure")
     columns += hp_columns
     view = table[[c for c in columns if c in table.columns]].head(top).copy()
+    view = view.dropna(axis=1, how="all")  # e.g. top-5 accuracy on 4 classes, unused params
     view.columns = [c.removeprefix("hp/") for c in view.columns]
     view.insert(0, "rank", range(1, len(view) + 1))
     return view.to_string(index=False, float_format=lambda v: f"{v:.4g}")
