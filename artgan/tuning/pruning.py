@@ -108,7 +108,7 @@ class TrialProgress(keras.callbacks.Callback):
     def should_stop(self):
         rule = self.pruning
         curve = self.curves.get(self.objective)
-        if rule is None or rule.type != "median" or not curve:
-            return False
+        if rule is None or rule.type != "median" or len(curve or ()) < rule.min_epochs:
+            return False  # no rule, or still warming up: the run folder need not be read
         finished = finished_curves(self.output, self.objective, skip={self.trial_id})
         return median_stop(curve, finished, rule.min_epochs, rule.min_trials, self.direction)
