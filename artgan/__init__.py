@@ -16,7 +16,8 @@ The package reads like the data's path, one subpackage per concern, lowest first
 Rules (checked by tests/test_layout.py, which reads every import):
 1. A module imports its own layer or lower ones only: data/ and model/ never import
    keras_tuner, tuning/, report/ or cli/.
-2. Only tuning/ imports keras_tuner, and only tuning/_kt_compat.py touches its private parts.
+2. Only tuning/ imports keras_tuner, and only tuning/_kt_compat.py touches its private parts;
+   only model/_tf_compat.py touches TensorFlow's (tensorflow.python).
 3. report/ reads run folders through `artgan.runfolder` (the one layout, also used by the
    writer); it never imports tuning/.
 4. similar/ and evaluation/ never import tuning/, report/ or cli/.

@@ -169,14 +169,10 @@ def test_a_killed_trial_resumes_from_its_last_finished_epoch(tmp_path, data_dir)
 
 
 @pytest.mark.slow
-def test_resident_memory_over_twenty_trials_grows_no_faster_than_today(tmp_path, cache_dir,
-                                                                        data_dir):
-    """A regression guard, not yet the goal (issue 11 asks < 10 % from trial 2 to 20):
-    Keras 3.15 / TensorFlow 2.21 keep each fitted model's train and test step graphs
-    (`one_step_on_data` FuncGraphs) after clear_session and gc, about 20-25 MB per trial here;
-    a plain build/fit/clear_session loop without KerasTuner or artgan grows the same, and
-    malloc_trim, MALLOC_ARENA_MAX and numpy inputs instead of PyDatasets do not help. What
-    artgan adds on top (caches, generators, histories) must stay out of that growth."""
+def test_resident_memory_stays_flat_over_twenty_trials(tmp_path, cache_dir, data_dir):
+    """Issue 11's target: resident memory before trial 20 within 10 % of trial 2's. Without
+    `releasing_graphs` every fitted model's graphs stay pinned by TensorFlow's gradient
+    registry and this grows by about 20-25 MB a trial (40-50 % over 20 trials)."""
     from artgan.tuning.tuner import run_search
 
     spec = tiny_spec(tmp_path / "run", "budget.max_trials=20", "budget.max_train_images=24",
@@ -185,7 +181,7 @@ def test_resident_memory_over_twenty_trials_grows_no_faster_than_today(tmp_path,
     assert len(table) == 20
     before = table.sort_values("trial_id", key=lambda ids: ids.astype(int))["memory_before_mb"]
     second, last = before.iloc[1], before.iloc[-1]
-    assert (last - second) / 18 < 35, before.tolist()  # MB per trial
+    assert last < 1.10 * second, before.tolist()
 
 
 def test_a_resumed_history_gets_the_epochs_before_the_interruption(tmp_path):

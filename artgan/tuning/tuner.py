@@ -29,6 +29,7 @@ import keras_tuner as kt
 from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
 from artgan.files import read_json, write_text_atomic
+from artgan.model._tf_compat import releasing_graphs
 from artgan.model.crnn import PARAMETERS
 from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import (
@@ -108,7 +109,8 @@ class TrialRecorder:
             if checkpoint.is_file():  # the best epoch before the interruption
                 shutil.copyfile(checkpoint, kept)
         try:
-            result = super().run_trial(trial, *args, **kwargs)
+            with releasing_graphs():  # or each fitted model's graphs stay in memory
+                result = super().run_trial(trial, *args, **kwargs)
         except Exception as error:  # KerasTuner records the trial as failed; say who ran it
             write_text_atomic(path, json.dumps(dict(held, status="ERROR", error=type(error).__name__)))
             raise
@@ -127,7 +129,7 @@ class TrialRecorder:
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         write_trials_table(self, Path(self.project_dir).parent)
-        gc.collect()  # keep resident memory flat trial after trial
+        gc.collect()  # free the trial's model now that its graphs are released
 
     def pre_create_trial(self):
         if past_deadline(Path(self.project_dir).parent):
