@@ -3,9 +3,10 @@
 1. Input pipeline on real WikiArt JPEGs: images/s of artgan's cache + ImageLabelGenerator
    against a per-item `cv2.imread` + `cv2.resize` Python generator (the original project's
    approach), for the first epoch (which decodes) and later epochs (artgan reads its cache).
-2. Training: images/s and achieved FLOP/s of the default CRNN at 128 px, beside this
-   machine's achievable FLOP/s measured with a large `tf.matmul` in the same run, and the
-   CPU's vector instructions and TensorFlow's thread settings beside them.
+2. Training: images/s and achieved FLOP/s of the default CRNN at 128 px, with artgan's fused
+   batch norm and with Keras' own (the plain baseline), beside this machine's achievable
+   FLOP/s measured with a large `tf.matmul` in the same run, and the CPU's vector
+   instructions, whether oneDNN is on and TensorFlow's thread settings beside them.
 3. Pretrained backbone: embedding throughput of EfficientNet-Lite0 at 224 px (images/s and
    as a fraction of the same matmul rate), and the time of a head-only trial on cached
    activations against a scratch-CRNN trial on the same paintings.
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the CLI does
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cv2  # noqa: E402
@@ -130,28 +132,42 @@ def model_flops(model):
 
 
 def bench_training(table, size, batch_size, steps):
+    """The default CRNN's training rate against the machine's matmul rate, with artgan's
+    fused batch norm and, as the plain baseline in the same run, Keras' own."""
     import keras_tuner as kt
+    from keras import layers
 
     from artgan.data.generators import ImageLabelGenerator
     from artgan.data.splits import load_split_images
-    from artgan.model.crnn import build_crnn
+    from artgan.model import crnn
 
-    hp = kt.HyperParameters()
-    hp.Fixed("input_size", size)
-    model = build_crnn(hp, num_classes=table.num_classes)
-    forward = model_flops(model)
     split = load_split_images(table.subset(np.arange(steps * batch_size)), size, progress=False)
     generator = ImageLabelGenerator(split, batch_size, shuffle=True, augment=True)
-    model.fit(generator, epochs=1, steps_per_epoch=2, verbose=0)  # build + trace
-    _, seconds = timed(model.fit, generator, epochs=1, verbose=0)
-    images_per_second = len(split) / seconds
+
+    def train_rate(batch_norm):
+        crnn.FusedBatchNormalization = batch_norm
+        try:
+            hp = kt.HyperParameters()
+            hp.Fixed("input_size", size)
+            model = crnn.build_crnn(hp, num_classes=table.num_classes)
+        finally:
+            crnn.FusedBatchNormalization = FusedBatchNormalization
+        model.fit(generator, epochs=1, steps_per_epoch=2, verbose=0)  # build + trace
+        seconds = min(timed(model.fit, generator, epochs=1, verbose=0)[1] for _ in range(REPEATS))
+        return model, len(split) / seconds
+
+    FusedBatchNormalization = crnn.FusedBatchNormalization
+    _, plain = train_rate(layers.BatchNormalization)
+    model, images_per_second = train_rate(FusedBatchNormalization)
+    forward = model_flops(model)
     achieved = 3 * forward * images_per_second  # forward + backward ~ 3x forward
     peak, n = matmul_rate()
 
     print(f"\n== training: default CRNN at {size} px ({model.count_params():,} parameters), "
-          f"batch {batch_size}, {len(split)} real images")
+          f"batch {batch_size}, {len(split)} real images, best of {REPEATS} epochs")
     print(f"forward cost        {forward / 1e9:8.3f} GFLOP/image")
-    print(f"training            {images_per_second:8.1f} images/s")
+    print(f"Keras batch norm    {plain:8.1f} images/s (plain baseline, same run)")
+    print(f"training            {images_per_second:8.1f} images/s ({images_per_second / plain:.2f}x)")
     print(f"achieved            {achieved / 1e9:8.2f} GFLOP/s (3x forward per image)")
     print(f"tf.matmul {n}x{n}   {peak / 1e9:8.2f} GFLOP/s (this machine, same run)")
     print(f"fraction of matmul  {achieved / peak:8.1%}")
@@ -159,6 +175,7 @@ def bench_training(table, size, batch_size, steps):
 
 
 MATMUL_SIZE = 2048
+REPEATS = 3  # timings take the best of a few runs: this VM's speed varies minute to minute
 SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
 
 
@@ -174,6 +191,8 @@ def cpu_facts():
                 break
     except OSError:
         pass
+    from artgan.model._tf_compat import onednn_enabled
+
     threading = tf.config.threading
     settings = {name: os.environ.get(name, "unset") for name in (
         "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
@@ -182,6 +201,7 @@ def cpu_facts():
             f"{len(os.sched_getaffinity(0))} usable cores; TensorFlow intra-op threads "
             f"{threading.get_intra_op_parallelism_threads() or 'auto'}, inter-op "
             f"{threading.get_inter_op_parallelism_threads() or 'auto'}; "
+            f"oneDNN {'on' if onednn_enabled() else 'off'}; "
             + ", ".join(f"{k}={v}" for k, v in settings.items()))
 
 
@@ -192,11 +212,15 @@ def matmul_rate(n=MATMUL_SIZE, repeats=10):
     a = tf.random.normal((n, n))
     b = tf.random.normal((n, n))
     tf.linalg.matmul(a, b).numpy()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        c = tf.linalg.matmul(a, b)
-    c.numpy()
-    return 2 * n**3 * repeats / (time.perf_counter() - started), n
+
+    def run():
+        started = time.perf_counter()
+        for _ in range(repeats):
+            c = tf.linalg.matmul(a, b)
+        c.numpy()
+        return time.perf_counter() - started
+
+    return 2 * n**3 * repeats / min(run() for _ in range(REPEATS)), n
 
 
 def bench_backbone(table, images, epochs, batch_size):

@@ -1,4 +1,5 @@
-"""The one TensorFlow private part artgan touches: the global gradient registry.
+"""The TensorFlow private parts artgan touches: the global gradient registry, and whether
+oneDNN is on (`onednn_enabled`, below).
 
 Every traced train step registers a `CustomGradient-N` entry in TensorFlow's global gradient
 registry (`ops._gradient_registry`): Keras' optimizer sums the gradients with
@@ -9,6 +10,7 @@ model here; tensorflow/tensorflow#80895, keras-team/tf-keras#898).
 `releasing_graphs()` removes the entries a block of work added, and nothing else.
 """
 
+import functools
 import gc
 import logging
 from contextlib import contextmanager
@@ -47,3 +49,17 @@ def releasing_graphs():
                 registry.pop(name, None)
             log.debug("released %d custom gradients", len(added))
         gc.collect()
+
+
+@functools.cache
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels. TensorFlow turns them on by default only
+    on CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX; `TF_ENABLE_ONEDNN_OPTS=1`, read
+    once when TensorFlow loads, turns them on elsewhere (the CLI sets it)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())

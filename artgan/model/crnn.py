@@ -20,6 +20,7 @@ from keras import layers
 
 from artgan.config.space import Allowed
 from artgan.model.backbones import BACKBONES, BOTTOM_TAPS, SCRATCH, SEQUENCE_TAPS, get_backbone
+from artgan.model.batchnorm import FusedBatchNormalization
 
 #: Named layers whose outputs are useful features, in network order.
 CONV_FEATURES = "features_conv"
@@ -63,7 +64,7 @@ def conv_block(x, filters, kernel_size, index):
     x = layers.Conv2D(
         filters, kernel_size, padding="same", use_bias=False, name=f"{prefix}_conv"
     )(x)
-    x = layers.BatchNormalization(name=f"{prefix}_bn")(x)
+    x = FusedBatchNormalization(name=f"{prefix}_bn")(x)
     x = layers.Activation("relu", name=f"{prefix}_relu")(x)
     return layers.MaxPooling2D(2, name=f"{prefix}_pool")(x)
 

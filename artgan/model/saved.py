@@ -41,9 +41,11 @@ def load_model(path):
     """(model, metadata) for a saved artgan model, compiled-free for inference."""
     import keras
 
+    from artgan.model.batchnorm import CUSTOM_OBJECTS
+
     metadata = read_metadata(path)
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False, custom_objects=CUSTOM_OBJECTS)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a file it refuses
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ArtganError(f"{path}: Keras refused to load this model: {reason}") from None
