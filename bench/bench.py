@@ -135,30 +135,26 @@ def bench_training(table, size, batch_size, steps):
     """The default CRNN's training rate against the machine's matmul rate, with artgan's
     fused batch norm and, as the plain baseline in the same run, Keras' own."""
     import keras_tuner as kt
-    from keras import layers
+    from plain import stock_batch_norm
 
     from artgan.data.generators import ImageLabelGenerator
     from artgan.data.splits import load_split_images
-    from artgan.model import crnn
+    from artgan.model.crnn import build_crnn
 
     split = load_split_images(table.subset(np.arange(steps * batch_size)), size, progress=False)
     generator = ImageLabelGenerator(split, batch_size, shuffle=True, augment=True)
 
-    def train_rate(batch_norm):
-        crnn.FusedBatchNormalization = batch_norm
-        try:
-            hp = kt.HyperParameters()
-            hp.Fixed("input_size", size)
-            model = crnn.build_crnn(hp, num_classes=table.num_classes)
-        finally:
-            crnn.FusedBatchNormalization = FusedBatchNormalization
+    def train_rate(model):
         model.fit(generator, epochs=1, steps_per_epoch=2, verbose=0)  # build + trace
         seconds = min(timed(model.fit, generator, epochs=1, verbose=0)[1] for _ in range(REPEATS))
-        return model, len(split) / seconds
+        return len(split) / seconds
 
-    FusedBatchNormalization = crnn.FusedBatchNormalization
-    _, plain = train_rate(layers.BatchNormalization)
-    model, images_per_second = train_rate(FusedBatchNormalization)
+    hp = kt.HyperParameters()
+    hp.Fixed("input_size", size)
+    with stock_batch_norm():
+        plain = train_rate(build_crnn(hp, num_classes=table.num_classes))
+    model = build_crnn(hp, num_classes=table.num_classes)
+    images_per_second = train_rate(model)
     forward = model_flops(model)
     achieved = 3 * forward * images_per_second  # forward + backward ~ 3x forward
     peak, n = matmul_rate()

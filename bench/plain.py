@@ -4,13 +4,15 @@ artgan and the plain way, and what each found.
 The plain way is what the original project (and KerasTuner's own examples) do: a
 `kt.HyperModel` over the same search space and the same model builders, fed by a Python
 generator that reads and resizes every image with `cv2.imread` per item, every epoch, with the
-pretrained backbone (frozen) inside the model, no caches and no pruning. Both searches use the
-same tuner, seed, trials, epochs, early stopping and image subsets.
+pretrained backbone (frozen) inside the model, no caches and no pruning, and Keras' stock
+`BatchNormalization` (same numbers as artgan's fused one, its own kernels). Both searches use
+the same tuner, seed, trials, epochs, early stopping and image subsets.
 """
 
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import keras
@@ -21,6 +23,7 @@ import pandas as pd
 from artgan.config.spec import experiment_file, load_experiment
 from artgan.data.generators import output_labels
 from artgan.data.splits import TaskData
+from artgan.model import crnn
 from artgan.model.crnn import (
     SCRATCH,
     backbone_name,
@@ -60,6 +63,12 @@ class Cv2Batches(keras.utils.PyDataset):
             np.random.default_rng().shuffle(self.order)
 
 
+def stock_batch_norm():
+    """Within it, CRNNs are built with Keras' own BatchNormalization (same momentum, same
+    numbers) instead of artgan's fused one: what a model built without artgan computes with."""
+    return mock.patch.object(crnn, "FusedBatchNormalization", keras.layers.BatchNormalization)
+
+
 class PlainHyperModel(kt.HyperModel):
     """The same builders and space as artgan's hypermodel, on plain per-item decoding."""
 
@@ -71,7 +80,8 @@ class PlainHyperModel(kt.HyperModel):
         values = SpaceValues(hp, self.space.parameters)
         classes = len(self.data.classes)
         if backbone_name(values) == SCRATCH:
-            return build_crnn(values, classes)
+            with stock_batch_norm():
+                return build_crnn(values, classes)
         model = build_pretrained_crnn(values, classes, image_input=True)  # backbone inside
         return compile_model(model, values, classes)
 

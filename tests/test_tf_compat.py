@@ -50,3 +50,7 @@ def test_a_fitted_model_leaves_its_graphs_behind_unless_released():
         fit_tiny_model()
     keras.backend.clear_session()
     assert custom_gradients(registry) == names and live_graphs() == graphs
+
+
+def test_the_onednn_switch_is_readable():
+    assert _tf_compat.onednn_enabled()  # conftest sets TF_ENABLE_ONEDNN_OPTS=1, as the CLI does
