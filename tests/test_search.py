@@ -199,3 +199,29 @@ def test_an_impossible_configuration_fails_once_with_its_reason(tmp_path, data_d
     assert "impossible configuration: 6 conv blocks shrink a 32 px input" in table["message"][0]
     info = json.loads(next((spec.output_dir / "tuner").glob("trial_*/artgan_trial.json")).read_text())
     assert info["attempts"] == 1  # built once: not retried
+
+
+def test_a_crashed_trial_runs_again_up_to_max_retries(tmp_path, data_dir, monkeypatch):
+    """An error other than an impossible configuration (here a MemoryError in the first fit)
+    is retried, `budget.max_retries` times, then FAILED with its kind."""
+    from artgan.tuning.hypermodel import CRNNHyperModel
+
+    fit, crashed = CRNNHyperModel.fit, []
+
+    def crash_first(self, *args, **kwargs):
+        if not crashed:
+            crashed.append(True)
+            raise MemoryError("out of memory (simulated)")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(CRNNHyperModel, "fit", crash_first)
+    for retries, status in ((1, "COMPLETED"), (0, "FAILED")):
+        crashed.clear()
+        spec = tiny_spec(tmp_path / str(retries), "budget.max_trials=1",
+                         f"budget.max_retries={retries}", "space.backbone=scratch")
+        run_search(spec)
+        row = pd.read_csv(spec.output_dir / "trials.csv").iloc[0]
+        info = json.loads(next(spec.output_dir.glob("tuner/trial_*/artgan_trial.json")).read_text())
+        assert row["status"] == status and info["attempts"] == retries + 1
+        if status == "FAILED":
+            assert row["failure"] == "error" and "MemoryError" in row["message"]

@@ -72,6 +72,9 @@ class BudgetSpec(Strict):
     #: Wall-clock minutes for the whole search: no trial starts after them (the running one
     #: finishes or is pruned). Counted from when this run started; a rerun gets them afresh.
     max_minutes: Optional[float] = Field(default=None, gt=0)
+    #: How often a trial that crashed (out of memory, any error but an impossible
+    #: configuration, which fails at once) runs again before it counts as FAILED.
+    max_retries: int = Field(default=1, ge=0)
 
 
 class EarlyStoppingSpec(Strict):

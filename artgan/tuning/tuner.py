@@ -232,6 +232,7 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
         directory=str(spec.output_dir),
         project_name=folder.project_name,
         overwrite=overwrite,
+        max_retries_per_trial=spec.budget.max_retries,
         max_consecutive_failed_trials=3,
         distribution_strategy=distribution_strategy(spec) if distribute else None,
     )
