@@ -4,7 +4,7 @@ Keras 3 normalizes with separate ops (moments, subtract, scale, shift, and the g
 each), every one a pass over the activations. On a CPU the first conv block's activations
 are the largest tensors of a step, so these passes, not the convolutions, set the pace:
 TensorFlow's fused kernel (`FusedBatchNormV3`, run by oneDNN) trains the default CRNN
-1.6-2x faster. Without oneDNN TensorFlow's own fused kernel is slower than Keras' ops, and
+1.4-1.6x faster (`make bench ARGS="--only training"`). Without oneDNN TensorFlow's own fused kernel is slower than Keras' ops, and
 other backends have no such kernel, so there the layer is plain `BatchNormalization`: same
 weights, same saved form, so a model trains or loads anywhere.
 """
