@@ -54,3 +54,9 @@ def test_a_fitted_model_leaves_its_graphs_behind_unless_released():
 
 def test_the_onednn_switch_is_readable():
     assert _tf_compat.onednn_enabled()  # conftest sets TF_ENABLE_ONEDNN_OPTS=1, as the CLI does
+
+
+def test_cpu_training_without_onednn_is_flagged(monkeypatch):
+    assert not _tf_compat.slow_cpu_kernels()  # oneDNN on (conftest, like the CLI)
+    monkeypatch.setattr(_tf_compat, "onednn_enabled", lambda: False)
+    assert _tf_compat.slow_cpu_kernels()  # no GPU here: a search warns that it runs slowly
