@@ -267,7 +267,6 @@ def verify_file(url, path: Path, size, sha256=None) -> None:
     if size is not None and actual != size:
         problem = f"size {actual} bytes, expected {size}"
     elif sha256:
-
         digest = file_sha256(path)
         if digest.lower() != sha256.strip().lower():
             problem = f"sha256 {digest}, expected {sha256}"
