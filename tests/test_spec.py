@@ -152,7 +152,7 @@ def test_shipped_experiments_validate(data_dir, monkeypatch):
     for task in ("style", "genre"):
         spec = load_experiment(experiment_file(task))
         assert spec.path("train").is_file() and spec.path("images").is_dir()
-        assert "input_size" in spec.space.parameters
+        assert "head" in spec.space.parameters  # search_spaces/pretrained.yaml
     monkeypatch.delenv("WIKIART_IMAGES", raising=False)
     for name in ("artist", "style-full", "genre-full"):
         spec = load_experiment(experiment_file(name))

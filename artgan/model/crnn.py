@@ -25,10 +25,15 @@ from artgan.model.batchnorm import FusedBatchNormalization
 #: Named layers whose outputs are useful features, in network order.
 CONV_FEATURES = "features_conv"
 LSTM_FEATURES = "features_lstm"
-FEATURE_LAYERS = (CONV_FEATURES, LSTM_FEATURES)
+HEAD_FEATURES = "features_head"  # the pooled head's hidden layer
+FEATURE_LAYERS = (CONV_FEATURES, LSTM_FEATURES, HEAD_FEATURES)
 DEFAULT_FEATURE_LAYER = CONV_FEATURES
 
 SEQUENCE_MODES = ("rows", "columns", "both")
+#: What reads a pretrained backbone's features: the LSTM over the feature map (a CRNN), or
+#: a one-hidden-layer network over pooled statistics (the stages' global means and the
+#: feature map's), which a linear probe cannot match and which trains in seconds an epoch.
+HEADS = ("lstm", "pooled")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 #: What of a pretrained backbone a trial trains: nothing, its last block + head conv, all.
 TRAINABLE = ("frozen", "top", "all")
@@ -42,6 +47,8 @@ PARAMETERS = {
     "backbone_layer": Allowed(choices=tuple(SEQUENCE_TAPS)),
     "backbone_trainable": Allowed(choices=TRAINABLE),
     "pooled_stages": Allowed(choices=(True, False)),
+    "head": Allowed(choices=HEADS),
+    "head_units": Allowed(integer=True, low=1),
     "input_size": Allowed(integer=True, low=8, high=1024),
     "conv_blocks": Allowed(integer=True, low=1, high=8),
     "base_filters": Allowed(integer=True, low=1),
@@ -159,7 +166,7 @@ def lstm_head(hp, feature_map, num_classes, pooled=None):
     sequence = hp.Choice("sequence", list(SEQUENCE_MODES), default="rows")
     lstm_units = hp.Choice("lstm_units", [32, 64, 128, 256], default=64)
     bidirectional = hp.Boolean("bidirectional", default=False)
-    dropout = hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.3)
+    dropout = dropout_rate(hp)
     lstm = layers.LSTM(lstm_units, name="lstm")
     if bidirectional:
         lstm = layers.Bidirectional(lstm, name="bilstm")
@@ -167,6 +174,26 @@ def lstm_head(hp, feature_map, num_classes, pooled=None):
     if pooled is not None:
         pooled = layers.LayerNormalization(name="pooled_norm")(pooled)
         x = layers.Concatenate(name="lstm_and_pooled")([x, pooled])
+    x = layers.Dropout(dropout, name="dropout")(x)
+    return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+
+
+def dropout_rate(hp):
+    """The dropout before the classifier, in either head."""
+    return hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.3)
+
+
+def pooled_head(hp, feature_map, pooled, num_classes):
+    """[global means of the stages, global mean of the feature map] -> layer norm ->
+    dropout -> dense ReLU (`features_head`) -> dropout -> softmax."""
+    units = hp.Choice("head_units", [256, 512, 1024], default=512)
+    dropout = dropout_rate(hp)
+    mean = layers.GlobalAveragePooling2D(name="features_conv_mean")(feature_map)
+    x = layers.Concatenate(name="pooled_statistics")([pooled, mean])
+    x = layers.LayerNormalization(name="pooled_norm")(x)
+    x = layers.Dropout(min(dropout, 0.2), name="input_dropout")(x)
+    x = layers.Dense(units, activation="relu", name="head_dense")(x)
+    x = layers.Identity(name=HEAD_FEATURES)(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
 
@@ -183,7 +210,8 @@ def build_pretrained_crnn(hp, num_classes, image_input=False):
     backbone = get_backbone(backbone_name(hp))
     tap = hp.Choice("backbone_layer", list(SEQUENCE_TAPS), default="stage6")
     trainable = hp.Choice("backbone_trainable", list(TRAINABLE), default="frozen")
-    use_pooled = hp.Boolean("pooled_stages", default=False)
+    head = hp.Choice("head", list(HEADS), default="lstm")
+    use_pooled = head == "pooled" or hp.Boolean("pooled_stages", default=False)
     needed = ["stage6" if SEQUENCE_TAPS[tap] else tap] + (["pooled"] if use_pooled else [])
 
     if image_input or trainable == "all":
@@ -203,7 +231,10 @@ def build_pretrained_crnn(hp, num_classes, image_input=False):
         feature_map = top(taps["stage6"], training=False)[tap]
         fine_tuned += top.trainable_variables
     feature_map = layers.Identity(name=CONV_FEATURES)(feature_map)
-    outputs = lstm_head(hp, feature_map, num_classes, taps["pooled"] if use_pooled else None)
+    if head == "pooled":
+        outputs = pooled_head(hp, feature_map, taps["pooled"], num_classes)
+    else:
+        outputs = lstm_head(hp, feature_map, num_classes, taps["pooled"] if use_pooled else None)
     model = keras.Model(inputs, outputs, name=f"{backbone.name}_crnn")
     if image_input:
         return model  # for inference: weights come from a trained twin (deployable_model)
