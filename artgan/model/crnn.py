@@ -27,6 +27,8 @@ CONV_FEATURES = "features_conv"
 LSTM_FEATURES = "features_lstm"
 HEAD_FEATURES = "features_head"  # the pooled head's hidden layer
 FEATURE_LAYERS = (CONV_FEATURES, LSTM_FEATURES, HEAD_FEATURES)
+#: Learned by the trial (not the frozen backbone's): the better default for similarity.
+LEARNED_FEATURES = (LSTM_FEATURES, HEAD_FEATURES)
 DEFAULT_FEATURE_LAYER = CONV_FEATURES
 
 SEQUENCE_MODES = ("rows", "columns", "both")
@@ -325,6 +327,19 @@ class SlowerBackbone:
         if self._var_key(variable) in self._slow_keys:
             learning_rate = learning_rate * BACKBONE_LR_SCALE
         return super().update_step(gradient, variable, learning_rate)
+
+
+def feature_layers(model):
+    """The `FEATURE_LAYERS` that `model` has (a CRNN: conv and LSTM; a pooled head: conv and
+    head)."""
+    names = {layer.name for layer in model.layers}
+    return [name for name in FEATURE_LAYERS if name in names]
+
+
+def default_feature_layer(model):
+    """The first learned feature layer `model` has, else its conv features."""
+    learned = [name for name in feature_layers(model) if name in LEARNED_FEATURES]
+    return (learned or [CONV_FEATURES])[0]
 
 
 def feature_extractor(model, layer_name=DEFAULT_FEATURE_LAYER):

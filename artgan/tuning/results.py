@@ -21,9 +21,9 @@ from artgan.files import (
 )
 from artgan.model.backbones import SCRATCH, get_backbone
 from artgan.model.crnn import (
-    DEFAULT_FEATURE_LAYER,
-    FEATURE_LAYERS,
     backbone_name,
+    default_feature_layer,
+    feature_layers,
     input_size,
 )
 from artgan.model.saved import save_model
@@ -160,8 +160,8 @@ def save_best_models(tuner, spec, data, output):
             "backbone": backbone,
             "backbone_weights": None if backbone == SCRATCH else get_backbone(backbone).origin,
             "resize": spec.data.resize,
-            "feature_layers": list(FEATURE_LAYERS),
-            "default_feature_layer": DEFAULT_FEATURE_LAYER,
+            "feature_layers": feature_layers(model),
+            "default_feature_layer": default_feature_layer(model),
             "trial_id": trial.trial_id,
             "rank": rank,
             "objective": spec.tuner.objective,
