@@ -35,6 +35,7 @@ IMAGES_FOLDER = "wikiart"  # the folder inside the zip that label paths are rela
 ZIP_NAME = "wikiart.zip"
 MAX_RATIO = 200  # an entry inflating more than this (JPEGs hardly compress) is a zip bomb
 MAX_TOTAL = 64 * 1024**3  # bytes unpacked at most (the real images are about 26 GB)
+MAX_ZIP_BYTES = 64 * 1024**3  # the zip's download limit (the real one is 25.4 GB)
 
 # The published ArtGAN label files, relative to the label folder (ARTGAN_LABELS).
 LABEL_FILES = (
@@ -78,7 +79,8 @@ def get_wikiart(folder, url=None, sha256=None, labels=None, everything=False,
     files = label_files(labels)
     wanted = labelled_paths(files)
     zip_path = folder / ZIP_NAME
-    fetched = fetch_file(url or default_url(), zip_path, retry, sha256 or default_sha256(), progress)
+    fetched = fetch_file(url or default_url(), zip_path, max_bytes=MAX_ZIP_BYTES, retry=retry,
+                         sha256=sha256 or default_sha256(), progress=progress)
     result = WikiartResult(folder / IMAGES_FOLDER, zip_path, fetched.received, fetched.resumed_from,
                            labelled=len(wanted), label_files=files)
     result.unpacked, result.already = unpack(zip_path, folder, None if everything else wanted,
