@@ -11,6 +11,7 @@ import io
 import socket
 import threading
 import time
+import warnings
 import zipfile
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -289,6 +290,21 @@ def test_symlinks_and_zip_bombs_are_refused(tmp_path):
         unpack(tmp_path / "bomb.zip", tmp_path / "out")
     with pytest.raises(ArtganError, match="more than the limit of 1000"):
         unpack(tmp_path / "bomb.zip", tmp_path / "out", max_total=1000)
+    assert not (tmp_path / "out").exists()
+
+
+def test_entries_unpacking_to_the_same_file_are_refused_before_anything_is_written(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(tmp_path / "twice.zip", "w") as archive:
+            archive.writestr("wikiart/Baroque/a.jpg", b"first")
+            archive.writestr("wikiart/Baroque/b.jpg", b"fine")
+            archive.writestr("Baroque/a.jpg", b"second, without the top folder")
+            archive.writestr("wikiart/Baroque/b.jpg", b"b again")
+    with pytest.raises(ArtganError, match=(
+            r"twice.zip: refused: entries unpack to the same file: 'wikiart/Baroque/a.jpg' and "
+            r"'Baroque/a.jpg'; 'wikiart/Baroque/b.jpg' and 'wikiart/Baroque/b.jpg'; nothing")):
+        unpack(tmp_path / "twice.zip", tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 
 

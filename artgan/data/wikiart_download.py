@@ -3,9 +3,10 @@ name, and check that every labelled image is there.
 
 The zip (25.4 GB, linked from the README of github.com/cs-chan/ArtGAN, `WikiArt Dataset/`)
 holds `wikiart/<Style>/<artist_title>.jpg`; the label paths are relative to that `wikiart/`
-folder. Unpacking refuses unsafe entries (absolute paths, `..`, symlinks) and archives that
-would inflate beyond a limit, writes each file atomically, skips files already unpacked, and
-never overwrites a file that differs from the archive's.
+folder. Unpacking refuses unsafe entries (absolute paths, `..`, symlinks), entries that would
+unpack to the same file, and archives that would inflate beyond a limit, writes each file
+atomically, skips files already unpacked, and never overwrites a file that differs from the
+archive's.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def unpack(zip_path: Path, folder: Path, wanted=None, max_total=MAX_TOTAL, progr
         for info in members:
             check_entry(zip_path, info)
         chosen = [info for info in members if wanted is None or image_path(info) in wanted]
+        check_duplicates(zip_path, chosen)
         check_bomb(zip_path, chosen, max_total)
         todo = [info for info in chosen if not unpacked_already(folder, info)]
         check_space(zip_path, sum(info.file_size for info in todo))
@@ -154,6 +156,20 @@ def check_entry(zip_path, info: zipfile.ZipInfo) -> None:
     else:
         return
     raise ArtganError(f"{zip_path}: refused: entry {info.filename!r}: {reason}; nothing was unpacked")
+
+
+def check_duplicates(zip_path, members) -> None:
+    """Refuse entries that unpack to the same file (`wikiart/X` and `X`, or one name twice):
+    the later would silently replace the earlier, and every rerun find it "differs"."""
+    first, clashes = {}, []
+    for info in members:
+        earlier = first.setdefault(image_path(info), info)
+        if earlier is not info:
+            clashes.append(f"{earlier.filename!r} and {info.filename!r}")
+    if clashes:
+        shown = "; ".join(clashes[:3]) + (f"; ... {len(clashes) - 3} more" if len(clashes) > 3 else "")
+        raise ArtganError(f"{zip_path}: refused: entries unpack to the same file: {shown}; "
+                          "nothing was unpacked")
 
 
 def check_bomb(zip_path, members, max_total) -> None:
