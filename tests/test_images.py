@@ -338,7 +338,8 @@ def test_a_named_pipe_is_refused_at_once_not_read(tmp_path):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         worker.join(10)
     assert time.monotonic() - started < 5, "decoding a FIFO blocked"
-    assert str(outcome[0]) == f"{fifo}: not a regular file but a named pipe (FIFO); only image files are read"
+    assert str(outcome[0]) == (f"{fifo}: not a regular file but a named pipe (FIFO); "
+                               "only image files are read")
     with pytest.raises(ImageError, match="not a regular file but a character device"):
         decode_image("/dev/zero", 32)
 

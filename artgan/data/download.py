@@ -299,7 +299,8 @@ def fetch_file(url, dest, *, max_bytes, retry: Retry = Retry(), sha256=None,
     return result
 
 
-def stream_into(url, part: Path, retry: Retry, bar, result: FileResult, max_bytes, deadline) -> int:
+def stream_into(url, part: Path, retry: Retry, bar, result: FileResult, max_bytes,
+                deadline) -> int:
     """One request: append the rest of `url` to `part`; returns the file's total size. A
     failed try counts as progress only when `part` now holds more than it ever did."""
     try:
@@ -311,7 +312,8 @@ def stream_into(url, part: Path, retry: Retry, bar, result: FileResult, max_byte
         raise
 
 
-def request_rest(url, part: Path, retry: Retry, bar, result: FileResult, max_bytes, deadline) -> int:
+def request_rest(url, part: Path, retry: Retry, bar, result: FileResult, max_bytes,
+                 deadline) -> int:
     start = part.stat().st_size
     try:
         response = open_url(url, retry, start)

@@ -57,7 +57,8 @@ class Writer:
                     "not make it; artgan writes reports only into empty folders or its own: "
                     "choose another `out` folder")
         with clear_write_errors(self.marker):
-            for name in self.marker.read_text(encoding="utf-8").splitlines() if self.marker.exists() else ():
+            previous = self.marker.read_text(encoding="utf-8") if self.marker.exists() else ""
+            for name in previous.splitlines():
                 target = self.folder / name
                 if _plain_name(name) and (target.is_symlink() or target.is_file()):
                     target.unlink()  # a link itself, never what it points to
@@ -73,8 +74,8 @@ class Writer:
             if target.exists() or target.is_symlink():
                 raise ArtganError(f"{target}: exists and artgan did not write it; not replaced: "
                                   "move it away or choose another `out` folder")
-            with clear_write_errors(self.marker), open(self.marker, "a", encoding="utf-8") as marker:
-                marker.write(name + "\n")
+            with clear_write_errors(self.marker), open(self.marker, "a", encoding="utf-8") as out:
+                out.write(name + "\n")
             self.files.append(name)
         return self.folder / name
 
