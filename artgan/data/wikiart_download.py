@@ -24,7 +24,7 @@ from tqdm import tqdm
 from artgan.data.download import Retry, fetch_file, setting
 from artgan.data.labels import read_label_rows
 from artgan.errors import ArtganError
-from artgan.files import atomic_path, check_space
+from artgan.files import atomic_path, check_space, check_zip_sizes
 from artgan.paths import data_root
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ URL_VARIABLE = "ARTGAN_WIKIART_URL"
 SHA256_VARIABLE = "ARTGAN_WIKIART_SHA256"  # no official checksum is published; set one to check
 IMAGES_FOLDER = "wikiart"  # the folder inside the zip that label paths are relative to
 ZIP_NAME = "wikiart.zip"
-MAX_RATIO = 200  # an entry inflating more than this (JPEGs hardly compress) is a zip bomb
 MAX_TOTAL = 64 * 1024**3  # bytes unpacked at most (the real images are about 26 GB)
 MAX_ZIP_BYTES = 64 * 1024**3  # the zip's download limit (the real one is 25.4 GB)
 
@@ -122,7 +121,7 @@ def unpack(zip_path: Path, folder: Path, wanted=None, max_total=MAX_TOTAL, progr
             check_entry(zip_path, info)
         chosen = [info for info in members if wanted is None or image_path(info) in wanted]
         check_duplicates(zip_path, chosen)
-        check_bomb(zip_path, chosen, max_total)
+        check_zip_sizes(zip_path, chosen, max_total)
         todo = [info for info in chosen if not unpacked_already(folder, info)]
         check_space(zip_path, sum(info.file_size for info in todo))
         for info in tqdm(todo, desc="unpacking", unit="file", disable=not progress, leave=False):
@@ -170,19 +169,6 @@ def check_duplicates(zip_path, members) -> None:
         shown = "; ".join(clashes[:3]) + (f"; ... {len(clashes) - 3} more" if len(clashes) > 3 else "")
         raise ArtganError(f"{zip_path}: refused: entries unpack to the same file: {shown}; "
                           "nothing was unpacked")
-
-
-def check_bomb(zip_path, members, max_total) -> None:
-    """Refuse archives whose chosen entries inflate beyond `max_total` bytes in all, or one
-    entry that inflates more than MAX_RATIO times its compressed size."""
-    total = sum(info.file_size for info in members)
-    if total > max_total:
-        raise ArtganError(f"{zip_path}: refused: would unpack {total} bytes, more than the limit of "
-                          f"{max_total}; nothing was unpacked")
-    for info in members:
-        if info.file_size > MAX_RATIO * max(info.compress_size, 1) and info.file_size > 1 << 20:
-            raise ArtganError(f"{zip_path}: refused: entry {info.filename!r} inflates "
-                              f"{info.compress_size} to {info.file_size} bytes (zip bomb?)")
 
 
 def unpacked_already(folder: Path, info: zipfile.ZipInfo) -> bool:
