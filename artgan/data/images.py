@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
+from artgan.data.resources import decode_workers
 from artgan.errors import ArtganError
 from artgan.files import allocate_array, atomic_path, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root
@@ -224,7 +225,8 @@ def cache_images(
     """Return the decoded images of `paths`, decoding only if no valid cache exists.
 
     Failures never abort the build: they are `ok[i] = False` plus `errors[i]`, so the caller
-    decides whether to raise or skip-and-report.
+    decides whether to raise or skip-and-report. `workers`: decoding processes (default:
+    `resources.decode_workers()`, the CPUs and memory this process may use).
     """
     _check_args(size, resize)
     size = int(size)
@@ -298,7 +300,7 @@ def _decode_all(paths, size, resize, out: np.ndarray, workers, progress, desc) -
     """Fill `out` (a memmap of the temp cache file) row by row; return {row: reason} for the
     rows that failed (left zero). Pool workers write their rows straight into the file, so
     only row numbers and reasons travel between processes, never pixels."""
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    workers = decode_workers() if workers is None else max(1, int(workers))
     jobs = [(i, p, size, resize) for i, p in enumerate(paths)]
     errors: dict[int, str] = {}
     with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
