@@ -166,7 +166,8 @@ def check_duplicates(zip_path, members) -> None:
         if earlier is not info:
             clashes.append(f"{earlier.filename!r} and {info.filename!r}")
     if clashes:
-        shown = "; ".join(clashes[:3]) + (f"; ... {len(clashes) - 3} more" if len(clashes) > 3 else "")
+        more = f"; ... {len(clashes) - 3} more" if len(clashes) > 3 else ""
+        shown = "; ".join(clashes[:3]) + more
         raise ArtganError(f"{zip_path}: refused: entries unpack to the same file: {shown}; "
                           "nothing was unpacked")
 

@@ -54,8 +54,9 @@ class Writer:
                 named = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
                 raise ArtganError(
                     f"{self.folder}: holds {named} but no {MARKER} file, so an artgan report did "
-                    "not make it; artgan writes reports only into empty folders or its own: "
-                    "choose another `out` folder")
+                    "not make it (reports of earlier versions have none: delete one yourself); "
+                    "artgan writes reports only into empty folders or its own: choose another "
+                    "`out` folder")
         with clear_write_errors(self.marker):
             previous = self.marker.read_text(encoding="utf-8") if self.marker.exists() else ""
             for name in previous.splitlines():
