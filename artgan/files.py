@@ -239,6 +239,25 @@ def load_or_build(cache_dir, key, load, build):
     return found, True
 
 
+#: An entry inflating more than this is a zip bomb (JPEGs and model weights hardly compress).
+MAX_ZIP_RATIO = 200
+
+
+def check_zip_sizes(zip_path, members, max_total) -> None:
+    """Refuse (ArtganError) zip entries (`ZipInfo`s) that inflate beyond `max_total` bytes in
+    all, or one over 1 MiB that inflates more than MAX_ZIP_RATIO times its compressed size.
+    The sizes are those the archive declares: reading an entry never goes past its own."""
+    total = sum(info.file_size for info in members)
+    if total > max_total:
+        raise ArtganError(f"{zip_path}: refused: its entries inflate to {total} bytes, more than "
+                          f"the limit of {max_total} (zip bomb?)")
+    for info in members:
+        inflated = info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1)
+        if inflated and info.file_size > 1 << 20:
+            raise ArtganError(f"{zip_path}: refused: entry {info.filename!r} inflates "
+                              f"{info.compress_size} to {info.file_size} bytes (zip bomb?)")
+
+
 def file_sha256(path) -> str:
     """The sha256 of a file's contents, read in 1 MB blocks."""
     digest = hashlib.sha256()

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import threading
 
 import pandas as pd
 import pytest
@@ -88,12 +89,7 @@ def test_search_where_every_trial_failed_exits_non_zero(tmp_path, data_dir, cach
 
 @pytest.mark.slow
 def test_predict_exits_non_zero_when_no_image_could_be_read(tmp_path, data_dir, capsys):
-    import keras
-
-    inputs = keras.Input((8, 8, 3))
-    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
-    model = save_model(keras.Model(inputs, outputs), tmp_path / "tiny.keras",
-                       {"class_names": ["a", "b"], "input_size": 8, "resize": "letterbox"})
+    model = tiny_model(tmp_path / "tiny.keras", ["a", "b"])
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     assert main(["predict", str(model), str(broken), str(tmp_path / "missing.jpg")]) == 2
@@ -102,6 +98,25 @@ def test_predict_exits_non_zero_when_no_image_could_be_read(tmp_path, data_dir, 
     assert captured.err.strip() == "artgan: error: none of the 2 image(s) could be read (reasons above)"
     painting = next((data_dir / "louvre-genre4" / "images").rglob("*.jpg"))
     assert main(["predict", str(model), str(broken), str(painting)]) == 0  # one is enough
+
+
+@pytest.mark.slow
+def test_predict_refuses_a_named_pipe_and_goes_on_with_the_next_image(tmp_path, data_dir, capsys):
+    model = tiny_model(tmp_path / "tiny.keras", ["a", "b"])
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    # Without the check, predict waits for a writer for ever: be one after 20 s, so a
+    # regression fails instead of hanging.
+    watchdog = threading.Timer(20, lambda: os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)))
+    watchdog.start()
+    painting = next((data_dir / "louvre-genre4" / "images").rglob("*.jpg"))
+    try:
+        assert main(["predict", str(model), str(fifo), str(painting)]) == 0
+    finally:
+        watchdog.cancel()
+    out = capsys.readouterr().out
+    assert f"{fifo}\n  could not read: {fifo}: not a regular file but a named pipe (FIFO)" in out
+    assert f"{painting}\n" in out and out.count("%") == 2  # both classes of the painting
 
 
 @pytest.mark.slow

@@ -2,14 +2,16 @@
 
 The server serves files the tests build (a zip with the ArtGAN layout, NGA-format CSVs, IIIF
 image URLs), honours `Range` (206), and can misbehave once per request on demand: drop the
-connection mid-body, answer 503, or serve a truncated image. Any connection to another
-address fails the test.
+connection mid-body, answer 503, or serve a truncated image; or on every request, as a hostile
+or broken mirror would (`server.modes`). Any connection to another address fails the test.
 """
 
 import hashlib
 import io
 import socket
 import threading
+import time
+import warnings
 import zipfile
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +22,7 @@ from PIL import Image
 
 from artgan.cli import main
 from artgan.data import download
-from artgan.data.download import Retry
+from artgan.data.download import Retry, fetch_bytes, fetch_file
 from artgan.data.nga_download import get_nga, select_images
 from artgan.data.wikiart_download import get_wikiart, unpack
 from artgan.errors import ArtganError
@@ -30,7 +32,8 @@ FAST = Retry(attempts=3, backoff=0.01, max_wait=0.05, timeout=5)
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Serves `server.files`; `server.faults[path]` lists misbehaviours, one per request."""
+    """Serves `server.files`; `server.faults[path]` lists misbehaviours, one per request;
+    `server.modes[path]` is one for every request."""
 
     def do_GET(self):
         state = self.server
@@ -38,6 +41,9 @@ class Handler(BaseHTTPRequestHandler):
             state.requests.append((self.path, self.headers.get("Range")))
             fault = state.faults[self.path].pop(0) if state.faults[self.path] else None
         body = state.files.get(self.path)
+        mode = state.modes.get(self.path)
+        if mode is not None:
+            return self.misbehave(mode, body)
         if fault == "503":
             return self.reply(503, b"busy", {"Retry-After": "0"})
         if body is None:
@@ -53,9 +59,45 @@ class Handler(BaseHTTPRequestHandler):
     def reply(self, status, body, headers=None, drop=False):
         self.send_response(status)
         for name, value in {"Content-Length": str(len(body)), **(headers or {})}.items():
-            self.send_header(name, value)
+            if value is not None:
+                self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body[: len(body) // 2] if drop else body)  # drop: half, then close
+
+    def misbehave(self, mode, body):
+        if len(self.server.requests) > self.server.max_requests:  # a test must end, fix or not
+            return self.reply(404, b"enough")
+        start = int(self.headers["Range"][len("bytes="):].rstrip("-")) if self.headers["Range"] else 0
+        if mode == "ignore-range":  # 200 from byte 0 whatever was asked, half, then close
+            return self.reply(200, body, drop=True)
+        if mode == "drip":  # honours Range, then sends one byte and closes
+            rest = body[start:]
+            return self.reply(206 if start else 200, rest[:1], {
+                "Content-Length": str(len(rest)),
+                "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}" if start else None})
+        if mode == "short-length":  # Content-Length says half of what is sent
+            return self.reply(200, body, {"Content-Length": str(len(body) // 2)})
+        if mode == "no-length":  # the end of the body is the end of the connection
+            return self.reply(200, body, {"Content-Length": None})
+        if mode == "keep-open":  # the whole body, then the connection stays open a while
+            self.reply(200, body)
+            self.wfile.flush()
+            return time.sleep(1)
+        if mode == "slow":  # one byte every 10 ms
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for index in range(len(body)):
+                    self.wfile.write(body[index:index + 1])
+                    self.wfile.flush()
+                    time.sleep(0.01)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return None
+        if mode.startswith("redirect "):
+            return self.reply(302, b"", {"Location": mode.split(" ", 1)[1]})
+        raise AssertionError(mode)
 
     def log_message(self, *args):
         pass
@@ -65,8 +107,9 @@ class Handler(BaseHTTPRequestHandler):
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
-    httpd.files, httpd.faults, httpd.requests = {}, defaultdict(list), []
+    httpd.files, httpd.faults, httpd.modes, httpd.requests = {}, defaultdict(list), {}, []
     httpd.lock = threading.Lock()
+    httpd.max_requests = 100
     httpd.url = lambda path: f"http://127.0.0.1:{httpd.server_port}{path}"
     httpd.count = lambda prefix="": sum(path.startswith(prefix) for path, _ in httpd.requests)
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
@@ -250,6 +293,21 @@ def test_symlinks_and_zip_bombs_are_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_entries_unpacking_to_the_same_file_are_refused_before_anything_is_written(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(tmp_path / "twice.zip", "w") as archive:
+            archive.writestr("wikiart/Baroque/a.jpg", b"first")
+            archive.writestr("wikiart/Baroque/b.jpg", b"fine")
+            archive.writestr("Baroque/a.jpg", b"second, without the top folder")
+            archive.writestr("wikiart/Baroque/b.jpg", b"b again")
+    with pytest.raises(ArtganError, match=(
+            r"twice.zip: refused: entries unpack to the same file: 'wikiart/Baroque/a.jpg' and "
+            r"'Baroque/a.jpg'; 'wikiart/Baroque/b.jpg' and 'wikiart/Baroque/b.jpg'; nothing")):
+        unpack(tmp_path / "twice.zip", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_corrupt_entry_is_a_clean_error(tmp_path):
     data = bytearray(build_zip({"wikiart/a.jpg": jpeg(1)}))
     data[60:70] = bytes(10)  # inside the stored image bytes: the CRC check fails
@@ -271,6 +329,89 @@ def test_a_different_file_already_there_is_not_overwritten(server, wikiart_zip, 
 def test_a_missing_file_is_a_clean_error_after_one_request(server, labels, tmp_path):
     with pytest.raises(ArtganError, match=r"/nope.zip: HTTP 404"):
         get_wikiart(tmp_path, url=server.url("/nope.zip"), labels=labels, retry=FAST, progress=False)
+    assert len(server.requests) == 1
+
+
+def test_a_server_that_ignores_range_cannot_keep_a_download_going(server, wikiart_zip, labels,
+                                                                 tmp_path):
+    """200 from byte 0 on every try, half the bytes, then closed: the later tries get no byte
+    past the first one's, so they are not progress and the tries run out."""
+    server.modes["/wikiart.zip"] = "ignore-range"
+    with pytest.raises(ArtganError, match="download failed after 3 tries: the body has"):
+        get_wikiart(tmp_path, url=server.url("/wikiart.zip"), labels=labels, retry=FAST,
+                    progress=False)
+    assert len(server.requests) == 3
+    half = len(server.files["/wikiart.zip"]) // 2
+    assert (tmp_path / "wikiart.zip.part").stat().st_size == half  # kept: a rerun resumes it
+
+
+def test_a_download_gaining_a_byte_per_try_stops_at_the_time_limit(server, wikiart_zip, labels,
+                                                                   tmp_path):
+    """Each try gets one new byte (progress, so the tries never run out): `Retry.total` ends it."""
+    server.modes["/wikiart.zip"] = "drip"
+    server.max_requests = 1000
+    started = time.monotonic()
+    with pytest.raises(ArtganError, match=r"download stopped.* at the time limit for one URL"):
+        get_wikiart(tmp_path, url=server.url("/wikiart.zip"), labels=labels, progress=False,
+                    retry=Retry(attempts=3, backoff=0.01, timeout=5, total=0.2))
+    assert time.monotonic() - started < 5
+    assert 3 < len(server.requests) < 1000
+    assert (tmp_path / "wikiart.zip.part").stat().st_size == len(server.requests)  # a byte each
+
+
+def test_a_body_trickling_in_stops_at_the_time_limit(server, tmp_path):
+    server.files["/slow.csv"] = b"x" * 300
+    server.modes["/slow.csv"] = "slow"  # 3 s in all
+    started = time.monotonic()
+    with pytest.raises(ArtganError, match="still arriving at the time limit for one URL"):
+        fetch_file(server.url("/slow.csv"), tmp_path / "slow.csv", max_bytes=1000,
+                   retry=Retry(attempts=3, timeout=5, total=0.3), progress=False)
+    assert time.monotonic() - started < 2
+    assert not (tmp_path / "slow.csv").exists()
+
+
+@pytest.mark.parametrize("mode", ["short-length", "ignore-range"])
+def test_a_content_length_that_lies_is_a_failed_try(server, tmp_path, mode):
+    """Content-Length half of the body, or twice the body: every try fails; nothing is kept."""
+    server.files["/table.csv"] = b"a,b\n" + b"1,2\n" * 100
+    server.modes["/table.csv"] = mode
+    with pytest.raises(ArtganError, match="failed after 3 tries: the body has .* Content-Length says"):
+        fetch_file(server.url("/table.csv"), tmp_path / "table.csv", max_bytes=1 << 20,
+                   retry=FAST, progress=False)
+    assert not (tmp_path / "table.csv").exists()
+    with pytest.raises(ArtganError, match="failed after 3 tries: the body has .* Content-Length says"):
+        fetch_bytes(server.url("/table.csv"), max_bytes=1 << 20, retry=FAST)
+    assert len(server.requests) == 6
+
+
+def test_a_server_keeping_the_connection_open_after_the_body_still_delivers(server):
+    server.files["/table.csv"] = b"a,b\n1,2\n"
+    server.modes["/table.csv"] = "keep-open"
+    assert fetch_bytes(server.url("/table.csv"), max_bytes=100,
+                       retry=Retry(attempts=1, timeout=0.3)) == b"a,b\n1,2\n"
+
+
+def test_responses_over_the_size_limit_are_refused(server, tmp_path):
+    server.files["/big.jpg"] = b"x" * 5000
+    with pytest.raises(ArtganError, match="announces 5000 bytes, more than the limit of 1000"):
+        fetch_bytes(server.url("/big.jpg"), max_bytes=1000, retry=FAST)
+    server.modes["/big.jpg"] = "no-length"  # nothing announced: refused once 1000 bytes are in
+    with pytest.raises(ArtganError, match="larger than the limit of 1000 bytes"):
+        fetch_bytes(server.url("/big.jpg"), max_bytes=1000, retry=FAST)
+    with pytest.raises(ArtganError, match="larger than the limit of 1000 bytes"):
+        fetch_file(server.url("/big.jpg"), tmp_path / "big.jpg", max_bytes=1000, retry=FAST,
+                   progress=False)
+    assert (tmp_path / "big.jpg.part").stat().st_size == 0 and not (tmp_path / "big.jpg").exists()
+    assert len(server.requests) == 3  # refused at once, not retried
+
+
+def test_only_http_urls_are_opened_redirects_included(server):
+    for url in ("file:///etc/hostname", "ftp://127.0.0.1:9/x.jpg", "data:,x", "/etc/hostname"):
+        with pytest.raises(ArtganError, match="refused: only http and https URLs are downloaded"):
+            fetch_bytes(url, max_bytes=1000, retry=FAST)
+    server.modes["/moved.jpg"] = "redirect ftp://127.0.0.1:9/x.jpg"  # urllib refuses file:// itself
+    with pytest.raises(ArtganError, match="ftp://127.0.0.1:9/x.jpg: refused: only http and https"):
+        fetch_bytes(server.url("/moved.jpg"), max_bytes=1000, retry=FAST)
     assert len(server.requests) == 1
 
 
@@ -341,6 +482,19 @@ def test_nga_fetches_open_paintings_retrying_503_and_truncated_images_then_rerun
     again = get_nga(folder, url=nga_site, limit=10, size=64, workers=2, retry=FAST, progress=False)
     assert len(server.requests) == before  # nothing downloaded
     assert (again.tables_fetched, again.fetched, again.skipped) == (0, 0, 3)
+
+
+def test_a_table_row_naming_a_local_file_is_refused(server, nga_site, tmp_path):
+    """A mirror's `iiifurl` of `file:///...#` would copy a local file into the data set."""
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes(jpeg(99))
+    table = server.files["/nga/published_images.csv"].decode()
+    server.files["/nga/published_images.csv"] = table.replace(
+        server.url("/iiif/uuid-1") + ",", f"file://{secret}#,", 1).encode()
+    result = get_nga(tmp_path / "nga", url=nga_site, size=64, retry=FAST, progress=False)
+    assert result.fetched == 2 and len(result.failed) == 1
+    assert "refused: only http and https URLs are downloaded, not file" in result.failed[0]
+    assert not (tmp_path / "nga" / "images" / "1.jpg").exists()
 
 
 def test_nga_selection_classification_and_limit(server, nga_site, tmp_path):

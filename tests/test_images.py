@@ -9,6 +9,8 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -313,6 +315,33 @@ def test_bad_files_raise_image_error_naming_the_path(tmp_path, data_dir):
             decode_image(path, 32)
         assert str(path) in str(info.value) and reason in str(info.value)
         assert isinstance(info.value, ArtganError) and info.value.path == str(path)
+
+
+def test_a_named_pipe_is_refused_at_once_not_read(tmp_path):
+    """`Image.open` on a FIFO would wait for a writer for ever; the watchdog releases it after
+    10 s so that a regression fails instead of hanging."""
+    fifo = tmp_path / "painting.jpg"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def decode():
+        try:
+            decode_image(fifo, 32)
+        except ImageError as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=decode, daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():  # blocked in open(): become its writer, close, let it end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+    assert time.monotonic() - started < 5, "decoding a FIFO blocked"
+    assert str(outcome[0]) == (f"{fifo}: not a regular file but a named pipe (FIFO); "
+                               "only image files are read")
+    with pytest.raises(ImageError, match="not a regular file but a character device"):
+        decode_image("/dev/zero", 32)
 
 
 def test_bad_files_in_cache_are_reported_not_fatal(tmp_path, data_dir, cache_dir):

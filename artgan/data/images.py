@@ -8,11 +8,13 @@ that file instead of decoding again.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
 import select
+import stat
 import threading
 import time
 import warnings
@@ -26,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
+from artgan.data.resources import decode_workers
 from artgan.errors import ArtganError
 from artgan.files import allocate_array, atomic_path, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root
@@ -74,7 +77,7 @@ def _read_rgb(path: Path, size: int, resize: str) -> np.ndarray:
             # One bomb policy, ours (MAX_PIXELS, checked from the header below), without
             # changing Pillow's global limit: its warning is ignored, its error still refuses.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:  # reads the header only
+            with _open_regular(path) as stream, Image.open(stream) as im:  # reads the header only
                 _check_pixels(path, im.size)
                 if im.format == "JPEG":
                     _draft_jpeg(im, size, resize)
@@ -84,14 +87,41 @@ def _read_rgb(path: Path, size: int, resize: str) -> np.ndarray:
         raise
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageError(path, "is a directory, not an image file") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not a recognised image format (empty, corrupt or not an image)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(path, f"refused as a decompression bomb: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - see docstring
         raise ImageError(path, f"truncated or corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                 (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _open_regular(path: Path):
+    """`path` opened for binary reading, refused (ImageError) unless it is a regular file
+    (links followed). It is opened without blocking and checked on the open file, so a named
+    pipe cannot hang the caller, nor a device feed it without end."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno == errno.ENXIO:  # a socket (or a device without its driver)
+            raise ImageError(path, "not a regular file but a socket or device; only image "
+                             "files are read") from None
+        raise
+    try:
+        mode = os.fstat(handle).st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageError(path, "is a directory, not an image file")
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in SPECIAL_FILES if test(mode)), "a special file")
+            raise ImageError(path, f"not a regular file but {kind}; only image files are read")
+        os.set_blocking(handle, True)
+        return os.fdopen(handle, "rb")
+    except BaseException:
+        os.close(handle)
+        raise
 
 
 def _check_pixels(path, dims) -> None:
@@ -195,7 +225,8 @@ def cache_images(
     """Return the decoded images of `paths`, decoding only if no valid cache exists.
 
     Failures never abort the build: they are `ok[i] = False` plus `errors[i]`, so the caller
-    decides whether to raise or skip-and-report.
+    decides whether to raise or skip-and-report. `workers`: decoding processes (default:
+    `resources.decode_workers()`, the CPUs and memory this process may use).
     """
     _check_args(size, resize)
     size = int(size)
@@ -269,7 +300,7 @@ def _decode_all(paths, size, resize, out: np.ndarray, workers, progress, desc) -
     """Fill `out` (a memmap of the temp cache file) row by row; return {row: reason} for the
     rows that failed (left zero). Pool workers write their rows straight into the file, so
     only row numbers and reasons travel between processes, never pixels."""
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    workers = decode_workers() if workers is None else max(1, int(workers))
     jobs = [(i, p, size, resize) for i, p in enumerate(paths)]
     errors: dict[int, str] = {}
     with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:

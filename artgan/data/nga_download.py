@@ -33,6 +33,8 @@ DEFAULT_CLASSIFICATION = "Painting"
 ANY_CLASSIFICATION = "all"
 DEFAULT_SIZE = 800  # longest side in pixels (IIIF "!w,h": fit inside, keep the aspect ratio)
 DEFAULT_WORKERS = 4  # parallel image requests: enough to be quick, few enough to be polite
+MAX_TABLE_BYTES = 1 << 30  # a table's download limit (objects.csv, the largest, is about 0.1 GB)
+MAX_IMAGE_BYTES = 64 << 20  # an image's (an 800 px JPEG is about 0.2 MB)
 
 
 def default_url():
@@ -87,8 +89,8 @@ def fetch_tables(folder: Path, url: str, retry: Retry, progress=True) -> int:
     """Download the open-data CSVs that are not in `folder` yet; returns how many."""
     fetched = 0
     for name in TABLES:
-        outcome = fetch_file(f"{url.rstrip('/')}/{name}.csv", folder / f"{name}.csv", retry,
-                             progress=progress)
+        outcome = fetch_file(f"{url.rstrip('/')}/{name}.csv", folder / f"{name}.csv",
+                             max_bytes=MAX_TABLE_BYTES, retry=retry, progress=progress)
         fetched += not outcome.skipped
     return fetched
 
@@ -134,7 +136,7 @@ def iiif_url(base: str, size: int) -> str:
 
 def fetch_image(url: str, target: Path, retry: Retry) -> None:
     """Fetch one image (a body that does not decode is fetched again) and write it atomically."""
-    body = fetch_bytes(url, retry, check=check_decodes)
+    body = fetch_bytes(url, max_bytes=MAX_IMAGE_BYTES, retry=retry, check=check_decodes)
     with atomic_path(target) as temporary:
         temporary.write_bytes(body)
 

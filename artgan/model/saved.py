@@ -2,16 +2,21 @@
 
 The metadata rides inside the `.keras` zip as `artgan.json` (Keras ignores extra members),
 so a model file copied on its own still predicts with the right labels and preprocessing.
+A model file is checked before anything in it is read, by artgan or by Keras: a regular
+file whose members inflate to at most `MAX_MODEL_BYTES` (zip bombs are refused).
 """
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 from artgan.errors import ArtganError
-from artgan.files import atomic_path
+from artgan.files import atomic_path, check_zip_sizes
 
 METADATA_MEMBER = "artgan.json"
+MAX_METADATA_BYTES = 1 << 20  # artgan.json: class names and settings, a few kB
+MAX_MODEL_BYTES = 2 << 30  # every member inflated (real models: 12 MB to about 0.2 GB)
 
 
 def save_model(model, path, metadata):
@@ -24,17 +29,34 @@ def save_model(model, path, metadata):
 
 
 def read_metadata(path):
-    """The artgan metadata of a saved model, without loading TensorFlow."""
+    """The artgan metadata of a saved model, without loading TensorFlow; the file is checked
+    first (`check_model_file`), so `load_model` hands Keras only checked files."""
     path = Path(path)
-    if not path.is_file():
-        raise ArtganError(f"{path}: model file not found")
+    check_model_file(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read(METADATA_MEMBER))
-    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+            check_zip_sizes(path, archive.infolist(), MAX_MODEL_BYTES)
+            member = archive.getinfo(METADATA_MEMBER)
+            if member.file_size > MAX_METADATA_BYTES:
+                raise ArtganError(f"{path}: refused: its {METADATA_MEMBER} inflates to "
+                                  f"{member.file_size} bytes, more than the limit of "
+                                  f"{MAX_METADATA_BYTES}")
+            return json.loads(archive.read(member))
+    except (zipfile.BadZipFile, KeyError, ValueError, zlib.error, EOFError,
+            NotImplementedError) as error:
         raise ArtganError(
             f"{path}: not an artgan model (.keras file with {METADATA_MEMBER}): {error}"
         ) from None
+
+
+def check_model_file(path):
+    """ArtganError unless `path` is a regular file (a folder or a named pipe is named as such)."""
+    if path.is_dir():
+        raise ArtganError(f"{path}: is a directory, not a model file (.keras)")
+    if not path.exists():
+        raise ArtganError(f"{path}: model file not found")
+    if not path.is_file():
+        raise ArtganError(f"{path}: not a regular file (a named pipe or device), not a model file")
 
 
 def load_model(path):

@@ -1,7 +1,9 @@
 """The report's files on disk and the images embedded in its HTML.
 
-`Writer` records every file it writes, and the list ends up in `metrics.json`, so a rerun
-into the same folder can remove what the previous report wrote before writing its own.
+`Writer` writes only into an empty folder or one an earlier report made: such a folder holds
+`.artgan-report`, the names of the files that report wrote (each added before its file is
+written, so a killed report is listed too). A rerun removes exactly those files (links
+themselves, never what they point to), and refuses to replace any file it did not write.
 Figures and thumbnails are embedded as data URIs: the report is one self-contained page.
 """
 
@@ -17,10 +19,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
 from artgan.data.images import ImageError, decode_image
+from artgan.errors import ArtganError
 from artgan.files import clear_write_errors
 
 THUMBNAIL_SIZE = 96
 MANIFEST = "metrics.json"
+MARKER = ".artgan-report"  # what makes a folder a report folder: the files artgan wrote there
 
 
 def data_uri(data, mime):
@@ -32,22 +36,48 @@ class Writer:
 
     def __init__(self, folder):
         self.folder = Path(folder)
+        self.marker = self.folder / MARKER
         with clear_write_errors(self.folder):
             self.folder.mkdir(parents=True, exist_ok=True)
         self.files = []
         self._remove_previous()
 
     def _remove_previous(self):
-        try:
-            previous = json.loads((self.folder / MANIFEST).read_text()).get("files", [])
-        except (OSError, ValueError, AttributeError):
-            return
-        for name in previous:
-            if isinstance(name, str) and "/" not in name and "\\" not in name:
-                (self.folder / name).unlink(missing_ok=True)
+        """Delete what the previous report here wrote, as its marker lists it; a folder without
+        the marker must be empty (it is not artgan's). The marker starts afresh."""
+        if self.marker.is_symlink() or (self.marker.exists() and not self.marker.is_file()):
+            raise ArtganError(f"{self.marker}: a link or folder, not a file artgan wrote; "
+                              "artgan does not write a report here: choose another `out` folder")
+        if not self.marker.exists():
+            foreign = sorted(entry.name for entry in self.folder.iterdir())
+            if foreign:
+                named = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                raise ArtganError(
+                    f"{self.folder}: holds {named} but no {MARKER} file, so an artgan report did "
+                    "not make it (reports of earlier versions have none: delete one yourself); "
+                    "artgan writes reports only into empty folders or its own: choose another "
+                    "`out` folder")
+        with clear_write_errors(self.marker):
+            previous = self.marker.read_text(encoding="utf-8") if self.marker.exists() else ""
+            for name in previous.splitlines():
+                target = self.folder / name
+                if _plain_name(name) and (target.is_symlink() or target.is_file()):
+                    target.unlink()  # a link itself, never what it points to
+            self.marker.write_text("", encoding="utf-8")
 
     def path(self, name):
-        self.files.append(name)
+        """Where to write `name`, listed in the marker first; a file already there was not
+        written by artgan (the previous report's are gone), so it is refused, not replaced."""
+        if name not in self.files:
+            target = self.folder / name
+            if not _plain_name(name):
+                raise ValueError(f"report file name {name!r} is not a plain file name")
+            if target.exists() or target.is_symlink():
+                raise ArtganError(f"{target}: exists and artgan did not write it; not replaced: "
+                                  "move it away or choose another `out` folder")
+            with clear_write_errors(self.marker), open(self.marker, "a", encoding="utf-8") as out:
+                out.write(name + "\n")
+            self.files.append(name)
         return self.folder / name
 
     @contextmanager
@@ -85,6 +115,12 @@ class Writer:
             metrics["files"] = sorted(set(self.files))
             path.write_text(json.dumps(metrics, indent=1))
         return path
+
+
+def _plain_name(name):
+    """A file name inside the folder itself: no separators, no `.`/`..`, not the marker."""
+    return (isinstance(name, str) and name not in ("", ".", "..", MARKER)
+            and not any(character in name for character in "/\\\n\0"))
 
 
 def image_uri(pixels, size=THUMBNAIL_SIZE):
