@@ -212,8 +212,9 @@ def test_errors_are_clean(tiny, tmp_path, capsys):
         open_run(failed_only)
 
     assert main(["report", str(run_dir), "--layer", "no_such_layer",
-                 "--out", str(tmp_path / "r")]) == 2
+                 "--out", str(tmp_path / "r" / "inner")]) == 2
     assert "no layer 'no_such_layer'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # a failed report leaves no (empty) folder behind
 
 
 def test_run_without_saved_models_still_renders(tiny, tmp_path):

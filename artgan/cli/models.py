@@ -1,5 +1,6 @@
 """`predict`, `evaluate` and `features`: use a saved model on images."""
 
+from artgan.cli.heavy import load_tensorflow
 from artgan.errors import ArtganError
 from artgan.model.saved import read_metadata
 
@@ -19,6 +20,7 @@ def add_predict(commands):
 
 def run_predict(args):
     read_metadata(args.model)  # a wrong path fails fast, before TensorFlow loads
+    load_tensorflow()
     from artgan.evaluation.predict import predict_files
 
     unreadable = 0
@@ -59,6 +61,7 @@ def add_labelled_images(parser):
 
 def run_evaluate(args):
     read_metadata(args.model)
+    load_tensorflow()
     from artgan.evaluation.predict import evaluate_model
 
     result = evaluate_model(
@@ -83,6 +86,8 @@ def add_features(commands):
 
 
 def run_features(args):
+    read_metadata(args.model)
+    load_tensorflow()
     from artgan.model.features import export_features
 
     out, rows, dim = export_features(
@@ -109,6 +114,7 @@ def add_explain(commands):
 
 def run_explain(args):
     read_metadata(args.model)
+    load_tensorflow()
     from artgan.model.gradcam import explain_files
 
     unreadable = 0

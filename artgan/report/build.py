@@ -37,7 +37,7 @@ from artgan.report.insights import (
     tradeoff_section,
 )
 from artgan.report.output import Thumbnails, Writer
-from artgan.report.run import open_run
+from artgan.report.run import Run, open_run
 from artgan.report.sections import (
     baselines_section,
     confusion_section,
@@ -94,13 +94,18 @@ def first_input_size(run, default=64):
 
 
 def build_report(target, top=3, layer=None, out=None, log=print):
-    """Write the report for `target` (run folder, experiment YAML or task); returns `Report`."""
+    """Write the report for `target` (run folder, experiment YAML, task, or an opened `Run`);
+    returns `Report`."""
     started = time.perf_counter()
     if top < 1:
         raise ArtganError(f"`top` must be at least 1, got {top}")
-    run = open_run(target)
-
+    run = target if isinstance(target, Run) else open_run(target)
     writer = Writer(out or default_output(run))
+    with writer.discarded_on_failure():
+        return write_report(run, writer, top, layer, log, started)
+
+
+def write_report(run, writer, top, layer, log, started):
     data = TaskData.from_spec(run.spec)
     log(f"{run.folder}: {len(run.trials)} trial(s), {len(run.finished)} finished; "
         f"{len(data.val)} validation images")

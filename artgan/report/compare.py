@@ -35,7 +35,7 @@ from artgan.report.figures import MATPLOTLIB_STYLE
 from artgan.report.format import decimal, duration, hp_text, percent, plain
 from artgan.report.insight_figures import best_so_far_figure, per_class_figure
 from artgan.report.output import Writer
-from artgan.report.run import open_run
+from artgan.report.run import Run, open_run
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +158,23 @@ def per_class_f1(runs, labels, data):
 
 
 def compare_runs(targets, out=None, allow_mismatch=False):
-    """Write the comparison page of `targets` (run folders, experiment YAMLs or tasks)."""
+    """Write the comparison page of `targets` (run folders, experiment YAMLs, tasks or opened
+    `Run`s)."""
     started = time.perf_counter()
     if len(targets) < 2:
         raise ArtganError(f"`runs`: compare needs at least two runs, got {len(targets)}")
-    runs = [open_run(t) for t in targets]
+    runs = [t if isinstance(t, Run) else open_run(t) for t in targets]
     labels = [run_label(r, runs) for r in runs]
     if len(set(labels)) < len(labels):
         raise ArtganError("`runs`: the same run folder is named twice")
     mismatches = check_comparable(runs, labels, allow_mismatch)
     writer = Writer(out or Path("reports") / ("compare-" + "-".join(r.folder.name
                                                                      for r in runs)))
+    with writer.discarded_on_failure():
+        return write_comparison(runs, labels, mismatches, writer, started)
+
+
+def write_comparison(runs, labels, mismatches, writer, started):
     objective = runs[0].objective
     orders = {label: trial_order(run) for label, run in zip(labels, runs)}
     rows = [summary_row(run, label) for label, run in zip(labels, runs)]

@@ -162,12 +162,15 @@ def make_extractor(spec="handcrafted", layer=None) -> Extractor:
 
 def experiment_model(experiment) -> Path:
     """The best model (`<output>/best/model_1.keras`) of an experiment name or YAML file."""
-    path = experiment_file(experiment)
-    if not Path(path).is_file():
+    try:
+        path = experiment_file(experiment)
+        if not Path(path).is_file():
+            raise ArtganError(f"{path} not found")
+    except ArtganError as error:
         raise ArtganError(
             f"unknown extractor {experiment!r}: expected 'handcrafted', 'model:PATH.keras' "
-            f"or an experiment name/YAML ({path} not found)"
-        )
+            f"or an experiment name/YAML ({error})"
+        ) from None
     model = RunFolder(load_experiment(path).output_dir).model(1)
     if not model.is_file():
         raise ArtganError(
