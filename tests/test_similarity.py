@@ -93,6 +93,10 @@ def test_nga_ingest_on_the_real_sample(nga):
     unlabelled = [p.objectid for p in nga.problems if "no rows in the NGA tables" in p.reason]
     assert len(unlabelled) == 9 and 200081 in unlabelled
     assert len(nga.problems) == 9  # nothing else is wrong with the real sample
+    lines = nga.summary().splitlines()  # said once, with a count, not once per image
+    assert lines[2:] == ["9 problem(s):", "  9 images: image has no rows in the NGA tables "
+                         "(kept, unlabelled): 200081.jpg, 223717.jpg, 224160.jpg, 224926.jpg, "
+                         "227080.jpg, ... (4 more)"]
 
 
 @pytest.fixture()
