@@ -106,6 +106,22 @@ def test_outputs_are_the_used_classes_and_saved_models_speak_artgan_ids():
     assert not artgan[:, [0, 1, 3, 5, 7, 8]].any()
 
 
+def test_models_saved_without_their_classes_get_them_from_the_spread_layer(tmp_path):
+    """Models saved before `classes` was recorded: load_model reads it off the fixed
+    layer that spreads the used classes over ArtGAN's ids."""
+    from artgan.model.crnn import with_class_ids
+    from artgan.model.saved import load_model, model_classes, read_metadata, save_model
+
+    hp = kt.HyperParameters()
+    for name, value in {"input_size": 32, "conv_blocks": 2, "lstm_units": 8}.items():
+        hp.Fixed(name, value)
+    spread = with_class_ids(build_crnn(hp, num_classes=4), [2, 4, 6, 9], 10)
+    names = [f"c{i}" for i in range(10)]
+    path = save_model(spread, tmp_path / "old.keras", {"class_names": names, "input_size": 32})
+    assert model_classes(read_metadata(path)) == list(range(10))  # without the model: all
+    assert model_classes(load_model(path)[1]) == [2, 4, 6, 9]
+
+
 def test_fine_tuned_backbone_layers_take_smaller_steps():
     """One SGD step: a backbone variable moves BACKBONE_LR_SCALE times as far as the head's."""
     import keras

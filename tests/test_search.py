@@ -64,6 +64,7 @@ def test_best_model_predicts_and_evaluates(finished_run, data_dir, tmp_path):
     with zipfile.ZipFile(model_file) as archive:
         metadata = json.loads(archive.read("artgan.json"))
     assert metadata["class_names"][2] == "genre_painting" and metadata["input_size"] == 32
+    assert metadata["classes"] == [2, 4, 6, 9]  # ArtGAN's ids of the 4 Louvre genres
 
     val = data_dir / "louvre-genre4" / "genre_val.csv"
     result = evaluate_model(model_file, val, data_dir / "louvre-genre4" / "images",
@@ -73,11 +74,18 @@ def test_best_model_predicts_and_evaluates(finished_run, data_dir, tmp_path):
     recomputed = (predictions["label"] == predictions["predicted"]).mean()
     assert result.accuracy == pytest.approx(recomputed)
     assert predictions["label_name"].isin(["genre_painting", "landscape", "portrait", "still_life"]).all()
+    # what users read speaks of the 4 classes the data has, not ArtGAN's 10
+    assert [c for c in predictions if c.startswith("p/")] == [
+        "p/genre_painting", "p/landscape", "p/portrait", "p/still_life"]
+    assert result.top5_accuracy is None and "top-5" not in result.summary()
+    assert "classes          4 (genre_painting, landscape, portrait, still_life)" in result.summary()
 
     image = data_dir / "louvre-genre4" / "images" / predictions["path"].iloc[0]
     [(path, ranked)] = list(predict_files(model_file, [image], top=3))
     assert len(ranked) == 3 and ranked[0][1] >= ranked[1][1] >= ranked[2][1]
     assert sum(p for _, p in ranked) <= 1.0 + 1e-6
+    [(_, ranked)] = list(predict_files(model_file, [image], top=5))
+    assert {name for name, _ in ranked} == {"genre_painting", "landscape", "portrait", "still_life"}
 
 
 @pytest.mark.parametrize("change, key", [("space.lstm_units=64", "search_space.parameters"),

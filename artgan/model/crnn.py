@@ -224,6 +224,9 @@ def deployable_model(hp, model, num_classes):
     return whole
 
 
+CLASS_IDS_LAYER = "artgan_classes"
+
+
 def with_class_ids(model, classes, num_class_ids):
     """`model` with its outputs (one per used class) spread over all `num_class_ids`
     ArtGAN classes by a fixed 0/1 matrix, so saved models predict ArtGAN class ids and
@@ -231,7 +234,7 @@ def with_class_ids(model, classes, num_class_ids):
     classes = np.asarray(classes, dtype=np.int64)
     if len(classes) == num_class_ids:
         return model
-    spread = layers.Dense(num_class_ids, use_bias=False, trainable=False, name="artgan_classes")
+    spread = layers.Dense(num_class_ids, use_bias=False, trainable=False, name=CLASS_IDS_LAYER)
     outputs = spread(model.outputs[0])
     matrix = np.zeros((len(classes), num_class_ids), dtype=np.float32)
     matrix[np.arange(len(classes)), classes] = 1

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-import numpy as np
 import pandas as pd
 from matplotlib import rc_context
 
@@ -162,7 +161,7 @@ def summary(run, data, context):
     statuses = Counter(run.trials["status"])
     best = context["models"][0] if context["models"] else None
     return {"task": run.spec.task, "description": run.spec.description,
-            "classes": len(np.unique(data.val.labels())), "val_images": len(data.val),
+            "classes": len(data.classes), "val_images": len(data.val),
             "train_images": len(data.train), "finished": sum(statuses.get(s, 0) for s in FINISHED),
             "trials": len(run.trials),
             "other": {s: n for s, n in statuses.items() if s not in FINISHED},
@@ -177,7 +176,7 @@ def write_metrics(writer, run, data, context):
     metrics = {
         "task": run.spec.task, "run": str(run.folder), "objective": run.objective,
         "generated": context["provenance"]["date"], "seconds": context["provenance"]["seconds"],
-        "class_names": list(data.class_names), "val_images": len(data.val),
+        "class_names": [data.class_names[i] for i in data.classes], "val_images": len(data.val),
         "trials": {s: int(n) for s, n in Counter(run.trials["status"]).items()},
         "baselines": context["leaderboard"]["baselines"],
         "importance": context["mattered"]["importance"],

@@ -25,7 +25,6 @@ import pandas as pd
 import yaml
 from matplotlib import rc_context
 
-from artgan.data.labels import read_class_file
 from artgan.data.splits import TaskData, load_split_images
 from artgan.errors import ArtganError
 from artgan.evaluation.card import per_class_scores
@@ -51,15 +50,16 @@ def run_label(run, others):
     return name
 
 
-def check_comparable(runs, labels, allow_mismatch):
-    """Refuse runs whose tasks or class sets differ (unless `allow_mismatch`); returns the
-    differences found, as sentences."""
+def check_comparable(runs, labels, data, allow_mismatch):
+    """Refuse runs whose tasks or class sets (the classes their labels have; `data`: each
+    run's `TaskData`) differ, unless `allow_mismatch`; returns the differences found, as
+    sentences."""
     problems = []
     tasks = {label: run.spec.task for label, run in zip(labels, runs)}
     if len(set(tasks.values())) > 1:
         problems.append("tasks differ: " + ", ".join(f"{k} is {v}" for k, v in tasks.items()))
-    classes = {label: tuple(read_class_file(run.spec.path("classes")))
-               for label, run in zip(labels, runs)}
+    classes = {label: tuple(d.class_names[i] for i in d.classes)
+               for label, d in zip(labels, data)}
     if len(set(classes.values())) > 1:
         problems.append("class sets differ: " + ", ".join(
             f"{k} has {len(v)} ({', '.join(v[:4])}{', ...' if len(v) > 4 else ''})"
@@ -126,15 +126,15 @@ def spec_differences(runs, labels):
     return rows
 
 
-def shared_split(runs):
-    """The validation `TaskData` all runs share (same files, same labels), else None."""
-    data = [TaskData.from_spec(run.spec) for run in runs]
+def shared_split(data):
+    """The `TaskData` whose validation split all runs share (same files, same labels), else
+    None."""
     first = data[0].val
     for other in data[1:]:
         if (list(map(str, other.val.image_paths())) != list(map(str, first.image_paths()))
                 or not np.array_equal(other.val.labels(), first.labels())):
-            return None, data
-    return data[0], data
+            return None
+    return data[0]
 
 
 def per_class_f1(runs, labels, data):
@@ -167,18 +167,19 @@ def compare_runs(targets, out=None, allow_mismatch=False):
     labels = [run_label(r, runs) for r in runs]
     if len(set(labels)) < len(labels):
         raise ArtganError("`runs`: the same run folder is named twice")
-    mismatches = check_comparable(runs, labels, allow_mismatch)
+    data = [TaskData.from_spec(run.spec) for run in runs]
+    mismatches = check_comparable(runs, labels, data, allow_mismatch)
     writer = Writer(out or Path("reports") / ("compare-" + "-".join(r.folder.name
                                                                      for r in runs)))
     with writer.discarded_on_failure():
-        return write_comparison(runs, labels, mismatches, writer, started)
+        return write_comparison(runs, labels, data, mismatches, writer, started)
 
 
-def write_comparison(runs, labels, mismatches, writer, started):
+def write_comparison(runs, labels, data, mismatches, writer, started):
     objective = runs[0].objective
     orders = {label: trial_order(run) for label, run in zip(labels, runs)}
     rows = [summary_row(run, label) for label, run in zip(labels, runs)]
-    shared, _ = shared_split(runs) if not mismatches else (None, None)
+    shared = shared_split(data) if not mismatches else None
     with rc_context(MATPLOTLIB_STYLE):
         curves = writer.figure(best_so_far_figure(orders, objective), "best_so_far",
                                f"best {objective} so far against trial number and summed "

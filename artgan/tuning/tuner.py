@@ -278,7 +278,7 @@ def run_search(spec, fresh=False):
         keras.utils.set_random_seed(spec.seed)
         log.info(
             f"{spec.task}: {len(data.train)} train / {len(data.val)} val images, "
-            f"{len(data.class_names)} classes -> {output}"
+            f"{len(data.classes)} classes -> {output}"
         )
         if slow_cpu_kernels():
             log.warning("TensorFlow's oneDNN kernels are off, so CPU training runs about 2.5x "
