@@ -169,7 +169,7 @@ def test_report_renders_in_headless_chromium(tiny, tmp_path):
 def test_features_export_matches_report(tiny, data_dir, tmp_path, monkeypatch):
     run_dir, out = tiny
     monkeypatch.setenv("ARTGAN_CACHE", str(tmp_path / "cache"))
-    in_report = load_features(out / "features_model_1_features_conv.npz")
+    in_report = load_features(out / "features_model_1_features_lstm.npz")
     louvre = data_dir / "louvre-genre4"
     wanted = set(in_report["paths"][:6])
     rows = [line for line in (louvre / "genre_val.csv").read_text().splitlines()
@@ -180,18 +180,20 @@ def test_features_export_matches_report(tiny, data_dir, tmp_path, monkeypatch):
     assert main(["features", str(run_dir / "best" / "model_1.keras"), "--labels", str(labels_file),
                  "--images", str(louvre / "images"), "--out", str(target)]) == 0
     exported = load_features(target)
-    assert exported["layer"] == "features_conv" and exported["features"].shape[0] == 6
+    assert exported["layer"] == "features_lstm"  # by default a layer the model learned
+    assert exported["features"].shape == (6, FIXED["lstm_units"])
     assert HOSTILE_CLASS in exported["class_names"]
     same = {path: i for i, path in enumerate(in_report["paths"])}
     for path, vector, label in zip(exported["paths"], exported["features"], exported["labels"]):
         assert label == in_report["labels"][same[path]]
         np.testing.assert_allclose(vector, in_report["features"][same[path]], rtol=1e-4, atol=1e-5)
 
-    lstm = tmp_path / "lstm.npz"
-    assert main(["features", str(run_dir / "best" / "model_1.keras"), "--layer", "features_lstm",
+    conv = tmp_path / "conv.npz"
+    assert main(["features", str(run_dir / "best" / "model_1.keras"), "--layer", "features_conv",
                  "--labels", str(labels_file), "--images", str(louvre / "images"),
-                 "--out", str(lstm)]) == 0
-    assert load_features(lstm)["features"].shape == (6, FIXED["lstm_units"])
+                 "--out", str(conv)]) == 0
+    assert load_features(conv)["layer"] == "features_conv"
+    assert load_features(conv)["features"].shape[0] == 6
 
     if importlib.util.find_spec("pyarrow") is None:  # parquet is optional: a clean error
         assert main(["features", str(run_dir / "best" / "model_1.keras"), "--labels",

@@ -80,7 +80,8 @@ def add_features(commands):
         "write features, labels, paths, class names and the layer name.",
     )
     add_labelled_images(parser)
-    parser.add_argument("--layer", help="layer name (default: features_conv, the last conv block)")
+    parser.add_argument("--layer", help="layer name (default: features_lstm, the LSTM's output; "
+                        "features_conv: the conv map it reads, averaged)")
     parser.add_argument("--out", required=True, help="output file: .npz, or .parquet with pyarrow")
     parser.set_defaults(run=run_features)
 

@@ -26,7 +26,10 @@ from artgan.model.batchnorm import FusedBatchNormalization
 CONV_FEATURES = "features_conv"
 LSTM_FEATURES = "features_lstm"
 FEATURE_LAYERS = (CONV_FEATURES, LSTM_FEATURES)
-DEFAULT_FEATURE_LAYER = CONV_FEATURES
+#: What similarity, feature export and the report read by default: a layer every trained
+#: model learned. A frozen backbone's `features_conv` is its ImageNet map, the same in every
+#: model built on it (Grad-CAM still reads that map: `artgan.model.gradcam`).
+DEFAULT_FEATURE_LAYER = LSTM_FEATURES
 
 SEQUENCE_MODES = ("rows", "columns", "both")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")

@@ -79,7 +79,7 @@ def explain_files(model_path, image_paths, out, layer=None):
     (path, written file, class name, probability) or (path, reason, None, None)."""
     model, metadata = load_model(model_path)
     names, size = metadata["class_names"], metadata["input_size"]
-    layer = layer or metadata.get("default_feature_layer") or DEFAULT_LAYER
+    layer = layer or DEFAULT_LAYER
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for path in image_paths:

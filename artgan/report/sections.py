@@ -99,13 +99,13 @@ class Evaluated:
 def evaluate_models(run, data, top, layer):
     """Predictions and features of the best `top` saved models, best first."""
     from artgan.evaluation.predict import predictions_frame, scored_classes
-    from artgan.model.crnn import FEATURE_LAYERS
+    from artgan.model.crnn import DEFAULT_FEATURE_LAYER, FEATURE_LAYERS
     from artgan.model.features import predict_with_features
 
     evaluated = []
     for rank, path in enumerate(run.models[:top], start=1):
         model, metadata = load_model(path)
-        chosen = layer or metadata.get("default_feature_layer") or FEATURE_LAYERS[0]
+        chosen = layer or DEFAULT_FEATURE_LAYER
         layers = list(dict.fromkeys([chosen, *metadata.get("feature_layers", FEATURE_LAYERS)]))
         split = load_split_images(data.val, metadata["input_size"], metadata["resize"],
                                   run.spec.data.on_error, progress=False)

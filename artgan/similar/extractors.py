@@ -75,9 +75,11 @@ class ModelExtractor(Extractor):
     """A named feature layer of a saved artgan model, with the model's own preprocessing."""
 
     def __init__(self, path, layer=None):
+        from artgan.model.crnn import DEFAULT_FEATURE_LAYER
+
         self.path = Path(path).resolve()
         metadata = read_metadata(self.path)
-        self.layer = layer or metadata.get("default_feature_layer", "features_conv")
+        self.layer = layer or DEFAULT_FEATURE_LAYER
         self.size = int(metadata["input_size"])
         self.resize = metadata.get("resize", "letterbox")
         self.name = f"model:{display_path(self.path)}" + ("" if layer is None else f"@{self.layer}")
