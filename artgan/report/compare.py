@@ -35,6 +35,7 @@ from artgan.report.format import decimal, duration, hp_text, percent, plain
 from artgan.report.insight_figures import best_so_far_figure, per_class_figure
 from artgan.report.output import Writer
 from artgan.report.run import Run, open_run
+from artgan.runfolder import FINISHED
 
 log = logging.getLogger(__name__)
 
@@ -72,34 +73,35 @@ def check_comparable(runs, labels, data, allow_mismatch):
 
 
 def trial_order(run):
-    """Every trial in the order it was created, with best-so-far of the objective and the
-    summed wall time of the trials up to it (failed trials cost time, score nothing)."""
+    """Every trial in the order it was created (`trial`: its id as a number), with its score
+    (finished trials, pruned ones included), the best so far (carried over failed trials)
+    and the summed wall time of the trials up to it (failed trials cost time, score nothing)."""
     trials = run.trials.copy()
     trials["order"] = pd.to_numeric(trials["trial_id"], errors="coerce")
     trials = trials.sort_values(["order", "trial_id"], kind="stable").reset_index(drop=True)
     score = pd.to_numeric(trials["score"], errors="coerce")
-    score = score.where(trials["status"] == "COMPLETED")
+    score = score.where(trials["status"].isin(FINISHED))
     if run.spec.tuner.resolved_direction == "max":
         best = score.cummax()
     else:
         best = score.cummin()
     seconds = pd.to_numeric(trials.get("wall_seconds"), errors="coerce").fillna(0).cumsum()
-    return pd.DataFrame({"trial": np.arange(1, len(trials) + 1), "trial_id": trials["trial_id"],
-                         "score": score, "best": best, "seconds": seconds})
+    number = trials["order"].where(trials["order"].notna(), pd.Series(np.arange(len(trials))))
+    return pd.DataFrame({"trial": number, "trial_id": trials["trial_id"],
+                         "score": score, "best": best.ffill(), "seconds": seconds})
 
 
 def summary_row(run, label):
     scores = pd.to_numeric(run.finished["score"], errors="coerce").dropna().to_numpy(float)
     order = trial_order(run)
-    best = run.finished.iloc[0]
+    best = order.loc[order["best"] == scores[0]].iloc[0]  # the first trial to reach the best
     return {"run": label, "folder": str(run.folder), "tuner": run.spec.tuner.type,
             "trials": len(run.trials), "finished": int(len(scores)),
             "best": float(scores[0]), "best_trial": str(best["trial_id"]),
             "median": float(np.median(scores)), "mean": float(scores.mean()),
             "std": float(scores.std(ddof=1)) if len(scores) > 1 else None,
             "top3_mean": float(scores[:3].mean()),
-            "seconds": float(order["seconds"].iloc[-1]),
-            "to_best": int(order.loc[order["best"] == scores[0], "trial"].iloc[0])}
+            "seconds": float(order["seconds"].iloc[-1])}
 
 
 def flatten(value, prefix=""):

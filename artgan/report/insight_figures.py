@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from artgan.report.figures import BLUE, PALETTE, new_figure, shorten
 from artgan.report.format import count, hp_text, missing, natural_key, numeric_values
@@ -41,11 +41,19 @@ def tradeoff_figure(score, costs, fronts, objective, labels):
             axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: count(v)))
             axes.xaxis.set_minor_formatter(NullFormatter())
+        else:  # a few compact labels (360k, 400k), not six-digit numbers running together
+            axes.xaxis.set_major_locator(MaxNLocator(nbins=5))
+            axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: compact(v)))
         axes.set_xlabel(name)
         if index == 1:
             axes.set_ylabel(objective)
             axes.legend(frameon=False, fontsize=8)
     return figure
+
+
+def compact(value):
+    """An axis label: 360k, 1.2M for large numbers, 12.5 for small ones."""
+    return count(value) if abs(value) >= 1000 else f"{value:g}"
 
 
 # ----------------------------------------------------------------------------- parallel coordinates
@@ -157,10 +165,10 @@ def reliability_figure(table, ece):
 
 
 def best_so_far_figure(orders, objective):
-    """Best objective so far per run, against trial number and against summed trial time;
-    each trial's own score as a faint point."""
+    """Best objective so far per run, against trial id and against summed trial time; each
+    finished trial's own score (pruned ones included) as a faint point."""
     figure = new_figure(9.5, 3.4)
-    for index, (x, label) in enumerate((("trial", "trial number"),
+    for index, (x, label) in enumerate((("trial", "trial id"),
                                         ("seconds", "summed trial wall time (min)")), start=1):
         axes = figure.add_subplot(1, 2, index)
         for number, (name, order) in enumerate(orders.items()):
