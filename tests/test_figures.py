@@ -53,3 +53,27 @@ def test_a_narrow_parameter_range_has_a_few_compact_labels():
     assert 3 <= len(params) <= 7 and all(label.endswith("k") for label in params), params
     assert "400k" in params
     assert "12.5" in milliseconds or "13" in milliseconds  # small numbers stay plain
+
+
+def test_a_narrow_log_range_has_a_few_short_labels():
+    """Learning rates 1.7e-4..3.3e-4 on a log axis used to get a tick every 2e-5, labelled
+    0.00018, 0.0002, 0.00022, ... in one unreadable run."""
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from artgan.config.space import SearchSpace
+    from artgan.report.figures import MATPLOTLIB_STYLE, axis_number, hp_figure
+
+    assert [axis_number(v) for v in (0.00018, 2e-4, 0.25, 12, 360_000)] == [
+        "1.8e-4", "2e-4", "0.25", "12", "360k"]
+    space = SearchSpace.model_validate({"parameters": {"learning_rate": {
+        "min": 1e-4, "max": 3e-3, "distribution": "log_uniform_values"}}})
+    finished = pd.DataFrame({"hp/learning_rate": [1.7e-4, 2.37e-4, 3.31e-4, 3.1e-4],
+                             "val_accuracy": [0.6, 0.45, 0.83, 0.25]})
+    with rc_context(MATPLOTLIB_STYLE):
+        figure = hp_figure(finished, ["hp/learning_rate"], "val_accuracy", space)
+        FigureCanvasAgg(figure).draw()
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()
+              if t.get_text() and figure.axes[0].get_xlim()[0] <= t.get_position()[0]
+              <= figure.axes[0].get_xlim()[1]]
+    assert 2 <= len(labels) <= 5 and all(len(label) <= 6 for label in labels), labels

@@ -320,7 +320,11 @@ def test_examples_show_gradcam_and_explain_writes_heat_maps(tiny, html, data_dir
     assert written.is_file() and str(written) in capsys.readouterr().out
     from PIL import Image
 
-    assert Image.open(written).size == (64, 32)  # painting | overlay at the 32 px input
+    picture = np.asarray(Image.open(written).convert("L"))
+    # painting | overlay at the 32 px input, enlarged 7x, above a caption (class, score, layer)
+    assert picture.shape[0] == 7 * 32 + 24 and picture.shape[1] >= 7 * 64
+    caption = picture[7 * 32:]
+    assert (caption < 100).sum() > 200 and (caption[:, :4] == 255).all()  # dark text on white
     assert main(["explain", str(model), str(image), "--layer", "predictions",
                  "--out", str(tmp_path / "heat")]) == 2
     assert "not a convolutional feature map" in capsys.readouterr().err

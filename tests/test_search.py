@@ -56,6 +56,14 @@ def test_tensorboard_has_hparams_per_trial(finished_run):
     events = b"".join(p.read_bytes() for p in trial_logs[0].rglob("events.out.tfevents.*"))
     assert b"_hparams_/session_start_info" in events  # what the HParams tab reads
     assert b"epoch_loss" in events
+    # beside the last epoch's curves, the score the leaderboard ranks by (best epoch)
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scores = EventAccumulator(str(trial_logs[0] / "execution0" / "leaderboard"))
+    scores.Reload()
+    [event] = scores.Tensors("leaderboard_score")
+    assert float(tf.make_ndarray(event.tensor_proto)) == pytest.approx(table["score"].iloc[0])
 
 
 def test_best_model_predicts_and_evaluates(finished_run, data_dir, tmp_path):

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from artgan.report.figures import BLUE, PALETTE, new_figure, shorten
-from artgan.report.format import count, hp_text, missing, natural_key, numeric_values
+from artgan.report.figures import BLUE, PALETTE, new_figure, readable_axis, shorten
+from artgan.report.format import hp_text, missing, natural_key, numeric_values
 
 FRONT = PALETTE[3]
 
@@ -35,25 +34,16 @@ def tradeoff_figure(score, costs, fronts, objective, labels):
         for x, y, label in zip(values[front], score[front], np.asarray(labels)[front]):
             axes.annotate(str(label), (x, y), textcoords="offset points", xytext=(4, 4),
                           fontsize=7)
-        if measured.any() and values[measured].min() > 0 and (
-                values[measured].max() / values[measured].min() >= 10):
+        log = measured.any() and values[measured].min() > 0 and (
+            values[measured].max() / values[measured].min() >= 10)
+        if log:
             axes.set_xscale("log")  # plain labels: parse_math is off, so no 10^x mathtext
-            axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: count(v)))
-            axes.xaxis.set_minor_formatter(NullFormatter())
-        else:  # a few compact labels (360k, 400k), not six-digit numbers running together
-            axes.xaxis.set_major_locator(MaxNLocator(nbins=5))
-            axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: compact(v)))
+        readable_axis(axes.xaxis, values, log)  # 360k, 400k: not six digits running together
         axes.set_xlabel(name)
         if index == 1:
             axes.set_ylabel(objective)
             axes.legend(frameon=False, fontsize=8)
     return figure
-
-
-def compact(value):
-    """An axis label: 360k, 1.2M for large numbers, 12.5 for small ones."""
-    return count(value) if abs(value) >= 1000 else f"{value:g}"
 
 
 # ----------------------------------------------------------------------------- parallel coordinates

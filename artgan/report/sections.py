@@ -370,7 +370,7 @@ def provenance_section(run, data, seconds=None):
                       "used": len(table), "skipped": len(table.skipped)})
     classes = run.spec.path("classes")
     files.append({"role": "classes", "path": str(classes),
-                  "rows": len(read_class_file(classes)), "used": len(data.class_names),
+                  "rows": len(read_class_file(classes)), "used": len(data.classes),
                   "skipped": 0})
     versions = {"python": platform.python_version(), "artgan": __version__}
     for name in PACKAGES:
