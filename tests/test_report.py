@@ -104,6 +104,7 @@ def test_numbers_agree_with_saved_predictions(tiny, html):
     assert [c for c in predictions if c.startswith("p/")] == [f"p/{name}" for name in names]
     assert model["top5_accuracy"] is None and "top-5" not in html  # always 1 on 4 classes
     assert "validation images, 4 classes" in html
+    assert re.search(r"\(search reported [\d.]+%\), macro-F1", html)
     per_class = pd.read_csv(out / "per_class_model_1.csv")
     assert per_class["support"].sum() == len(labels)
     assert f"{100 * accuracy:.1f}%" in html
