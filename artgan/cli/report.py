@@ -25,9 +25,8 @@ def add_report(commands):
     )
     parser.add_argument("--top", type=at_least_one, default=3,
                         help="best models to analyse (default 3)")
-    parser.add_argument(
-        "--layer", help="layer for the feature-similarity section (default: features_lstm, the LSTM's output)"
-    )
+    parser.add_argument("--layer", help="layer for the feature-similarity section "
+                        "(default: features_lstm, the LSTM's output)")
     parser.add_argument("--out", help="output folder (default: reports/<run folder name>)")
     parser.set_defaults(run=run_report)
 

@@ -3,8 +3,8 @@
 import sys
 from pathlib import Path
 
-from artgan.config.spec import experiment_file, load_experiment
 from artgan.cli.heavy import load_tensorflow
+from artgan.config.spec import experiment_file, load_experiment
 from artgan.errors import ArtganError
 from artgan.runfolder import RunFolder
 from artgan.tuning.budget import search_state
