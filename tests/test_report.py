@@ -289,7 +289,7 @@ def test_tradeoff_calibration_and_suspects_sections(tiny, html):
     predictions = pd.read_csv(out / metrics["models"][0]["predictions"])
     probabilities = predictions[[f"p/{n}" for n in metrics["class_names"]]].to_numpy()
     confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == predictions["label"].to_numpy()
+    correct = (predictions["predicted"] == predictions["label"]).to_numpy()
     ece = 0.0
     for low in np.arange(10) / 10:  # independent binning: (low, low + 0.1], first bin closed
         inside = (confidence > low) & (confidence <= low + 0.1 + 1e-12)

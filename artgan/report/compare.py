@@ -3,7 +3,7 @@
 `compare_runs(targets)` reads each run folder (as the report does) and writes, under
 `reports/compare-<run>-<run>/` by default:
 
-    compare.html        best-so-far curves (against trial number and summed trial time),
+    compare.html        best-so-far curves (against trial id and summed trial time),
                         best scores with their spread, per-class F1 of each run's best
                         model on the shared validation split, and what differs between specs
     metrics.json        the same numbers
@@ -184,7 +184,7 @@ def write_comparison(runs, labels, data, mismatches, writer, started):
     shared = shared_split(data) if not mismatches else None
     with rc_context(MATPLOTLIB_STYLE):
         curves = writer.figure(best_so_far_figure(orders, objective), "best_so_far",
-                               f"best {objective} so far against trial number and summed "
+                               f"best {objective} so far against trial id and summed "
                                "trial time")
         f1 = per_class_f1(runs, labels, shared) if shared is not None else None
         f1_figure = (writer.figure(per_class_figure(f1), "per_class_f1",
