@@ -1,6 +1,7 @@
 """Real KerasTuner searches on a few dozen real Louvre paintings: results, resume, models."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -26,18 +27,40 @@ def tiny_spec(tmp_path, *extra):
     return load_experiment(REPO_ROOT / "experiments" / "genre.yaml", [*TINY, output, *extra])
 
 
+class Recorded(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+LOGGED = Recorded()  # what the shared search below logged
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_dir):
     """One real 1-trial search, shared by the checks below."""
     tmp_path = tmp_path_factory.mktemp("search")
     os.environ["ARTGAN_CACHE"] = str(tmp_path / "cache")
     spec = tiny_spec(tmp_path, "budget.max_trials=1")
-    table = run_search(spec)
+    logger = logging.getLogger("artgan")
+    level = logger.level
+    logger.addHandler(LOGGED)
+    logger.setLevel(logging.INFO)
+    try:
+        table = run_search(spec)
+    finally:
+        logger.removeHandler(LOGGED)
+        logger.setLevel(level)
     return spec, table
 
 
 def test_search_writes_trials_table(finished_run):
     spec, table = finished_run
+    header = next(m for m in LOGGED.messages if m.startswith("genre: "))
+    assert "val images, 4 classes ->" in header  # the Louvre data's 4, not ArtGAN's 10
     assert len(table) == 1 and table["status"].tolist() == ["COMPLETED"]
     row = table.iloc[0]
     assert 0.0 <= row["val_accuracy"] <= 1.0 and row["score"] == row["val_accuracy"]
