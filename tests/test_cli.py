@@ -30,6 +30,8 @@ def test_help_lists_commands():
     assert result.returncode == 0
     for command in ("search", "predict", "evaluate"):
         assert command in result.stdout
+    # a quick run has its own folder, and the help says how to report it
+    assert "--set output=runs/genre-quick      (then: report runs/genre-quick)" in result.stdout
 
 
 #: Mistakes every command should answer at once, before TensorFlow loads (it takes ~6 s).

@@ -35,7 +35,8 @@ FLAGS = {
 
 EPILOG = """\
 examples:
-  python -m artgan search genre --set budget.max_trials=3 --set budget.epochs=1
+  python -m artgan search genre --set budget.max_trials=3 --set budget.epochs=1 \\
+      --set output=runs/genre-quick      (then: report runs/genre-quick)
   python -m artgan search experiments/style.yaml --set space.input_size=64 --fresh
   python -m artgan search genre --workers 2          (a chief and 2 worker processes)
   python -m artgan worker genre --chief HOST:PORT --id gpu-box-1   (join from elsewhere)
