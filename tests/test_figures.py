@@ -77,3 +77,20 @@ def test_a_narrow_log_range_has_a_few_short_labels():
               if t.get_text() and figure.axes[0].get_xlim()[0] <= t.get_position()[0]
               <= figure.axes[0].get_xlim()[1]]
     assert 2 <= len(labels) <= 5 and all(len(label) <= 6 for label in labels), labels
+
+
+def test_compare_names_the_classes_the_runs_data_has():
+    """The refusal speaks of the classes the label files use, not the class file's 10."""
+    from types import SimpleNamespace
+
+    from artgan.errors import ArtganError
+    from artgan.report.compare import check_comparable
+
+    names = [f"genre{i}" for i in range(10)]
+    runs = [fabricated_run(["COMPLETED"], [0.5]) for _ in range(2)]
+    data = [SimpleNamespace(class_names=names, classes=[2, 4, 6, 9]),
+            SimpleNamespace(class_names=names, classes=[2, 4, 6])]
+    with pytest.raises(ArtganError, match=r"a has 4 \(genre2, genre4, genre6, genre9\), "
+                                          r"b has 3 \(genre2, genre4, genre6\)"):
+        check_comparable(runs, ["a", "b"], data, allow_mismatch=False)
+    assert check_comparable(runs, ["a", "b"], [data[0], data[0]], allow_mismatch=False) == []
