@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from artgan.data.generators import model_input
 from artgan.data.images import ImageError, decode_image
@@ -81,8 +81,6 @@ CAPTION_HEIGHT = 24
 def captioned(panel, text):
     """uint8 RGB `panel`, enlarged to at least `CAPTIONED_WIDTH` px wide, above a white
     strip with one line of `text` (the strip widens the image if the text needs it)."""
-    from PIL import ImageDraw, ImageFont
-
     image = Image.fromarray(panel)
     scale = -(-CAPTIONED_WIDTH // image.width)
     if scale > 1:
