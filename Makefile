@@ -1,10 +1,14 @@
 # artgan: thin wrappers over `python -m artgan`. The first target you run creates .venv
 # from requirements.txt; later runs reuse it (it is rebuilt when requirements.txt changes).
 #   make search TASK=genre [TRIALS=3] [EPOCHS=1] [MINUTES=30] [SIZE=64] [MAX_IMAGES=200] [FRESH=1] [WORKERS=4]
-#   make report TASK=genre   make compare RUNS="runs/a runs/b"   make tensorboard [PORT=6006]
-#   make explain MODEL=runs/genre/best/model_1.keras IMAGES="a.jpg b.jpg" [OUT=heat]   make test [test-fast]
+#   make worker TASK=genre CHIEF=host:port [ID=gpu-box-1]   (join a distributed search)
+#   make report TASK=genre   (a quick run's folder: make report TASK=runs/genre-quick)
+#   make compare RUNS="runs/a runs/b"   make tensorboard [PORT=6006]
+#   make explain MODEL=runs/genre/best/model_1.keras IMAGES="a.jpg b.jpg" [OUT=heat]
 #   make similar [MODEL=runs/style/best/model_1.keras] [K=10]   (NGA similar-painting search)
 #   make data WIKIART=1 [TO=DIR]   make data NGA=1 [LIMIT=N] [CLASSIFICATION=Painting] [SIZE=800] [TO=DIR]
+#   make test [ARGS=...]   make test-fast   make deps (what the tests need)   make venv
+#   make bench [ARGS="--only search"]   make clean-cache (empty .cache/images)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -25,8 +29,8 @@ SEARCH_SETS = $(if $(TRIALS),--set budget.max_trials=$(TRIALS)) \
 
 .PHONY: help search report compare explain tensorboard test test-fast deps bench venv clean-cache
 
-help:
-	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
+help:  # the comment block at the top of this file
+	@sed -n '/^#/!q; s/^# \{0,1\}//p' Makefile
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)

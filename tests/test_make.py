@@ -64,3 +64,17 @@ def test_compare_and_explain_pass_their_arguments(tmp_path):
     result, _ = make(tmp_path / "again", "--dry-run", "explain", "MODEL=m.keras",
                      "IMAGES=a.jpg b.jpg")
     assert "-m artgan explain m.keras a.jpg b.jpg --out heat" in result.stdout
+
+
+def test_help_names_every_target(tmp_path):
+    """`make help` prints the header comment, and it shows every target the Makefile has."""
+    result = subprocess.run([MAKE, "help"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    targets = {t for line in makefile.splitlines() if line.startswith(".PHONY:")
+               for t in line.split(":", 1)[1].split()} - {"help"}
+    assert targets >= {"worker", "bench", "clean-cache", "similar", "data"}
+    shown = {t for t in targets if f"make {t}" in result.stdout}
+    assert shown == targets, f"missing from make help: {sorted(targets - shown)}"
+    assert "make report TASK=runs/genre-quick" in result.stdout

@@ -19,20 +19,29 @@ def test_score_counts_top1_topk_and_macro_f1_by_hand():
     for row, ranked in enumerate([[0], [2, 1], [2], [3], [0, 1, 2, 4, 5, 3], [5]]):
         for rank, cls in enumerate(ranked):
             probabilities[row, cls] = 0.9 - 0.1 * rank
-    accuracy, top5, macro_f1 = score(labels, probabilities, num_classes=7)
+    accuracy, top5, macro_f1 = score(labels, probabilities, classes=range(7))
     assert accuracy == pytest.approx(4 / 6)  # rows 1 and 4 are wrong
     assert top5 == pytest.approx(5 / 6)  # row 4's true class is 6th
     # present classes 0,1,2,3,5: F1 0 = 2/3 (1 right, 1 false positive), 1 = 0, 2 = 2/3,
     # 3 = 2/3 (1 of 2 found, no false positive), 5 = 1
     assert macro_f1 == pytest.approx((2 / 3 + 0 + 2 / 3 + 2 / 3 + 1) / 5)
-    assert named_scores(labels, probabilities, 7) == pytest.approx(
+    assert named_scores(labels, probabilities, range(7)) == pytest.approx(
         {"accuracy": accuracy, "top5_accuracy": top5, "macro_f1": macro_f1})
 
 
-def test_few_classes_use_top1_for_topk():
-    labels = np.array([0, 1])
-    probabilities = np.array([[0.9, 0.1], [0.8, 0.2]])
-    assert score(labels, probabilities, 2)[:2] == (0.5, 0.5)
+def test_top5_only_where_the_data_has_more_than_5_classes():
+    """4 of ArtGAN's 10 genres: top-5 would always be 1, so there is none; 6 of 10: top-5
+    ranks among those 6, whatever the other 4 columns hold."""
+    labels = np.array([1, 3])
+    probabilities = np.zeros((2, 10))
+    probabilities[:, [1, 3, 5, 8]] = [[0.7, 0.1, 0.1, 0.1], [0.7, 0.1, 0.1, 0.1]]
+    assert score(labels, probabilities, [1, 3, 5, 8]) == (0.5, None, pytest.approx(1 / 3))
+    assert named_scores(labels, probabilities, [1, 3, 5, 8])["top5_accuracy"] is None
+    six = [0, 1, 3, 5, 8, 9]
+    probabilities = np.zeros((2, 10))
+    probabilities[:, 2] = 1.0  # a column outside the data's classes never counts
+    probabilities[:, six] = [[0.2, 0.1, 0.3, 0.4, 0.5, 0.6], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]]
+    assert score(labels, probabilities, six)[1] == 0.5  # label 1 ranks 6th of 6, label 3 3rd
 
 
 def test_most_confused_lists_the_largest_off_diagonal_cells():

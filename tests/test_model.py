@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from artgan.config.space import SearchSpace
-from artgan.model.crnn import build_crnn, feature_extractor, feature_layers
+from artgan.model.crnn import (
+    build_crnn,
+    build_model,
+    default_feature_layer,
+    feature_extractor,
+    feature_layers,
+)
 
 
 @pytest.mark.parametrize("sequence", ["rows", "columns", "both"])
@@ -106,6 +112,22 @@ def test_outputs_are_the_used_classes_and_saved_models_speak_artgan_ids():
     assert not artgan[:, [0, 1, 3, 5, 7, 8]].any()
 
 
+def test_models_saved_without_their_classes_get_them_from_the_spread_layer(tmp_path):
+    """Models saved before `classes` was recorded: load_model reads it off the fixed
+    layer that spreads the used classes over ArtGAN's ids."""
+    from artgan.model.crnn import with_class_ids
+    from artgan.model.saved import load_model, model_classes, read_metadata, save_model
+
+    hp = kt.HyperParameters()
+    for name, value in {"input_size": 32, "conv_blocks": 2, "lstm_units": 8}.items():
+        hp.Fixed(name, value)
+    spread = with_class_ids(build_crnn(hp, num_classes=4), [2, 4, 6, 9], 10)
+    names = [f"c{i}" for i in range(10)]
+    path = save_model(spread, tmp_path / "old.keras", {"class_names": names, "input_size": 32})
+    assert model_classes(read_metadata(path)) == list(range(10))  # without the model: all
+    assert model_classes(load_model(path)[1]) == [2, 4, 6, 9]
+
+
 def test_fine_tuned_backbone_layers_take_smaller_steps():
     """One SGD step: a backbone variable moves BACKBONE_LR_SCALE times as far as the head's."""
     import keras
@@ -150,3 +172,18 @@ def test_builders_read_only_the_parameters_spaces_are_checked_against(branch):
     build_model(Recorder(None, ()), num_classes=3)
     assert read and read <= set(PARAMETERS)
     assert set(branch) <= read
+
+
+def test_a_pooled_head_reads_pooled_statistics_and_defaults_to_its_learned_layer():
+    hp = kt.HyperParameters()
+    hp.Fixed("backbone", "efficientnet_lite0")
+    hp.Fixed("head", "pooled")
+    hp.Fixed("head_units", 8)
+    model = build_model(hp, num_classes=4)
+    assert sorted(model.input_names if hasattr(model, "input_names") else
+                  [t.name for t in model.inputs]) == ["pooled", "stage6"]
+    assert feature_layers(model) == ["features_conv", "features_head"]
+    assert default_feature_layer(model) == "features_head"
+    assert model.get_layer("features_head").output.shape[-1] == 8
+    assert default_feature_layer(["features_conv", "features_lstm"]) == "features_lstm"
+    assert default_feature_layer(["features_conv"]) == "features_conv"

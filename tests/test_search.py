@@ -1,6 +1,7 @@
 """Real KerasTuner searches on a few dozen real Louvre paintings: results, resume, models."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -26,18 +27,40 @@ def tiny_spec(tmp_path, *extra):
     return load_experiment(REPO_ROOT / "experiments" / "genre.yaml", [*TINY, output, *extra])
 
 
+class Recorded(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+LOGGED = Recorded()  # what the shared search below logged
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_dir):
     """One real 1-trial search, shared by the checks below."""
     tmp_path = tmp_path_factory.mktemp("search")
     os.environ["ARTGAN_CACHE"] = str(tmp_path / "cache")
     spec = tiny_spec(tmp_path, "budget.max_trials=1")
-    table = run_search(spec)
+    logger = logging.getLogger("artgan")
+    level = logger.level
+    logger.addHandler(LOGGED)
+    logger.setLevel(logging.INFO)
+    try:
+        table = run_search(spec)
+    finally:
+        logger.removeHandler(LOGGED)
+        logger.setLevel(level)
     return spec, table
 
 
 def test_search_writes_trials_table(finished_run):
     spec, table = finished_run
+    header = next(m for m in LOGGED.messages if m.startswith("genre: "))
+    assert "val images, 4 classes ->" in header  # the Louvre data's 4, not ArtGAN's 10
     assert len(table) == 1 and table["status"].tolist() == ["COMPLETED"]
     row = table.iloc[0]
     assert 0.0 <= row["val_accuracy"] <= 1.0 and row["score"] == row["val_accuracy"]
@@ -56,6 +79,14 @@ def test_tensorboard_has_hparams_per_trial(finished_run):
     events = b"".join(p.read_bytes() for p in trial_logs[0].rglob("events.out.tfevents.*"))
     assert b"_hparams_/session_start_info" in events  # what the HParams tab reads
     assert b"epoch_loss" in events
+    # beside the last epoch's curves, the score the leaderboard ranks by (best epoch)
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scores = EventAccumulator(str(trial_logs[0] / "execution0" / "leaderboard"))
+    scores.Reload()
+    [event] = scores.Tensors("leaderboard_score")
+    assert float(tf.make_ndarray(event.tensor_proto)) == pytest.approx(table["score"].iloc[0])
 
 
 def test_best_model_predicts_and_evaluates(finished_run, data_dir, tmp_path):
@@ -64,6 +95,7 @@ def test_best_model_predicts_and_evaluates(finished_run, data_dir, tmp_path):
     with zipfile.ZipFile(model_file) as archive:
         metadata = json.loads(archive.read("artgan.json"))
     assert metadata["class_names"][2] == "genre_painting" and metadata["input_size"] == 32
+    assert metadata["classes"] == [2, 4, 6, 9]  # ArtGAN's ids of the 4 Louvre genres
 
     val = data_dir / "louvre-genre4" / "genre_val.csv"
     result = evaluate_model(model_file, val, data_dir / "louvre-genre4" / "images",
@@ -73,11 +105,18 @@ def test_best_model_predicts_and_evaluates(finished_run, data_dir, tmp_path):
     recomputed = (predictions["label"] == predictions["predicted"]).mean()
     assert result.accuracy == pytest.approx(recomputed)
     assert predictions["label_name"].isin(["genre_painting", "landscape", "portrait", "still_life"]).all()
+    # what users read speaks of the 4 classes the data has, not ArtGAN's 10
+    assert [c for c in predictions if c.startswith("p/")] == [
+        "p/genre_painting", "p/landscape", "p/portrait", "p/still_life"]
+    assert result.top5_accuracy is None and "top-5" not in result.summary()
+    assert "classes          4 (genre_painting, landscape, portrait, still_life)" in result.summary()
 
     image = data_dir / "louvre-genre4" / "images" / predictions["path"].iloc[0]
     [(path, ranked)] = list(predict_files(model_file, [image], top=3))
     assert len(ranked) == 3 and ranked[0][1] >= ranked[1][1] >= ranked[2][1]
     assert sum(p for _, p in ranked) <= 1.0 + 1e-6
+    [(_, ranked)] = list(predict_files(model_file, [image], top=5))
+    assert {name for name, _ in ranked} == {"genre_painting", "landscape", "portrait", "still_life"}
 
 
 @pytest.mark.parametrize("change, key", [("space.lstm_units=64", "search_space.parameters"),

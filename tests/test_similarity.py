@@ -93,6 +93,10 @@ def test_nga_ingest_on_the_real_sample(nga):
     unlabelled = [p.objectid for p in nga.problems if "no rows in the NGA tables" in p.reason]
     assert len(unlabelled) == 9 and 200081 in unlabelled
     assert len(nga.problems) == 9  # nothing else is wrong with the real sample
+    lines = nga.summary().splitlines()  # said once, with a count, not once per image
+    assert lines[2:] == ["9 problem(s):", "  9 images: image has no rows in the NGA tables "
+                         "(kept, unlabelled): 200081.jpg, 223717.jpg, 224160.jpg, 224926.jpg, "
+                         "227080.jpg, ... (4 more)"]
 
 
 @pytest.fixture()
@@ -264,6 +268,9 @@ def test_learned_extractor_end_to_end(tiny_experiment, data_dir, cache_dir, tmp_
     model = tiny_experiment.parent / "run" / "best" / "model_1.keras"
     extractor = make_extractor(str(tiny_experiment))  # experiment -> its best model
     assert extractor.description["path"] == str(model) and extractor.size == 32
+    # by default a layer the model learned: a frozen backbone's conv map is the same in
+    # every model built on it, and would score every such model alike
+    assert extractor.layer == "features_lstm"
     learned, handcrafted = tmp_path / "learned.npz", tmp_path / "hand.npz"
     assert main(["similar", "index", "--extractor", str(tiny_experiment), "--index", str(learned)]) == 0
     assert main(["similar", "index", "--index", str(handcrafted)]) == 0
@@ -272,6 +279,10 @@ def test_learned_extractor_end_to_end(tiny_experiment, data_dir, cache_dir, tmp_
                  "--out", str(tmp_path / "report")]) == 0
     table = pd.read_csv(tmp_path / "report" / "evaluation.csv")
     assert len(table) == 9 and set(table["extractor"]) == {"random (expected)", "handcrafted", extractor.name}
+    layers = dict(zip(table["extractor"], table["layer"]))  # said beside each extractor
+    assert layers[extractor.name] == "features_lstm" and layers["handcrafted"] == "-"
+    printed = capsys.readouterr().out.splitlines()
+    assert any(extractor.name in line and " features_lstm " in line for line in printed)
     index = Index.load(learned)
     assert len(index) == 333 and np.allclose(np.linalg.norm(index.vectors, axis=1), 1, atol=1e-5)
     # A file outside the index is embedded with the index's own model and preprocessing.

@@ -3,8 +3,9 @@ command group (search, models, report, similar).
 
 User mistakes (`ArtganError`) print one clear message, with the library's parameter names
 shown as this CLI's flags, and exit with status 2. The library logs; `main` shows its INFO
-messages on stdout. TensorFlow is imported only by the commands that need it (inside their
-`run_*` functions), so `--help` stays instant.
+messages on stdout. TensorFlow is imported only by the commands that need it, inside their
+`run_*` functions after their arguments, task and spec are checked (`heavy.load_tensorflow`),
+so `--help` and every mistake answer at once.
 """
 
 import argparse
@@ -34,7 +35,8 @@ FLAGS = {
 
 EPILOG = """\
 examples:
-  python -m artgan search genre --set budget.max_trials=3 --set budget.epochs=1
+  python -m artgan search genre --set budget.max_trials=3 --set budget.epochs=1 \\
+      --set output=runs/genre-quick      (then: report runs/genre-quick)
   python -m artgan search experiments/style.yaml --set space.input_size=64 --fresh
   python -m artgan search genre --workers 2          (a chief and 2 worker processes)
   python -m artgan worker genre --chief HOST:PORT --id gpu-box-1   (join from elsewhere)
@@ -59,28 +61,6 @@ environment:
                   where TensorFlow leaves them off, e.g. AVX2 without AVX-512: training
                   runs 2.5x faster there; 0 turns them off)
 """
-
-
-def quiet_tensorflow():
-    """Load TensorFlow without its C++ start-up chatter (GPUs stay visible).
-
-    TF 2.21 writes its oneDNN notice and CUDA probing lines straight to file descriptor 2,
-    ignoring TF_CPP_MIN_LOG_LEVEL, so stderr is pointed at /dev/null while TensorFlow loads
-    and lists its devices. Python errors still show: they are printed after it is restored.
-    Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
-    """
-    if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
-        return
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def build_parser():
@@ -117,7 +97,6 @@ def main(argv=None):
     show_logs()
     os.environ.setdefault("ARTGAN_CACHE", str(checkout_cache()))
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # read once, when TensorFlow loads
-    quiet_tensorflow()
     try:
         args.run(args)
     except ArtganError as error:

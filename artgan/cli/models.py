@@ -1,5 +1,6 @@
 """`predict`, `evaluate` and `features`: use a saved model on images."""
 
+from artgan.cli.heavy import load_tensorflow
 from artgan.errors import ArtganError
 from artgan.model.saved import read_metadata
 
@@ -19,6 +20,7 @@ def add_predict(commands):
 
 def run_predict(args):
     read_metadata(args.model)  # a wrong path fails fast, before TensorFlow loads
+    load_tensorflow()
     from artgan.evaluation.predict import predict_files
 
     unreadable = 0
@@ -59,6 +61,7 @@ def add_labelled_images(parser):
 
 def run_evaluate(args):
     read_metadata(args.model)
+    load_tensorflow()
     from artgan.evaluation.predict import evaluate_model
 
     result = evaluate_model(
@@ -77,12 +80,15 @@ def add_features(commands):
         "write features, labels, paths, class names and the layer name.",
     )
     add_labelled_images(parser)
-    parser.add_argument("--layer", help="layer name (default: features_conv, the last conv block)")
+    parser.add_argument("--layer", help="layer name (default: features_lstm, the LSTM's output; "
+                        "features_conv: the conv map it reads, averaged)")
     parser.add_argument("--out", required=True, help="output file: .npz, or .parquet with pyarrow")
     parser.set_defaults(run=run_features)
 
 
 def run_features(args):
+    read_metadata(args.model)
+    load_tensorflow()
     from artgan.model.features import export_features
 
     out, rows, dim = export_features(
@@ -109,6 +115,7 @@ def add_explain(commands):
 
 def run_explain(args):
     read_metadata(args.model)
+    load_tensorflow()
     from artgan.model.gradcam import explain_files
 
     unreadable = 0

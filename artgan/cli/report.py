@@ -1,6 +1,16 @@
 """`report` and `compare`: the HTML report of a run folder, the comparison of several."""
 
+import argparse
 
+from artgan.cli.heavy import load_tensorflow
+from artgan.report.run import open_run
+
+
+def at_least_one(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_report(commands):
@@ -13,18 +23,20 @@ def add_report(commands):
     parser.add_argument(
         "target", help="run folder (runs/<task>), experiment YAML, or task name (style, genre)"
     )
-    parser.add_argument("--top", type=int, default=3, help="best models to analyse (default 3)")
-    parser.add_argument(
-        "--layer", help="layer for the feature-similarity section (default: features_conv)"
-    )
+    parser.add_argument("--top", type=at_least_one, default=3,
+                        help="best models to analyse (default 3)")
+    parser.add_argument("--layer", help="layer for the feature-similarity section "
+                        "(default: features_lstm, the LSTM's output)")
     parser.add_argument("--out", help="output folder (default: reports/<run folder name>)")
     parser.set_defaults(run=run_report)
 
 
 def run_report(args):
+    run = open_run(args.target)  # a wrong name or an unfinished run answers before TensorFlow
+    load_tensorflow()
     from artgan.report.build import build_report
 
-    report = build_report(args.target, top=args.top, layer=args.layer, out=args.out)
+    report = build_report(run, top=args.top, layer=args.layer, out=args.out)
     print(f"report: {report.html}  ({report.seconds:.1f} s)")
     for note in report.notes:
         print(f"  missing: {note}")
@@ -46,7 +58,9 @@ def add_compare(commands):
 
 
 def run_compare(args):
+    runs = [open_run(target) for target in args.runs]
+    load_tensorflow()
     from artgan.report.compare import compare_runs
 
-    html = compare_runs(args.runs, out=args.out, allow_mismatch=args.allow_mismatch)
+    html = compare_runs(runs, out=args.out, allow_mismatch=args.allow_mismatch)
     print(f"comparison: {html}")

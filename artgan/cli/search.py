@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+from artgan.cli.heavy import load_tensorflow
 from artgan.config.spec import experiment_file, load_experiment
 from artgan.errors import ArtganError
 from artgan.runfolder import RunFolder
@@ -60,6 +61,7 @@ def run_search(args):
     spec = load_experiment(experiment_file(args.experiment), args.overrides)
     if args.workers is None and (args.gpus or args.port or args.host != "127.0.0.1"):
         raise ArtganError("--host, --port and --gpus go with --workers N")
+    load_tensorflow()
     from artgan.tuning.results import check_produced, leaderboard
     from artgan.tuning.tuner import run_search as search
 
@@ -125,6 +127,7 @@ def add_worker(commands):
 
 def run_worker(args):
     spec = load_experiment(experiment_file(args.experiment), args.overrides)
+    load_tensorflow()
     from artgan.tuning.parallel.roles import run_process
 
     table = run_process(spec, args.chief, args.tuner_id, args.wait, args.token_file,

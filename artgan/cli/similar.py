@@ -1,13 +1,14 @@
 """`python -m artgan similar index|query|evaluate`: similar-painting search over NGA data.
 
-A command family of its own; like the rest of the CLI
-it imports TensorFlow only when a model extractor is actually used.
+A command family of its own; like the rest of the CLI it imports TensorFlow only when an
+extractor other than `handcrafted` is used, after the collection and arguments are checked.
 """
 
 from pathlib import Path
 
 import pandas as pd
 
+from artgan.cli.heavy import load_tensorflow
 from artgan.errors import ArtganError
 from artgan.paths import REPO_ROOT
 from artgan.similar.nga import joined, load_collection
@@ -80,6 +81,8 @@ def run_index(args):
 
     collection = load_collection(args.nga)
     print(collection.summary())
+    if args.extractor != "handcrafted":
+        load_tensorflow()
     extractor = make_extractor(args.extractor, args.layer)
     update = build_index(collection, extractor, index_path(args, extractor))
     print(update.summary())
@@ -88,6 +91,8 @@ def run_index(args):
 def run_query(args):
     from artgan.similar.index import Index, query
 
+    if args.extractor != "handcrafted":
+        load_tensorflow()
     index = Index.load(index_path(args))
     collection = load_collection(args.nga, check_decode=False)
     label, hits, excluded = query(index, collection, args.target, args.k)
@@ -119,6 +124,8 @@ def run_evaluate(args):
     from artgan.similar.index import Index, default_index_path
 
     paths = [Path(path) for path in args.index or []]
+    if any(spec != "handcrafted" for spec in args.extractor or []):
+        load_tensorflow()
     paths += [default_index_path(make_extractor(spec), index_dir()) for spec in args.extractor or []]
     if not paths:
         paths = sorted(index_dir().glob("*.npz"))

@@ -18,6 +18,7 @@ given values, via `hp.conditional_scope`. Pydantic validates both files, so a mi
 reported with the file, the key and what was expected.
 """
 
+import difflib
 import hashlib
 import json
 import os
@@ -318,9 +319,24 @@ def set_dotted(data, key, value, path):
     node[parts[-1]] = value
 
 
+EXPERIMENTS = REPO_ROOT / "experiments"
+
+
+def experiment_names():
+    """The experiments a task name can give (`experiments/<name>.yaml`), sorted."""
+    return sorted(path.stem for path in EXPERIMENTS.glob("*.yaml"))
+
+
 def experiment_file(task_or_path):
-    """`genre` -> experiments/genre.yaml; a path is returned as is."""
+    """`genre` -> experiments/genre.yaml; a path is returned as is. A name with no
+    experiment file is an `ArtganError` listing the names there are."""
     candidate = Path(task_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         return candidate
-    return REPO_ROOT / "experiments" / f"{task_or_path}.yaml"
+    path = EXPERIMENTS / f"{task_or_path}.yaml"
+    if not path.is_file():
+        names = experiment_names()
+        close = difflib.get_close_matches(str(task_or_path), names, n=1)
+        raise ArtganError(f"{task_or_path!r} is not a task or an experiment file; tasks: "
+                          f"{', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return path

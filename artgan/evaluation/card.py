@@ -50,10 +50,12 @@ def per_class_scores(labels, probabilities, class_names):
 
 
 def card_facts(labels, probabilities, class_names, train_labels, milliseconds=None):
-    """What a card reports that is measured rather than recorded."""
+    """What a card reports that is measured rather than recorded, over the classes the
+    training and validation labels have."""
     train_counts = np.bincount(np.asarray(train_labels, dtype=int), minlength=len(class_names))
     val_counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(class_names))
-    return {"scores": named_scores(labels, probabilities, len(class_names)),
+    classes = np.flatnonzero(train_counts + val_counts)
+    return {"scores": named_scores(labels, probabilities, classes),
             "ece": expected_calibration_error(labels, probabilities),
             "per_class": per_class_scores(labels, probabilities, class_names),
             "counts": {"train": train_counts.tolist(), "val": val_counts.tolist()},
@@ -103,8 +105,10 @@ def model_card(metadata, facts, budget=None, trial=None):
         "",
         "## Metrics (validation split, re-evaluated when the card was written)",
         "",
-        f"accuracy {scores['accuracy']:.4f} · top-5 accuracy {scores['top5_accuracy']:.4f} · "
-        f"macro-F1 {scores['macro_f1']:.4f} · expected calibration error {facts['ece']:.4f}",
+        f"accuracy {scores['accuracy']:.4f} · "
+        + (f"top-5 accuracy {scores['top5_accuracy']:.4f} · "
+           if scores["top5_accuracy"] is not None else "")
+        + f"macro-F1 {scores['macro_f1']:.4f} · expected calibration error {facts['ece']:.4f}",
         "",
         table(["class", "precision", "recall", "F1", "support"],
               [(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}",

@@ -11,13 +11,15 @@ SCORES = ("accuracy", "top5_accuracy", "macro_f1")
 NEIGHBOURS = 5  # k of the k-NN accuracy and of the neighbour thumbnails
 
 
-def score(labels, probabilities, num_classes):
-    """accuracy, top-5 accuracy and macro-F1 (scikit-learn), over the model's classes."""
-    classes = np.arange(num_classes)
+def score(labels, probabilities, classes):
+    """accuracy, top-5 accuracy and macro-F1 (scikit-learn). `classes`: the class ids the
+    data has (columns of `probabilities`; the model gives the others 0). Top-5 accuracy is
+    None unless there are more than 5 classes: with 5 or fewer it is always 1."""
+    classes = np.asarray(classes)
     predicted = probabilities.argmax(axis=1)
-    k = min(TOP_K, num_classes - 1) if num_classes > 2 else 1
-    top5 = top_k_accuracy_score(labels, probabilities, k=k, labels=classes) if num_classes > 2 \
-        else accuracy_score(labels, predicted)
+    top5 = None
+    if len(classes) > TOP_K:
+        top5 = top_k_accuracy_score(labels, probabilities[:, classes], k=TOP_K, labels=classes)
     present = np.unique(labels)
     macro_f1 = f1_score(labels, predicted, labels=present, average="macro", zero_division=0)
     return accuracy_score(labels, predicted), top5, macro_f1
@@ -31,9 +33,10 @@ def l2_normalise(vectors) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def named_scores(labels, probabilities, num_classes):
-    """`score` as floats under the names metrics.json and the report template use."""
-    return dict(zip(SCORES, map(float, score(labels, probabilities, num_classes))))
+def named_scores(labels, probabilities, classes):
+    """`score` as floats (or None) under the names metrics.json and the report template use."""
+    values = score(labels, probabilities, classes)
+    return {name: None if value is None else float(value) for name, value in zip(SCORES, values)}
 
 
 def most_confused(matrix, shown, names, limit=5):

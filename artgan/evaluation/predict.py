@@ -17,13 +17,14 @@ from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
 from artgan.evaluation.metrics import TOP_K, score
 from artgan.files import write_text_atomic
-from artgan.model.saved import load_model
+from artgan.model.saved import load_model, model_classes
 
 
 def predict_files(model_path, image_paths, top=TOP_K):
-    """Yield (path, [(class name, probability), ...]) best first, or (path, reason)."""
+    """Yield (path, [(class name, probability), ...]) best first, among the classes the
+    model was trained on, or (path, reason)."""
     model, metadata = load_model(model_path)
-    names = metadata["class_names"]
+    names, classes = metadata["class_names"], np.asarray(model_classes(metadata))
     for path in image_paths:
         try:
             image = decode_image(path, metadata["input_size"], metadata["resize"])
@@ -31,7 +32,7 @@ def predict_files(model_path, image_paths, top=TOP_K):
             yield path, str(error)
             continue
         probabilities = model.predict(model_input(image[None]), verbose=0)[0]
-        best = np.argsort(probabilities)[::-1][:top]
+        best = classes[np.argsort(probabilities[classes], kind="stable")[::-1][:top]]
         yield path, [(names[i], float(probabilities[i])) for i in best]
 
 
@@ -40,10 +41,11 @@ class Evaluation:
     """Scores of a model on one label file, plus what could not be scored and why."""
 
     accuracy: float
-    top5_accuracy: float
+    top5_accuracy: float  # None unless there are more than 5 classes
     macro_f1: float
     scored: int
     skipped: list = field(default_factory=list)
+    class_names: list = field(default_factory=list)  # the classes scored over
     predictions_file: Path = None
     predictions: pd.DataFrame = None
     written: bool = False
@@ -58,8 +60,10 @@ class Evaluation:
         lines = [
             f"images scored    {self.scored}",
             f"images skipped   {len(self.skipped)}",
+            f"classes          {len(self.class_names)} ({', '.join(self.class_names)})",
             f"accuracy         {self.accuracy:.4f}",
-            f"top-{TOP_K} accuracy   {self.top5_accuracy:.4f}",
+            *([f"top-{TOP_K} accuracy   {self.top5_accuracy:.4f}"]
+              if self.top5_accuracy is not None else []),
             f"macro-F1         {self.macro_f1:.4f}",
         ]
         if self.written:
@@ -74,8 +78,14 @@ def predict_split(model, split, batch_size=64):
     return model.predict(ImageLabelGenerator(split, batch_size), verbose=0)
 
 
-def predictions_frame(split, probabilities, class_names):
-    """One row per image: path, line, true and predicted class, confidence, probabilities."""
+def scored_classes(metadata, labels):
+    """The class ids to score and show: the model's classes and any other label present."""
+    return np.union1d(model_classes(metadata), labels).astype(int)
+
+
+def predictions_frame(split, probabilities, class_names, classes):
+    """One row per image: path, line, true and predicted class (ArtGAN ids and names),
+    confidence, and the probability of each of `classes` (the data's)."""
     predicted = probabilities.argmax(axis=1)
     frame = pd.DataFrame(
         {
@@ -88,8 +98,8 @@ def predictions_frame(split, probabilities, class_names):
             "confidence": probabilities.max(axis=1),
         }
     )
-    for index, name in enumerate(class_names):
-        frame[f"p/{name}"] = probabilities[:, index]
+    for index in classes:
+        frame[f"p/{class_names[index]}"] = probabilities[:, index]
     return frame
 
 
@@ -111,10 +121,12 @@ def evaluate_model(model_path, labels, images, classes=None, out=None, on_error=
     if len(split) == 0:
         raise ArtganError(f"{labels}: no image could be scored")
     probabilities = predict_split(model, split)
-    accuracy, top5, macro_f1 = score(split.labels, probabilities, len(class_names))
+    classes = scored_classes(metadata, split.labels)
+    accuracy, top5, macro_f1 = score(split.labels, probabilities, classes)
     out = Path(out) if out else Path(model_path).with_suffix(".predictions.csv")
     result = Evaluation(accuracy, top5, macro_f1, len(split), list(table.skipped) + split.skipped,
-                        out, predictions_frame(split, probabilities, class_names))
+                        [class_names[i] for i in classes], out,
+                        predictions_frame(split, probabilities, class_names, classes))
     if write:
         result.write_predictions()
     return result

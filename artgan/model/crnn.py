@@ -27,9 +27,11 @@ CONV_FEATURES = "features_conv"
 LSTM_FEATURES = "features_lstm"
 HEAD_FEATURES = "features_head"  # the pooled head's hidden layer
 FEATURE_LAYERS = (CONV_FEATURES, LSTM_FEATURES, HEAD_FEATURES)
-#: Learned by the trial (not the frozen backbone's): the better default for similarity.
+#: Learned by the trial (not the frozen backbone's): what similarity, feature export and the
+#: report read by default (`default_feature_layer`). A frozen backbone's `features_conv` is
+#: its ImageNet map, the same in every model built on it (Grad-CAM still reads that map:
+#: `artgan.model.gradcam`).
 LEARNED_FEATURES = (LSTM_FEATURES, HEAD_FEATURES)
-DEFAULT_FEATURE_LAYER = CONV_FEATURES
 
 SEQUENCE_MODES = ("rows", "columns", "both")
 #: What reads a pretrained backbone's features: the LSTM over the feature map (a CRNN), or
@@ -257,6 +259,9 @@ def deployable_model(hp, model, num_classes):
     return whole
 
 
+CLASS_IDS_LAYER = "artgan_classes"
+
+
 def with_class_ids(model, classes, num_class_ids):
     """`model` with its outputs (one per used class) spread over all `num_class_ids`
     ArtGAN classes by a fixed 0/1 matrix, so saved models predict ArtGAN class ids and
@@ -264,7 +269,7 @@ def with_class_ids(model, classes, num_class_ids):
     classes = np.asarray(classes, dtype=np.int64)
     if len(classes) == num_class_ids:
         return model
-    spread = layers.Dense(num_class_ids, use_bias=False, trainable=False, name="artgan_classes")
+    spread = layers.Dense(num_class_ids, use_bias=False, trainable=False, name=CLASS_IDS_LAYER)
     outputs = spread(model.outputs[0])
     matrix = np.zeros((len(classes), num_class_ids), dtype=np.float32)
     matrix[np.arange(len(classes)), classes] = 1
@@ -336,18 +341,23 @@ def feature_layers(model):
     return [name for name in FEATURE_LAYERS if name in names]
 
 
-def default_feature_layer(model):
-    """The first learned feature layer `model` has, else its conv features."""
-    learned = [name for name in feature_layers(model) if name in LEARNED_FEATURES]
+def default_feature_layer(model_or_names):
+    """The first learned feature layer a model has (given the model or its
+    `feature_layers` names, as saved in its metadata), else its conv features."""
+    names = model_or_names if isinstance(model_or_names, (list, tuple)) else feature_layers(
+        model_or_names)
+    learned = [name for name in names if name in LEARNED_FEATURES]
     return (learned or [CONV_FEATURES])[0]
 
 
-def feature_extractor(model, layer_name=DEFAULT_FEATURE_LAYER):
-    """A model mapping images to the named layer's output as one vector per image.
+def feature_extractor(model, layer_name=None):
+    """A model mapping images to the named layer's output (default: `default_feature_layer`)
+    as one vector per image.
 
     Conv feature maps are global-average-pooled (a compact, translation-tolerant
     description of the painting); other outputs are flattened.
     """
+    layer_name = layer_name or default_feature_layer(model)
     try:
         layer = model.get_layer(layer_name)
     except ValueError:

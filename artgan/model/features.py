@@ -1,7 +1,8 @@
 """Learned features of a saved model, for reports and for other tools.
 
-`extract_features` runs a model up to a named layer (`features_conv`, the last conv block
-global-average-pooled, by default; any layer by name) over a `SplitImages`;
+`extract_features` runs a model up to a named layer (by default `features_lstm`, the LSTM's
+output, which every trained model learned; `features_conv`, the map it reads,
+global-average-pooled; any layer by name) over a `SplitImages`;
 `export_features` does the same for an ArtGAN-format label file and writes
 
     FILE.npz      features (N, D) float32, labels (N,), paths (N,), class_names, layer
@@ -52,10 +53,11 @@ def predict_with_features(model, split, layers, batch_size=BATCH_SIZE):
 
 
 def extract_features(model, split, layer=None, batch_size=BATCH_SIZE):
-    """(N, D) float32 features of `split`'s images at `layer` (default: last conv block)."""
-    from artgan.model.crnn import DEFAULT_FEATURE_LAYER
+    """(N, D) float32 features of `split`'s images at `layer` (default: the first layer the
+    model learned, `default_feature_layer`)."""
+    from artgan.model.crnn import default_feature_layer
 
-    layer = layer or DEFAULT_FEATURE_LAYER
+    layer = layer or default_feature_layer(model)
     return predict_with_features(model, split, [layer], batch_size)[1][layer]
 
 
@@ -121,7 +123,9 @@ def export_features(model_path, labels, images, out, layer=None, classes=None, o
     split = load_split_images(table, metadata["input_size"], metadata["resize"], on_error)
     if len(split) == 0:
         raise ArtganError(f"{labels}: no image could be read")
-    layer = layer or metadata.get("default_feature_layer") or "features_conv"
+    from artgan.model.crnn import default_feature_layer
+
+    layer = layer or default_feature_layer(model)
     features = extract_features(model, split, layer)
     save_features(out, features, split.labels, split.paths, class_names, layer)
     return Path(out), features.shape[0], features.shape[1]

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from artgan.data.generators import model_input
 from artgan.data.images import ImageError, decode_image
@@ -73,13 +73,34 @@ def overlay(pixels, heat, alpha=ALPHA):
     return np.uint8(np.clip(blended, 0, 255))
 
 
+#: An explain PNG is enlarged to at least this width (whole multiples), so its caption reads.
+CAPTIONED_WIDTH = 448
+CAPTION_HEIGHT = 24
+
+
+def captioned(panel, text):
+    """uint8 RGB `panel`, enlarged to at least `CAPTIONED_WIDTH` px wide, above a white
+    strip with one line of `text` (the strip widens the image if the text needs it)."""
+    image = Image.fromarray(panel)
+    scale = -(-CAPTIONED_WIDTH // image.width)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    font = ImageFont.load_default(size=13)
+    width = max(image.width, int(ImageDraw.Draw(image).textlength(text, font=font)) + 12)
+    canvas = Image.new("RGB", (width, image.height + CAPTION_HEIGHT), "white")
+    canvas.paste(image, (0, 0))
+    ImageDraw.Draw(canvas).text((6, image.height + 5), text, fill=(20, 20, 20), font=font)
+    return canvas
+
+
 def explain_files(model_path, image_paths, out, layer=None):
     """Grad-CAM of a saved model's predicted class for image files: writes
-    `out/<name>.gradcam.png` (painting | overlay) per readable image; yields
+    `out/<name>.gradcam.png` (painting | overlay, captioned with the class, its probability
+    and the layer) per readable image; yields
     (path, written file, class name, probability) or (path, reason, None, None)."""
     model, metadata = load_model(model_path)
     names, size = metadata["class_names"], metadata["input_size"]
-    layer = layer or metadata.get("default_feature_layer") or DEFAULT_LAYER
+    layer = layer or DEFAULT_LAYER
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for path in image_paths:
@@ -91,8 +112,10 @@ def explain_files(model_path, image_paths, out, layer=None):
         heat, probabilities = gradcam(model, pixels[None], layer)
         predicted = int(probabilities[0].argmax())
         side_by_side = np.concatenate([pixels, overlay(pixels, heat[0])], axis=1)
+        caption = (f"{names[predicted]} {probabilities[0, predicted]:.1%} · Grad-CAM of "
+                   f"{names[predicted]} on {layer}")
         target = out / f"{Path(path).stem}.gradcam.png"
         with atomic_path(target, suffix=".png") as temporary:
-            Image.fromarray(side_by_side).save(temporary, format="PNG")
+            captioned(side_by_side, caption).save(temporary, format="PNG")
         log.debug(f"{path}: {names[predicted]} ({probabilities[0, predicted]:.1%}) -> {target}")
         yield path, target, names[predicted], float(probabilities[0, predicted])

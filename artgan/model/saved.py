@@ -4,6 +4,9 @@ The metadata rides inside the `.keras` zip as `artgan.json` (Keras ignores extra
 so a model file copied on its own still predicts with the right labels and preprocessing.
 A model file is checked before anything in it is read, by artgan or by Keras: a regular
 file whose members inflate to at most `MAX_MODEL_BYTES` (zip bombs are refused).
+`class_names` are ArtGAN's, indexed by ArtGAN's class ids (so models carry over to the full
+data); `classes` are the ids the training data had, the only ones the model ever predicts
+and the ones users read about (`model_classes`).
 """
 
 import json
@@ -59,11 +62,18 @@ def check_model_file(path):
         raise ArtganError(f"{path}: not a regular file (a named pipe or device), not a model file")
 
 
+def model_classes(metadata):
+    """The class ids a saved model predicts, sorted: its training data's classes. Models
+    saved before they were recorded: every class (`load_model` reads them off the model)."""
+    return [int(i) for i in metadata.get("classes", range(len(metadata["class_names"])))]
+
+
 def load_model(path):
     """(model, metadata) for a saved artgan model, compiled-free for inference."""
     import keras
 
     from artgan.model.batchnorm import CUSTOM_OBJECTS
+    from artgan.model.crnn import CLASS_IDS_LAYER
 
     metadata = read_metadata(path)
     try:
@@ -71,4 +81,7 @@ def load_model(path):
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a file it refuses
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ArtganError(f"{path}: Keras refused to load this model: {reason}") from None
+    if "classes" not in metadata and CLASS_IDS_LAYER in {layer.name for layer in model.layers}:
+        spread = model.get_layer(CLASS_IDS_LAYER).get_weights()[0]  # (used, all) 0/1 matrix
+        metadata["classes"] = sorted(int(i) for i in spread.argmax(axis=1))
     return model, metadata

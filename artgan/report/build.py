@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-import numpy as np
 import pandas as pd
 from matplotlib import rc_context
 
@@ -37,7 +36,7 @@ from artgan.report.insights import (
     tradeoff_section,
 )
 from artgan.report.output import Thumbnails, Writer
-from artgan.report.run import open_run
+from artgan.report.run import Run, open_run
 from artgan.report.sections import (
     baselines_section,
     confusion_section,
@@ -94,13 +93,18 @@ def first_input_size(run, default=64):
 
 
 def build_report(target, top=3, layer=None, out=None, log=print):
-    """Write the report for `target` (run folder, experiment YAML or task); returns `Report`."""
+    """Write the report for `target` (run folder, experiment YAML, task, or an opened `Run`);
+    returns `Report`."""
     started = time.perf_counter()
     if top < 1:
         raise ArtganError(f"`top` must be at least 1, got {top}")
-    run = open_run(target)
-
+    run = target if isinstance(target, Run) else open_run(target)
     writer = Writer(out or default_output(run))
+    with writer.discarded_on_failure():
+        return write_report(run, writer, top, layer, log, started)
+
+
+def write_report(run, writer, top, layer, log, started):
     data = TaskData.from_spec(run.spec)
     log(f"{run.folder}: {len(run.trials)} trial(s), {len(run.finished)} finished; "
         f"{len(data.val)} validation images")
@@ -157,7 +161,7 @@ def summary(run, data, context):
     statuses = Counter(run.trials["status"])
     best = context["models"][0] if context["models"] else None
     return {"task": run.spec.task, "description": run.spec.description,
-            "classes": len(np.unique(data.val.labels())), "val_images": len(data.val),
+            "classes": len(data.classes), "val_images": len(data.val),
             "train_images": len(data.train), "finished": sum(statuses.get(s, 0) for s in FINISHED),
             "trials": len(run.trials),
             "other": {s: n for s, n in statuses.items() if s not in FINISHED},
@@ -172,7 +176,7 @@ def write_metrics(writer, run, data, context):
     metrics = {
         "task": run.spec.task, "run": str(run.folder), "objective": run.objective,
         "generated": context["provenance"]["date"], "seconds": context["provenance"]["seconds"],
-        "class_names": list(data.class_names), "val_images": len(data.val),
+        "class_names": [data.class_names[i] for i in data.classes], "val_images": len(data.val),
         "trials": {s: int(n) for s, n in Counter(run.trials["status"]).items()},
         "baselines": context["leaderboard"]["baselines"],
         "importance": context["mattered"]["importance"],

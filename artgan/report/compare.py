@@ -3,7 +3,7 @@
 `compare_runs(targets)` reads each run folder (as the report does) and writes, under
 `reports/compare-<run>-<run>/` by default:
 
-    compare.html        best-so-far curves (against trial number and summed trial time),
+    compare.html        best-so-far curves (against trial id and summed trial time),
                         best scores with their spread, per-class F1 of each run's best
                         model on the shared validation split, and what differs between specs
     metrics.json        the same numbers
@@ -25,7 +25,6 @@ import pandas as pd
 import yaml
 from matplotlib import rc_context
 
-from artgan.data.labels import read_class_file
 from artgan.data.splits import TaskData, load_split_images
 from artgan.errors import ArtganError
 from artgan.evaluation.card import per_class_scores
@@ -35,7 +34,8 @@ from artgan.report.figures import MATPLOTLIB_STYLE
 from artgan.report.format import decimal, duration, hp_text, percent, plain
 from artgan.report.insight_figures import best_so_far_figure, per_class_figure
 from artgan.report.output import Writer
-from artgan.report.run import open_run
+from artgan.report.run import Run, open_run
+from artgan.runfolder import FINISHED
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,16 @@ def run_label(run, others):
     return name
 
 
-def check_comparable(runs, labels, allow_mismatch):
-    """Refuse runs whose tasks or class sets differ (unless `allow_mismatch`); returns the
-    differences found, as sentences."""
+def check_comparable(runs, labels, data, allow_mismatch):
+    """Refuse runs whose tasks or class sets (the classes their labels have; `data`: each
+    run's `TaskData`) differ, unless `allow_mismatch`; returns the differences found, as
+    sentences."""
     problems = []
     tasks = {label: run.spec.task for label, run in zip(labels, runs)}
     if len(set(tasks.values())) > 1:
         problems.append("tasks differ: " + ", ".join(f"{k} is {v}" for k, v in tasks.items()))
-    classes = {label: tuple(read_class_file(run.spec.path("classes")))
-               for label, run in zip(labels, runs)}
+    classes = {label: tuple(d.class_names[i] for i in d.classes)
+               for label, d in zip(labels, data)}
     if len(set(classes.values())) > 1:
         problems.append("class sets differ: " + ", ".join(
             f"{k} has {len(v)} ({', '.join(v[:4])}{', ...' if len(v) > 4 else ''})"
@@ -72,34 +73,35 @@ def check_comparable(runs, labels, allow_mismatch):
 
 
 def trial_order(run):
-    """Every trial in the order it was created, with best-so-far of the objective and the
-    summed wall time of the trials up to it (failed trials cost time, score nothing)."""
+    """Every trial in the order it was created (`trial`: its id as a number), with its score
+    (finished trials, pruned ones included), the best so far (carried over failed trials)
+    and the summed wall time of the trials up to it (failed trials cost time, score nothing)."""
     trials = run.trials.copy()
     trials["order"] = pd.to_numeric(trials["trial_id"], errors="coerce")
     trials = trials.sort_values(["order", "trial_id"], kind="stable").reset_index(drop=True)
     score = pd.to_numeric(trials["score"], errors="coerce")
-    score = score.where(trials["status"] == "COMPLETED")
+    score = score.where(trials["status"].isin(FINISHED))
     if run.spec.tuner.resolved_direction == "max":
         best = score.cummax()
     else:
         best = score.cummin()
     seconds = pd.to_numeric(trials.get("wall_seconds"), errors="coerce").fillna(0).cumsum()
-    return pd.DataFrame({"trial": np.arange(1, len(trials) + 1), "trial_id": trials["trial_id"],
-                         "score": score, "best": best, "seconds": seconds})
+    number = trials["order"].where(trials["order"].notna(), pd.Series(np.arange(len(trials))))
+    return pd.DataFrame({"trial": number, "trial_id": trials["trial_id"],
+                         "score": score, "best": best.ffill(), "seconds": seconds})
 
 
 def summary_row(run, label):
     scores = pd.to_numeric(run.finished["score"], errors="coerce").dropna().to_numpy(float)
     order = trial_order(run)
-    best = run.finished.iloc[0]
+    best = order.loc[order["best"] == scores[0]].iloc[0]  # the first trial to reach the best
     return {"run": label, "folder": str(run.folder), "tuner": run.spec.tuner.type,
             "trials": len(run.trials), "finished": int(len(scores)),
             "best": float(scores[0]), "best_trial": str(best["trial_id"]),
             "median": float(np.median(scores)), "mean": float(scores.mean()),
             "std": float(scores.std(ddof=1)) if len(scores) > 1 else None,
             "top3_mean": float(scores[:3].mean()),
-            "seconds": float(order["seconds"].iloc[-1]),
-            "to_best": int(order.loc[order["best"] == scores[0], "trial"].iloc[0])}
+            "seconds": float(order["seconds"].iloc[-1])}
 
 
 def flatten(value, prefix=""):
@@ -126,15 +128,15 @@ def spec_differences(runs, labels):
     return rows
 
 
-def shared_split(runs):
-    """The validation `TaskData` all runs share (same files, same labels), else None."""
-    data = [TaskData.from_spec(run.spec) for run in runs]
+def shared_split(data):
+    """The `TaskData` whose validation split all runs share (same files, same labels), else
+    None."""
     first = data[0].val
     for other in data[1:]:
         if (list(map(str, other.val.image_paths())) != list(map(str, first.image_paths()))
                 or not np.array_equal(other.val.labels(), first.labels())):
-            return None, data
-    return data[0], data
+            return None
+    return data[0]
 
 
 def per_class_f1(runs, labels, data):
@@ -158,24 +160,31 @@ def per_class_f1(runs, labels, data):
 
 
 def compare_runs(targets, out=None, allow_mismatch=False):
-    """Write the comparison page of `targets` (run folders, experiment YAMLs or tasks)."""
+    """Write the comparison page of `targets` (run folders, experiment YAMLs, tasks or opened
+    `Run`s)."""
     started = time.perf_counter()
     if len(targets) < 2:
         raise ArtganError(f"`runs`: compare needs at least two runs, got {len(targets)}")
-    runs = [open_run(t) for t in targets]
+    runs = [t if isinstance(t, Run) else open_run(t) for t in targets]
     labels = [run_label(r, runs) for r in runs]
     if len(set(labels)) < len(labels):
         raise ArtganError("`runs`: the same run folder is named twice")
-    mismatches = check_comparable(runs, labels, allow_mismatch)
+    data = [TaskData.from_spec(run.spec) for run in runs]
+    mismatches = check_comparable(runs, labels, data, allow_mismatch)
     writer = Writer(out or Path("reports") / ("compare-" + "-".join(r.folder.name
                                                                      for r in runs)))
+    with writer.discarded_on_failure():
+        return write_comparison(runs, labels, data, mismatches, writer, started)
+
+
+def write_comparison(runs, labels, data, mismatches, writer, started):
     objective = runs[0].objective
     orders = {label: trial_order(run) for label, run in zip(labels, runs)}
     rows = [summary_row(run, label) for label, run in zip(labels, runs)]
-    shared, _ = shared_split(runs) if not mismatches else (None, None)
+    shared = shared_split(data) if not mismatches else None
     with rc_context(MATPLOTLIB_STYLE):
         curves = writer.figure(best_so_far_figure(orders, objective), "best_so_far",
-                               f"best {objective} so far against trial number and summed "
+                               f"best {objective} so far against trial id and summed "
                                "trial time")
         f1 = per_class_f1(runs, labels, shared) if shared is not None else None
         f1_figure = (writer.figure(per_class_figure(f1), "per_class_f1",

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from artgan.report.format import hp_text, missing, natural_key, numeric_values
+from artgan.report.format import count, hp_text, missing, natural_key, numeric_values
 
 MATPLOTLIB_STYLE = {
     "text.parse_math": False,  # a class name with "$" is text, not TeX
@@ -84,15 +84,36 @@ def is_range(parameter, numeric):
     return numeric.nunique() > 3
 
 
+def axis_number(value):
+    """A short tick label: 360k and 1.2M, 0.25 and 12, 2e-4 and 1.8e-4 (not 0.00018, whose
+    neighbours' labels would run into it)."""
+    if abs(value) >= 1000:
+        return count(value)
+    if value == 0 or abs(value) >= 0.01:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def readable_axis(axis, values, log):
+    """A few short tick labels: on a log axis at 1, 2 and 5 times powers of ten when the
+    values span a decade or more, else (and on a linear axis) at most 5 round numbers."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    wide = len(values) and values.min() > 0 and values.max() / values.min() >= 10
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)) if log and wide
+                           else MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: axis_number(value)))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def range_panel(axes, numeric, y, parameter):
     """Scatter against the value; a log axis for log-sampled or wide (10x+) ranges."""
     axes.scatter(numeric, y, s=18, color=BLUE)
     log = parameter is not None and parameter.distribution == "log_uniform_values"
     if log or (numeric.min() > 0 and numeric.max() / numeric.min() >= 10):
         axes.set_xscale("log")  # plain labels: parse_math is off, so no 10^x mathtext
-        axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        axes.xaxis.set_minor_formatter(NullFormatter())
+        readable_axis(axes.xaxis, numeric, log=True)
     else:
         integers = bool((numeric.dropna() % 1 == 0).all())
         axes.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=integers))

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from artgan.report.figures import BLUE, PALETTE, new_figure, shorten
-from artgan.report.format import count, hp_text, missing, natural_key, numeric_values
+from artgan.report.figures import BLUE, PALETTE, new_figure, readable_axis, shorten
+from artgan.report.format import hp_text, missing, natural_key, numeric_values
 
 FRONT = PALETTE[3]
 
@@ -35,12 +34,11 @@ def tradeoff_figure(score, costs, fronts, objective, labels):
         for x, y, label in zip(values[front], score[front], np.asarray(labels)[front]):
             axes.annotate(str(label), (x, y), textcoords="offset points", xytext=(4, 4),
                           fontsize=7)
-        if measured.any() and values[measured].min() > 0 and (
-                values[measured].max() / values[measured].min() >= 10):
+        log = measured.any() and values[measured].min() > 0 and (
+            values[measured].max() / values[measured].min() >= 10)
+        if log:
             axes.set_xscale("log")  # plain labels: parse_math is off, so no 10^x mathtext
-            axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axes.xaxis.set_major_formatter(FuncFormatter(lambda v, _: count(v)))
-            axes.xaxis.set_minor_formatter(NullFormatter())
+        readable_axis(axes.xaxis, values, log)  # 360k, 400k: not six digits running together
         axes.set_xlabel(name)
         if index == 1:
             axes.set_ylabel(objective)
@@ -157,10 +155,10 @@ def reliability_figure(table, ece):
 
 
 def best_so_far_figure(orders, objective):
-    """Best objective so far per run, against trial number and against summed trial time;
-    each trial's own score as a faint point."""
+    """Best objective so far per run, against trial id and against summed trial time; each
+    finished trial's own score (pruned ones included) as a faint point."""
     figure = new_figure(9.5, 3.4)
-    for index, (x, label) in enumerate((("trial", "trial number"),
+    for index, (x, label) in enumerate((("trial", "trial id"),
                                         ("seconds", "summed trial wall time (min)")), start=1):
         axes = figure.add_subplot(1, 2, index)
         for number, (name, order) in enumerate(orders.items()):

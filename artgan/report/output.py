@@ -37,10 +37,28 @@ class Writer:
     def __init__(self, folder):
         self.folder = Path(folder)
         self.marker = self.folder / MARKER
+        #: the folders this writer makes (the output folder and missing parents), outermost first
+        self.made = [p for p in (*reversed(self.folder.parents), self.folder) if not p.exists()]
         with clear_write_errors(self.folder):
             self.folder.mkdir(parents=True, exist_ok=True)
         self.files = []
         self._remove_previous()
+
+    @contextmanager
+    def discarded_on_failure(self):
+        """On any error, remove what this writer wrote and the folders it made (when they
+        are empty then), so a failed report leaves nothing behind; then re-raise."""
+        try:
+            yield self
+        except BaseException:
+            for name in set(self.files):
+                (self.folder / name).unlink(missing_ok=True)
+            if self.folder in self.made:  # the marker of a folder this writer made goes too
+                self.marker.unlink(missing_ok=True)
+            for folder in reversed(self.made):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            raise
 
     def _remove_previous(self):
         """Delete what the previous report here wrote, as its marker lists it; a folder without

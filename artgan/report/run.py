@@ -11,7 +11,13 @@ import pandas as pd
 import yaml
 
 from artgan.config.space import SearchSpace
-from artgan.config.spec import TASKS, ExperimentSpec, experiment_file, load_experiment, validate
+from artgan.config.spec import (
+    ExperimentSpec,
+    experiment_file,
+    experiment_names,
+    load_experiment,
+    validate,
+)
 from artgan.errors import ArtganError
 from artgan.runfolder import FINISHED, RunFolder, TrialRow
 
@@ -53,11 +59,13 @@ def find_run_folder(target):
     path = Path(target)
     if path.is_dir():
         return path.resolve()
-    experiment = experiment_file(target)
-    if not Path(experiment).is_file():
-        raise ArtganError(
-            f"{target}: not a run folder, an experiment YAML or a task ({', '.join(TASKS)})"
-        )
+    try:
+        experiment = experiment_file(target)
+        if not Path(experiment).is_file():
+            raise ArtganError(f"{experiment}: file not found")
+    except ArtganError:
+        raise ArtganError(f"{target}: not a run folder, an experiment YAML or a task "
+                          f"({', '.join(experiment_names())})") from None
     return load_experiment(experiment).output_dir
 
 

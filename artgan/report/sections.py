@@ -98,22 +98,23 @@ class Evaluated:
 
 def evaluate_models(run, data, top, layer):
     """Predictions and features of the best `top` saved models, best first."""
-    from artgan.evaluation.predict import predictions_frame
-    from artgan.model.crnn import FEATURE_LAYERS
+    from artgan.evaluation.predict import predictions_frame, scored_classes
+    from artgan.model.crnn import default_feature_layer, feature_layers
     from artgan.model.features import predict_with_features
 
     evaluated = []
     for rank, path in enumerate(run.models[:top], start=1):
         model, metadata = load_model(path)
-        chosen = layer or metadata.get("default_feature_layer") or FEATURE_LAYERS[0]
-        layers = list(dict.fromkeys([chosen, *metadata.get("feature_layers", FEATURE_LAYERS)]))
+        chosen = layer or default_feature_layer(model)
+        layers = list(dict.fromkeys([chosen, *feature_layers(model)]))
         split = load_split_images(data.val, metadata["input_size"], metadata["resize"],
                                   run.spec.data.on_error, progress=False)
         probabilities, features = predict_with_features(model, split, layers)
-        names = metadata["class_names"]
+        names, classes = metadata["class_names"], scored_classes(metadata, split.labels)
         evaluated.append(Evaluated(rank, path, metadata, split, probabilities,
-                                   predictions_frame(split, probabilities, names), features,
-                                   named_scores(split.labels, probabilities, len(names)), model))
+                                   predictions_frame(split, probabilities, names, classes),
+                                   features, named_scores(split.labels, probabilities, classes),
+                                   model))
     return evaluated
 
 
@@ -135,7 +136,7 @@ def baselines_section(run, data, size):
     majority = np.tile(frequencies, (len(val), 1))
     rows = [{"name": "majority class",
              "detail": f"always predicts {data.class_names[int(frequencies.argmax())]}",
-             **named_scores(val.labels, majority, num_classes)}]
+             **named_scores(val.labels, majority, data.classes)}]
 
     started = time.perf_counter()
     train_features = handcrafted_features(train.pixels)
@@ -149,7 +150,7 @@ def baselines_section(run, data, size):
                      "detail": f"logistic regression on {train_features.shape[1]} "
                                f"training-free colour/texture features, {size} px",
                      "seconds": time.perf_counter() - started,
-                     **named_scores(val.labels, probabilities, num_classes)})
+                     **named_scores(val.labels, probabilities, data.classes)})
     return {"rows": rows, "size": size, "train_images": len(train), "val_images": len(val),
             "val_features": val_features, "val_labels": val.labels}
 
@@ -192,6 +193,11 @@ def leaderboard_section(run, baselines, writer):
                         "val_top5_accuracy": reference["top5_accuracy"],
                         "message": reference["detail"]})
     writer.csv(pd.DataFrame(records), "leaderboard.csv")
+    if all(missing(r.get("val_top5_accuracy")) for r in records):  # 5 classes or fewer
+        top5 = headers.index("val top-5")
+        headers = headers[:top5] + headers[top5 + 1:]
+        for row in rows:
+            del row["cells"][top5]
     return {"headers": headers, "rows": rows, "baselines": baselines["rows"],
             "baseline_size": baselines["size"], "train_images": baselines["train_images"]}
 
@@ -364,7 +370,7 @@ def provenance_section(run, data, seconds=None):
                       "used": len(table), "skipped": len(table.skipped)})
     classes = run.spec.path("classes")
     files.append({"role": "classes", "path": str(classes),
-                  "rows": len(read_class_file(classes)), "used": len(data.class_names),
+                  "rows": len(read_class_file(classes)), "used": len(data.classes),
                   "skipped": 0})
     versions = {"python": platform.python_version(), "artgan": __version__}
     for name in PACKAGES:

@@ -75,9 +75,12 @@ class ModelExtractor(Extractor):
     """A named feature layer of a saved artgan model, with the model's own preprocessing."""
 
     def __init__(self, path, layer=None):
+        from artgan.model.crnn import FEATURE_LAYERS, default_feature_layer
+
         self.path = Path(path).resolve()
         metadata = read_metadata(self.path)
-        self.layer = layer or metadata.get("default_feature_layer", "features_conv")
+        self.layer = layer or default_feature_layer(
+            list(metadata.get("feature_layers", FEATURE_LAYERS[:2])))
         self.size = int(metadata["input_size"])
         self.resize = metadata.get("resize", "letterbox")
         self.name = f"model:{display_path(self.path)}" + ("" if layer is None else f"@{self.layer}")
@@ -162,12 +165,15 @@ def make_extractor(spec="handcrafted", layer=None) -> Extractor:
 
 def experiment_model(experiment) -> Path:
     """The best model (`<output>/best/model_1.keras`) of an experiment name or YAML file."""
-    path = experiment_file(experiment)
-    if not Path(path).is_file():
+    try:
+        path = experiment_file(experiment)
+        if not Path(path).is_file():
+            raise ArtganError(f"{path} not found")
+    except ArtganError as error:
         raise ArtganError(
             f"unknown extractor {experiment!r}: expected 'handcrafted', 'model:PATH.keras' "
-            f"or an experiment name/YAML ({path} not found)"
-        )
+            f"or an experiment name/YAML ({error})"
+        ) from None
     model = RunFolder(load_experiment(path).output_dir).model(1)
     if not model.is_file():
         raise ArtganError(

@@ -47,6 +47,12 @@ class Index:
     extractor: dict
     name: str = ""
 
+    @property
+    def layer(self):
+        """Which features the vectors are: a model's layer, a backbone's tap ('-' for the
+        handcrafted statistics)."""
+        return self.extractor.get("layer") or self.extractor.get("tap") or "-"
+
     def __len__(self):
         return len(self.ids)
 

@@ -85,8 +85,25 @@ class NgaCollection:
             lines.append(f"exact duplicate image files (same bytes): {groups}")
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s):")
-            lines.extend(f"  {problem}" for problem in self.problems)
+            lines.extend(f"  {line}" for line in grouped(self.problems))
         return "\n".join(lines)
+
+
+def grouped(problems, shown=5):
+    """One line per kind of problem, with how many there are and the first few files or
+    ids (the evaluation page lists them all)."""
+    kinds = {}
+    for problem in problems:
+        kinds.setdefault(problem.reason, []).append(problem)
+    lines = []
+    for reason, group in kinds.items():
+        if len(group) == 1:
+            lines.append(str(group[0]))
+            continue
+        names = [Path(p.path).name if p.path else f"object {p.objectid}" for p in group]
+        more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+        lines.append(f"{len(group)} images: {reason}: {', '.join(names[:shown])}{more}")
+    return lines
 
 
 def default_nga_dir() -> Path:

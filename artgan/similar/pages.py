@@ -35,10 +35,10 @@ EVALUATION = """<!doctype html>
 <h1>Similar paintings: retrieval evaluation</h1>
 <p>{{ images }} images from <code>{{ root }}</code>, k = {{ k }}.
 Each image queries all others; its own file and byte-identical copies are excluded.</p>
-<table><tr><th class="text">relevance</th><th class="text">extractor</th><th>queries</th>
+<table><tr><th class="text">relevance</th><th class="text">extractor</th><th class="text">layer</th><th>queries</th>
 <th>precision@{{ k }}</th><th>recall@{{ k }}</th><th>mAP@{{ k }}</th><th>MRR</th></tr>
 {% for row in rows %}<tr class="{{ 'random' if row.extractor == random else '' }}">
-<td class="text">{{ row.relevance }}</td><td class="text">{{ row.extractor }}</td><td>{{ row.queries }}</td>
+<td class="text">{{ row.relevance }}</td><td class="text">{{ row.extractor }}</td><td class="text">{{ row.layer }}</td><td>{{ row.queries }}</td>
 <td>{{ '%.3f' % row.precision }}</td><td>{{ '%.3f' % row.recall }}</td><td>{{ '%.3f' % row.map }}</td><td>{{ '%.3f' % row.mrr }}</td></tr>
 {% endfor %}</table>
 <h2>Exact duplicate image files</h2>

@@ -112,16 +112,17 @@ def evaluate(collection, indexes, k=10):
             position = {int(objectid): row for row, objectid in enumerate(index.ids)}
             vectors = index.vectors[[position[objectid] for objectid in ids]]
             queries, means, chance = evaluate_scores(vectors @ vectors.T, labels, groups, k)
-            results.append(row_for(relation, index.name, queries, means))
+            results.append(row_for(relation, index.name, queries, means, index.layer))
         results.insert(len(results) - len(indexes), row_for(relation, RANDOM, queries, chance))
     frame = pd.DataFrame(results)
     frame.attrs.update(k=k, images=len(ids), dropped=len(table) - len(ids))
     return frame
 
 
-def row_for(relation, extractor, queries, means):
+def row_for(relation, extractor, queries, means, layer="-"):
     values = dict(zip(METRICS, means)) if means is not None else dict.fromkeys(METRICS, float("nan"))
-    return {"relevance": relation, "extractor": extractor, "queries": queries, **values}
+    return {"relevance": relation, "extractor": extractor, "layer": layer, "queries": queries,
+            **values}
 
 
 def check_current(index, table):

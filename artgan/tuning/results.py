@@ -156,6 +156,7 @@ def save_best_models(tuner, spec, data, output):
         metadata = {
             "task": spec.task,
             "class_names": list(data.class_names),
+            "classes": [int(i) for i in data.classes],
             "input_size": int(input_size(values)),
             "backbone": backbone,
             "backbone_weights": None if backbone == SCRATCH else get_backbone(backbone).origin,

@@ -122,6 +122,7 @@ class TrialRecorder:
                     memory_mb=resident_memory_mb(), **held)
         if progress.get("pruned_at_epoch"):
             info["pruned_at_epoch"] = progress["pruned_at_epoch"]
+        log_leaderboard_score(kwargs["callbacks"], trial.trial_id, leaderboard_score(info, objective))
         write_text_atomic(path, json.dumps(info))
         shutil.rmtree(backup, ignore_errors=True)
         return result
@@ -169,6 +170,34 @@ def continue_histories(result, curves, objective, kept, checkpoint):
             partial = checkpoint.with_name("saving." + checkpoint.name)
             shutil.copyfile(kept, partial)
             partial.replace(checkpoint)
+
+
+def leaderboard_score(stats, objective):
+    """The trial's score as KerasTuner ranks it and the leaderboard shows it: the objective
+    at its best epoch, averaged over executions (None without curves)."""
+    pick = max if objective.direction == "max" else min
+    runs = [e["history"] for e in stats.get("executions", [])] or [stats.get("history", {})]
+    values = [pick(run[objective.name]) for run in runs if run.get(objective.name)]
+    return sum(values) / len(values) if values else None
+
+
+#: The TensorBoard scalar (HParams tab column) holding `leaderboard_score`: that tab shows
+#: each curve's last epoch, the leaderboard the best one.
+SCORE_TAG = "leaderboard_score"
+
+
+def log_leaderboard_score(callbacks, trial_id, score):
+    """Write `score` into each HParams session (execution) of the trial's TensorBoard logs,
+    as run `leaderboard`, tag `SCORE_TAG`."""
+    import tensorflow as tf
+
+    boards = [c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)]
+    if score is None or not boards:
+        return
+    for session in sorted(Path(boards[0].log_dir, str(trial_id)).glob("execution*")):
+        with tf.summary.create_file_writer(str(session / "leaderboard")).as_default():
+            tf.summary.scalar(SCORE_TAG, score, step=0, description=(
+                "the trial's score as the leaderboard shows it: the objective at its best epoch"))
 
 
 def fit_statistics(result):
@@ -278,7 +307,7 @@ def run_search(spec, fresh=False):
         keras.utils.set_random_seed(spec.seed)
         log.info(
             f"{spec.task}: {len(data.train)} train / {len(data.val)} val images, "
-            f"{len(data.class_names)} classes -> {output}"
+            f"{len(data.classes)} classes -> {output}"
         )
         if slow_cpu_kernels():
             log.warning("TensorFlow's oneDNN kernels are off, so CPU training runs about 2.5x "
