@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -82,6 +83,18 @@ def test_chief_and_two_workers_share_one_search(tmp_path, env):
     assert {w["state"] for w in state["workers"].values()} == {"done"}
     assert "val_accuracy" in (output / "logs" / "worker1.log").read_text()
     assert "launcher: trials 4 COMPLETED" in result.stdout
+
+    # Rerun the finished search: nothing is trained again (the last trial each worker ended
+    # used to be: attempts 1 -> 2, its score and best model overwritten).
+    scores = {p.parent.name: read_json(p)["score"] for p in (output / "tuner").glob("trial_*/trial.json")}
+    again = subprocess.run(search_command(output, trials=4, epochs=1), env=env, cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming: 4 finished trial(s) kept" in again.stdout
+    rerun = read_table(output)
+    assert (rerun["attempts"] == 1).all() and (rerun["status"] == "COMPLETED").all()
+    assert {p.parent.name: read_json(p)["score"]
+            for p in (output / "tuner").glob("trial_*/trial.json")} == scores
 
 
 def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env):
@@ -379,6 +392,9 @@ def test_the_chief_serves_a_worker_with_the_token_and_refuses_made_up_reports(ch
     assert list(oracle.trials) == [trial.trial_id]
     assert oracle.trials[trial.trial_id].status == "COMPLETED"
     assert oracle.trials[trial.trial_id].score == 0.5 and oracle.ongoing_trials == {}
+    # What a resumed chief reloads: the ended trial is no longer listed as ongoing.
+    saved = read_json(Path(oracle._project_dir) / "oracle.json")
+    assert saved["ongoing_trials"] == {} and trial.trial_id in saved["end_order"]
 
 
 def test_a_trial_held_by_a_silent_worker_times_out(chief):

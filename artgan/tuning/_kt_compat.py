@@ -10,9 +10,9 @@ variables of its distributed mode.
   (`install_atomic_state_writer`); truncated `trial.json`/`oracle.json` files are repaired and
   a fresh oracle refilled from the trial files (`repair_tuner_files`, `restore_trials`: the
   oracle's `start_order`, `end_order`, `_record_values`); a process killed between writing a
-  trial and saving the oracle leaves a RUNNING trial that is queued again
-  (`requeue_orphaned_trials`: `_retry_queue`); a new tuner id adopts another's state file
-  (`adopt_oracle`: KerasTuner reloads only from `<tuner id>.json`).
+  trial and saving the oracle leaves a RUNNING trial that is queued again, and a trial that
+  ended is never queued (`requeue_orphaned_trials`: `_retry_queue`); a new tuner id adopts
+  another's state file (`adopt_oracle`: KerasTuner reloads only from `<tuner id>.json`).
 * Checkpoints: where a trial's best-epoch weights are (`checkpoint_file`:
   `_get_checkpoint_fname`), so a resumed trial keeps the best epoch it had before; they are
   written to a temporary file and renamed (`install_atomic_state_writer` patches
@@ -176,19 +176,35 @@ def restore_trials(oracle, project):
     oracle.save()
 
 
+#: Trial states that end a trial for good: such a trial is never trained again.
+ENDED = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED,
+         kt.engine.trial.TrialStatus.STOPPED)
+
+
 def requeue_orphaned_trials(oracle, skip=()):
-    """Queue for retry every reloaded trial still marked RUNNING.
+    """Queue for retry every reloaded trial still marked RUNNING, and nothing that ended.
 
     KerasTuner's reload retries the trials its oracle.json lists as ongoing, but a process
     killed after a new trial's trial.json was written and before oracle.json was saved
-    leaves a RUNNING trial that nothing would ever finish. (A distributed worker's oracle
-    lives in the chief: it has no queue here.) Trials in `skip` (repaired, their values
-    lost) are never retried.
+    leaves a RUNNING trial that nothing would ever finish. The other way round,
+    `Oracle.end_trial` saves oracle.json *before* it takes the trial off the ongoing list
+    (`_servicer` saves again, but a kill can land in between), so a finished trial can be
+    listed as ongoing, and reload would train it again: a trial that ended (COMPLETED,
+    FAILED) is dropped from the queue, and each trial is queued once (an INVALID trial
+    waiting for its `max_retries` retry stays). (A distributed worker's oracle lives in the
+    chief: it has no queue here.) Trials in `skip` (repaired, their values lost) are never
+    retried.
     """
     queue = getattr(oracle, "_retry_queue", None)
     if queue is None:
         return
-    queue[:] = [trial_id for trial_id in queue if trial_id not in skip]
+    kept = []
+    for trial_id in queue:
+        trial = oracle.trials.get(trial_id)
+        ended = trial is None or trial.status in ENDED
+        if trial_id not in skip and trial_id not in kept and not ended:
+            kept.append(trial_id)
+    queue[:] = kept
     for trial_id, trial in oracle.trials.items():
         if trial.status == kt.engine.trial.TrialStatus.RUNNING and trial_id not in queue:
             queue.append(trial_id)
@@ -230,6 +246,17 @@ def adopt_oracle(project):
     own.write_text(others[0].read_text() if others else "{}")
 
 
+@kt.synchronized
+def _then_save(oracle, action):
+    """`action()` (one that ends a trial), then save the oracle, under KerasTuner's lock for
+    it. `Oracle.end_trial` saves before it takes the trial off the ongoing list, so without
+    this save a chief's oracle.json lists every trial it ended last as still running (a
+    single-process tuner's `on_trial_end` saves again)."""
+    result = action()
+    oracle.save()
+    return result
+
+
 def _servicer(oracle, seen):
     """KerasTuner's servicer, refusing reports on trials that are not out (a fabricated or
     timed-out trial), and noting when each trial was last heard of (for `expire_trials`)."""
@@ -260,7 +287,7 @@ def _servicer(oracle, seen):
             if not out(request.trial.trial_id):
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                               f"trial {request.trial.trial_id} is not running")
-            return super().EndTrial(request, context)
+            return _then_save(oracle, lambda: OracleServicer.EndTrial(self, request, context))
 
     return Servicer(oracle)
 
@@ -279,7 +306,7 @@ def expire_trials(oracle, seen, timeout, now=None, say=log.info):
                   f"{timeout:g} s): the worker stopped reporting")
         ended = trial_module.Trial(trial.hyperparameters, trial_id=trial.trial_id,
                                    status=trial_module.TrialStatus.FAILED, message=reason)
-        oracle.end_trial(ended)
+        _then_save(oracle, lambda: oracle.end_trial(ended))
         oracle.tuner_ids.discard(tuner_id)
         seen.pop(trial.trial_id, None)
         say(f"chief: trial {trial.trial_id} is marked FAILED: {reason}")
