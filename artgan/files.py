@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artgan.errors import ArtganError
+from artgan.errors import ArtganError, DiskFull
 
 LOCK_FILE = ".lock"
 
@@ -55,7 +55,17 @@ UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDI
 def disk_full(path, needed=None):
     """The one message for a full file system (`needed` in bytes, when known)."""
     amount = f"about {max(1, round(needed / 1e6))} MB" if needed else "more space"
-    return ArtganError(f"disk full: needs {amount} at {path}; free some space and rerun to resume")
+    return DiskFull(f"disk full: needs {amount} at {path}; free some space and rerun to resume")
+
+
+def as_disk_full(error):
+    """`error` as a `DiskFull` if it says the disk is full (raised by another library's
+    writer too), else None."""
+    if isinstance(error, DiskFull):
+        return error
+    if isinstance(error, OSError) and error.errno in NO_SPACE:
+        return disk_full(error.filename or "the output or cache folder")
+    return None
 
 
 @contextmanager

@@ -191,6 +191,34 @@ def test_killing_the_chief_then_rerunning_resumes(tmp_path, env):
     assert after["score"] == before["score"]  # the finished trial was not rerun
 
 
+def test_a_full_disk_stops_the_search_and_the_rerun_spends_the_budget(tmp_path, env):
+    """The image cache is built inside a trial: a worker that finds the disk full stops the
+    search (exit status 75 to the launcher) instead of failing its trial and the next."""
+    site = tmp_path / "site"  # every process of the search sees 100 bytes free
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import collections, shutil\n"
+        "Usage = collections.namedtuple('Usage', 'total used free')\n"
+        "shutil.disk_usage = lambda path: Usage(10**6, 10**6 - 100, 100)\n")
+    output = tmp_path / "run"
+    command = search_command(output, trials=2, epochs=1)
+    full = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")])))
+    result = subprocess.run(command, env=full, cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "stopped the search: the disk is full" in result.stderr.splitlines()[-1]
+    assert "disk full: needs about" in result.stdout  # the worker's own line, echoed
+    assert "Traceback" not in result.stdout + result.stderr
+    statuses = [read_json(p)["status"] for p in (output / "tuner").glob("trial_*/trial.json")]
+    assert statuses and set(statuses) == {"RUNNING"}  # begun, stopped, none spent
+
+    again = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    table = read_table(output)
+    assert sorted(table["trial_id"]) == ["0", "1"] and (table["status"] == "COMPLETED").all()
+
+
 # ----------------------------------------------------------------------------- no processes
 
 

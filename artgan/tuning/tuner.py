@@ -28,7 +28,7 @@ import keras_tuner as kt
 
 from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
-from artgan.files import read_json, write_text_atomic
+from artgan.files import as_disk_full, read_json, write_text_atomic
 from artgan.model._tf_compat import releasing_graphs, slow_cpu_kernels
 from artgan.model.crnn import PARAMETERS
 from artgan.runfolder import RunFolder
@@ -61,6 +61,16 @@ from artgan.tuning.results import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class SearchStopped(kt.errors.FatalError):
+    """Raised from a trial to stop the whole search without ending the trial: KerasTuner
+    lets a `FatalError` through, so the trial stays RUNNING (not FAILED, not counted) and
+    the rerun runs it again. `error` is the reason (a full disk: `DiskFull`)."""
+
+    def __init__(self, error, trial_id):
+        super().__init__(str(error))
+        self.error, self.trial_id = error, trial_id
 
 
 class TrialRecorder:
@@ -112,6 +122,9 @@ class TrialRecorder:
             with releasing_graphs():  # or each fitted model's graphs stay in memory
                 result = super().run_trial(trial, *args, **kwargs)
         except Exception as error:  # KerasTuner records the trial as failed; say who ran it
+            full = as_disk_full(error)
+            if full is not None:  # no fault of the trial's: stop the search, spend no trial
+                raise SearchStopped(full, trial.trial_id) from None
             write_text_atomic(path, json.dumps(dict(held, status="ERROR", error=type(error).__name__)))
             raise
         if resume:
@@ -255,6 +268,13 @@ def _construct(tuner_class, spec, common):
     return tuner_class(max_trials=spec.budget.max_trials, **common)
 
 
+def stopped(stop, output):
+    """The one-line error for a search a `SearchStopped` ended, recorded in search.json."""
+    reason = f"{stop.error} (trial {stop.trial_id} was stopped, not counted: the rerun runs it)"
+    record_stop(output, reason)  # on a full disk this may fail itself, with the same message
+    return type(stop.error)(reason)
+
+
 def callbacks(spec):
     """TensorBoard (KerasTuner adds a per-trial dir and the HParams summary) + early stop."""
     result = [keras.callbacks.TensorBoard(str(RunFolder(spec.output_dir).tensorboard))]
@@ -294,6 +314,8 @@ def run_search(spec, fresh=False):
             tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
         except SearchDeadline:
             pass  # no new trial after the time budget: the table says so
+        except SearchStopped as stop:
+            raise stopped(stop, output) from None
         except RuntimeError as error:  # KerasTuner stops after a few failed trials in a row
             if not str(error).startswith("Number of consecutive failures"):
                 raise

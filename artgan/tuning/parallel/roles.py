@@ -40,7 +40,7 @@ import keras
 
 from artgan.config.spec import differences
 from artgan.data.splits import TaskData
-from artgan.errors import ArtganError
+from artgan.errors import ArtganError, DiskFull
 from artgan.files import read_json
 from artgan.model.crnn import PARAMETERS
 from artgan.runfolder import RunFolder
@@ -67,12 +67,15 @@ from artgan.tuning.parallel.access import (
     worker_token,
 )
 from artgan.tuning.results import report_skipped, save_best_models, write_trials_table
-from artgan.tuning.tuner import callbacks, make_tuner
+from artgan.tuning.tuner import SearchStopped, callbacks, make_tuner
 
 log = logging.getLogger(__name__)
 
 LAUNCHER = "ARTGAN_LAUNCHER_PID"  # set in the processes a launcher starts
 CHIEF = "chief"
+#: Exit status of a launched worker that stopped the search (a full disk; EX_TEMPFAIL): the
+#: launcher stops the others and counts no trial.
+STOPPED = 75
 LOOPBACK = "127.0.0.1"
 
 
@@ -219,14 +222,24 @@ def run_process(spec, chief=None, tuner_id=None, wait=600.0, token_file=None,
     os.environ.update({TUNER_ID: tuner_id, ORACLE_IP: host, ORACLE_PORT: str(port)})
     if tuner_id == CHIEF:
         return serve(spec, host, port, token_file, trial_timeout)
-    work(spec, host, port, tuner_id, wait, token_file)
+    try:
+        work(spec, host, port, tuner_id, wait, token_file)
+    except DiskFull as error:
+        if LAUNCHER not in os.environ:
+            raise
+        log.error(f"{tuner_id}: {error}")
+        _exit(STOPPED)
     if LAUNCHER in os.environ:
-        # Everything is on disk; skip TensorFlow's teardown (seconds on a busy machine),
-        # which the launcher would otherwise wait for before finishing the search.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        _exit(0)
     return None
+
+
+def _exit(status):
+    """Exit a launched process now: everything is on disk; skip TensorFlow's teardown
+    (seconds on a busy machine), which the launcher would otherwise wait for."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _tuner(spec, distribute):
@@ -289,6 +302,9 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
     except SearchDeadline:
         log.info(f"{tuner_id}: the time budget is spent; no new trial")
         return
+    except SearchStopped as stop:  # its trial stays RUNNING: the chief hands it out again
+        raise type(stop.error)(f"{stop.error} (trial {stop.trial_id} was stopped, not "
+                               "counted)") from None
     except grpc.RpcError as error:
         if error.code() != grpc.StatusCode.UNAUTHENTICATED:
             raise
