@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -328,6 +329,12 @@ def test_spec_distribution_selects_mirrored_strategy(tmp_path):
 def chief(tmp_path):
     """A KerasTuner oracle served by `serve_oracle` on loopback with a token and a 2 s trial
     time-out, in a thread; yields (oracle, address, token, log lines)."""
+    with serving(tmp_path) as served:
+        yield served
+
+
+@contextmanager
+def serving(tmp_path, spent=None):
     import threading
 
     import keras_tuner as kt
@@ -345,7 +352,7 @@ def chief(tmp_path):
     thread = threading.Thread(target=serve_oracle, daemon=True,
                               args=(oracle, "127.0.0.1", port,
                                     [server_interceptor(token, lines.append)], 2.0, stop,
-                                    lines.append, 0.2))
+                                    lines.append, 0.2, spent))
     thread.start()
     yield oracle, f"127.0.0.1:{port}", token, lines
     stop.set()
@@ -521,3 +528,45 @@ def test_a_worker_with_a_wrong_token_stops_with_a_clear_error(chief, tmp_path, d
     assert "refused this worker's token" in result.stderr
     assert oracle.trials == {} and "intruder" not in oracle.tuner_ids
     assert any("refused an unauthenticated call" in line for line in lines)
+
+
+def test_the_time_budget_is_kept_on_the_chiefs_clock(tmp_path, monkeypatch):
+    """The deadline used to be compared with each worker's own clock: one an hour ahead
+    stopped at once, one behind ignored the budget. Now the chief alone decides, on its
+    clock, and tells workers to stop as when the trial budget is spent."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from keras_tuner.src import protos
+
+    from artgan.tuning import budget
+    from artgan.tuning.tuner import TrialRecorder
+
+    # A worker whose clock runs an hour ahead of the chief's, with 10 minutes left there.
+    spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
+                           [*TINY, f"output={tmp_path}", "budget.max_minutes=10"])
+    budget.start_clock(spec)
+    monkeypatch.setattr(budget, "time", SimpleNamespace(time=lambda: time.time() + 3600))
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+
+    class Base:
+        def pre_create_trial(self):
+            self.asked = True
+
+    worker = type("Worker", (TrialRecorder, Base), {"project_dir": str(tmp_path / "tuner")})()
+    worker.pre_create_trial()  # asks the chief; not stopped by its own clock
+    assert worker.asked
+
+    spent = threading.Event()
+    with serving(tmp_path / "chief", spent.is_set) as (oracle, address, token, _):
+        service, metadata = stub(address, token)
+        ask = protos.get_service().CreateTrialRequest
+        first = service.CreateTrial(ask(tuner_id="worker1"), metadata=metadata, timeout=10).trial
+        assert first.status == protos.get_proto().TrialStatus.RUNNING
+        spent.set()  # the chief's clock reaches the deadline
+        late = service.CreateTrial(ask(tuner_id="worker2"), metadata=metadata, timeout=10).trial
+        assert late.status == protos.get_proto().TrialStatus.STOPPED
+        assert list(oracle.trials) == [first.trial_id] and "worker2" not in oracle.tuner_ids

@@ -257,9 +257,17 @@ def _then_save(oracle, action):
     return result
 
 
-def _servicer(oracle, seen):
+@kt.synchronized
+def _forget(oracle, tuner_id):
+    oracle.tuner_ids.discard(tuner_id)
+
+
+def _servicer(oracle, seen, spent=None):
     """KerasTuner's servicer, refusing reports on trials that are not out (a fabricated or
-    timed-out trial), and noting when each trial was last heard of (for `expire_trials`)."""
+    timed-out trial), noting when each trial was last heard of (for `expire_trials`), and
+    handing out no trial once `spent()` (the time budget, on this process's clock) is true:
+    the worker is told to stop, as when the trial budget is spent."""
+    from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
     def out(trial_id):
@@ -267,6 +275,12 @@ def _servicer(oracle, seen):
 
     class Servicer(OracleServicer):
         def CreateTrial(self, request, context):
+            if spent is not None and spent():
+                _forget(oracle, request.tuner_id)  # what the oracle does when it says stop
+                self.stop_triggered = True
+                stop = kt.engine.trial.Trial(oracle.get_space(), trial_id="time-budget",
+                                             status=kt.engine.trial.TrialStatus.STOPPED)
+                return protos.get_service().CreateTrialResponse(trial=stop.to_proto())
             response = super().CreateTrial(request, context)
             seen[response.trial.trial_id] = time.monotonic()
             return response
@@ -313,17 +327,18 @@ def expire_trials(oracle, seen, timeout, now=None, say=log.info):
 
 
 def serve_oracle(oracle, host, port, interceptors=(), trial_timeout=None, stop=None,
-                 say=log.info, tick=1.0):
-    """KerasTuner's `oracle_chief.start_server`, with gRPC `interceptors` and a trial time-out.
-    Returns when KerasTuner's own end is reached (a worker was told to stop, no trial is out,
-    every worker that asked was told) or when `stop` (a threading.Event) is set."""
+                 say=log.info, tick=1.0, spent=None):
+    """KerasTuner's `oracle_chief.start_server`, with gRPC `interceptors`, a trial time-out
+    and a time budget (`spent()` true: no new trial; see `_servicer`). Returns when
+    KerasTuner's own end is reached (a worker was told to stop, no trial is out, every
+    worker that asked was told) or when `stop` (a threading.Event) is set."""
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import exit_chief
 
     seen = {}
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1),
                          interceptors=list(interceptors))
-    servicer = _servicer(oracle, seen)
+    servicer = _servicer(oracle, seen, spent)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     if not server.add_insecure_port(f"{host}:{port}"):
         raise ArtganError(f"the chief cannot listen on {host}:{port}")

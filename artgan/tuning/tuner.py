@@ -145,7 +145,8 @@ class TrialRecorder:
         gc.collect()  # free the trial's model now that its graphs are released
 
     def pre_create_trial(self):
-        if past_deadline(Path(self.project_dir).parent):
+        # A worker's clock may differ from the chief's: the chief keeps the time budget.
+        if not is_worker_process() and past_deadline(Path(self.project_dir).parent):
             raise SearchDeadline()
         # Asking twice without a trial in between means the oracle answered IDLE (Hyperband
         # waits for other workers' trials); KerasTuner would ask again at once, in a tight loop.

@@ -53,7 +53,7 @@ from artgan.tuning._kt_compat import (
     mark_failed,
     serve_oracle,
 )
-from artgan.tuning.budget import SearchDeadline, record_stop, start_clock, stop_reason
+from artgan.tuning.budget import past_deadline, record_stop, start_clock, stop_reason
 from artgan.tuning.hypermodel import CRNNHyperModel
 from artgan.tuning.output import run_folder
 from artgan.tuning.parallel.access import (
@@ -281,7 +281,10 @@ def serve(spec, host, port, token_file=None, trial_timeout=DEFAULT_TRIAL_TIMEOUT
               f"a trial silent for {trial_timeout:g} s is failed)")
         tuner.save()  # what tuner.search() does before KerasTuner's own server
         interceptors = [server_interceptor(token)] if token else []
-        serve_oracle(tuner.oracle, host, port, interceptors, trial_timeout)  # until it is over
+        # Until it is over. The time budget is kept here, on the chief's clock: a worker's
+        # clock may differ from the one that started it.
+        serve_oracle(tuner.oracle, host, port, interceptors, trial_timeout,
+                     spent=lambda: past_deadline(output))
         log.info("chief: every trial handed out has come back; stopping")
         if not launched:
             return finalize(spec)
@@ -299,9 +302,6 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
           f"{len(data.val)} val images -> {spec.output_dir}")
     try:
         tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
-    except SearchDeadline:
-        log.info(f"{tuner_id}: the time budget is spent; no new trial")
-        return
     except SearchStopped as stop:  # its trial stays RUNNING: the chief hands it out again
         raise type(stop.error)(f"{stop.error} (trial {stop.trial_id} was stopped, not "
                                "counted)") from None
@@ -314,7 +314,8 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
         ) from None
     finally:
         heartbeat.set()
-    log.info(f"{tuner_id}: the chief has no trials left; done")
+    log.info(f"{tuner_id}: the chief hands out no more trials (trial or time budget spent); "
+             "done")
 
 
 def finalize(spec, failed=None):
