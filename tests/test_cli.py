@@ -88,12 +88,7 @@ def test_search_where_every_trial_failed_exits_non_zero(tmp_path, data_dir, cach
 
 @pytest.mark.slow
 def test_predict_exits_non_zero_when_no_image_could_be_read(tmp_path, data_dir, capsys):
-    import keras
-
-    inputs = keras.Input((8, 8, 3))
-    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
-    model = save_model(keras.Model(inputs, outputs), tmp_path / "tiny.keras",
-                       {"class_names": ["a", "b"], "input_size": 8, "resize": "letterbox"})
+    model = tiny_model(tmp_path / "tiny.keras", ["a", "b"])
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     assert main(["predict", str(model), str(broken), str(tmp_path / "missing.jpg")]) == 2
@@ -102,6 +97,32 @@ def test_predict_exits_non_zero_when_no_image_could_be_read(tmp_path, data_dir, 
     assert captured.err.strip() == "artgan: error: none of the 2 image(s) could be read (reasons above)"
     painting = next((data_dir / "louvre-genre4" / "images").rglob("*.jpg"))
     assert main(["predict", str(model), str(broken), str(painting)]) == 0  # one is enough
+
+
+@pytest.mark.slow
+def test_bad_arguments_are_one_line_errors(tmp_path, data_dir, capsys):
+    """`--top -2` used to be accepted (all classes but two shown), an `--out` naming a file
+    and an object id like '²' (str.isdigit accepts it, int refuses it) gave tracebacks."""
+    import numpy as np
+
+    from artgan.similar.index import Index
+
+    model = tiny_model(tmp_path / "tiny.keras", ["a", "b"])
+    painting = next((data_dir / "louvre-genre4" / "images").rglob("*.jpg"))
+    assert main(["predict", str(model), str(painting), "--top", "-2"]) == 2
+    assert capsys.readouterr().err == "artgan: error: --top must be at least 1, got -2\n"
+    taken = tmp_path / "taken.png"
+    taken.write_text("mine")
+    assert main(["explain", str(model), str(painting), "--out", str(taken)]) == 2
+    assert capsys.readouterr().err == (f"artgan: error: --out {taken}: is a file; give a folder "
+                                       "for the heat maps\n")
+    assert taken.read_text() == "mine"
+    index = Index(np.array([6]), np.array(["0" * 64]), np.ones((1, 4), np.float32),
+                  {"name": "handcrafted"}).save(tmp_path / "index.npz")
+    for target in ("²", "1" * 5000):
+        assert main(["similar", "query", target, "--index", str(index)]) == 2
+        assert capsys.readouterr().err == (f"artgan: error: {target}: neither an object id in "
+                                           "the index nor an image file\n")
 
 
 @pytest.mark.slow

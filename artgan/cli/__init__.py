@@ -28,7 +28,7 @@ FLAGS = {
     "token_file": "--token-file", "trial_timeout": "--trial-timeout", "fresh": "--fresh",
     "overrides": "--set", "output": "--set output=PATH", "top": "--top", "layer": "--layer",
     "k": "--k", "extractor": "--extractor", "allow_mismatch": "--allow-mismatch",
-    "runs": "RUNS",
+    "runs": "RUNS", "out": "--out",
 }
 
 

@@ -22,6 +22,8 @@ from artgan.model.saved import load_model
 
 def predict_files(model_path, image_paths, top=TOP_K):
     """Yield (path, [(class name, probability), ...]) best first, or (path, reason)."""
+    if top < 1:
+        raise ArtganError(f"`top` must be at least 1, got {top}")
     model, metadata = load_model(model_path)
     names = metadata["class_names"]
     for path in image_paths:
