@@ -112,6 +112,25 @@ def allocate_array(path, dtype, shape):
     return array
 
 
+#: How a cell starts that spreadsheets run as a formula (OWASP, "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(frame, **options):
+    """`frame` as CSV text (no index) that is safe to open in a spreadsheet: a text cell or
+    header that starts like a formula gets a leading single quote, as OWASP advises, so a
+    class name or title `=HYPERLINK(...)` stays text. Numbers are written as they are."""
+    def neutral(value):
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+    safe = frame.rename(columns=neutral)
+    for column in range(safe.shape[1]):
+        values = safe.iloc[:, column]
+        if values.dtype.kind not in "biufcmM":  # text, objects, categories: not numbers, dates
+            safe.isetitem(column, values.astype(object).map(neutral))
+    return safe.to_csv(index=False, **options)
+
+
 def write_text_atomic(path, text):
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
@@ -190,6 +209,33 @@ def folder_lock(folder):
             yield folder
         finally:
             handle.truncate(0)
+
+
+def folder_in_use(folder):
+    """Who holds `folder`'s lock (a running search), as words; None when nobody does.
+    Changes nothing: a folder without a lock file is not in use."""
+    path = Path(folder) / LOCK_FILE
+    try:
+        handle = open(path)
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(path)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def not_a_file(path, what="file"):
+    """The error for a `path` that is not a regular file to read: missing, a folder, or a
+    special file (a FIFO or device, which reading would block on or never end)."""
+    path = Path(path)
+    if not path.exists():
+        return ArtganError(f"{path}: {what} not found")
+    kind = "a folder" if path.is_dir() else "not a regular file (a FIFO, device or socket)"
+    return ArtganError(f"{path}: {what} is {kind}; give a regular file")
 
 
 def _holder(lock_file):

@@ -526,6 +526,7 @@ def test_a_worker_with_a_wrong_token_stops_with_a_clear_error(chief, tmp_path, d
     )
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert "refused this worker's token" in result.stderr
+    assert "joined the chief" not in result.stdout  # it never did
     assert oracle.trials == {} and "intruder" not in oracle.tuner_ids
     assert any("refused an unauthenticated call" in line for line in lines)
 

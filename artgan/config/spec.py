@@ -30,7 +30,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from artgan.config.space import SearchSpace, Strict
 from artgan.errors import ArtganError
-from artgan.files import file_sha256
+from artgan.files import file_sha256, not_a_file
 from artgan.paths import REPO_ROOT, data_root
 
 TASKS = ("style", "genre", "artist")
@@ -268,7 +268,7 @@ def load_experiment(path, overrides=()):
 def read_yaml(path):
     path = Path(path)
     if not path.is_file():
-        raise ArtganError(f"{path}: file not found")
+        raise not_a_file(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:

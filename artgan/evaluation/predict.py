@@ -16,7 +16,7 @@ from artgan.data.labels import load_labels, skipped_report
 from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
 from artgan.evaluation.metrics import TOP_K, score
-from artgan.files import write_text_atomic
+from artgan.files import csv_text, write_text_atomic
 from artgan.model.saved import load_model
 
 
@@ -52,7 +52,7 @@ class Evaluation:
 
     def write_predictions(self):
         """Write the per-image predictions CSV (ArtganError naming the file if it cannot)."""
-        write_text_atomic(self.predictions_file, self.predictions.to_csv(index=False))
+        write_text_atomic(self.predictions_file, csv_text(self.predictions))
         self.written = True
         return self.predictions_file
 

@@ -15,10 +15,7 @@ from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
 from artgan.evaluation.card import card_facts, inference_ms, model_card
 from artgan.evaluation.predict import predict_split
-from artgan.files import (
-    read_json,
-    write_text_atomic,
-)
+from artgan.files import csv_text, read_json, write_text_atomic
 from artgan.model.backbones import SCRATCH, get_backbone
 from artgan.model.crnn import (
     DEFAULT_FEATURE_LAYER,
@@ -129,7 +126,7 @@ def write_trials_table(tuner, output):
     if not table.empty:
         ascending = tuner.oracle.objective.direction == "min"
         table = table.sort_values("score", ascending=ascending, na_position="last")
-    write_text_atomic(folder.trials_csv, table.to_csv(index=False))
+    write_text_atomic(folder.trials_csv, csv_text(table))
     return table
 
 

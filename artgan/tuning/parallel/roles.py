@@ -298,9 +298,10 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
     token = worker_token(spec.output_dir, token_file)
     tuner, data = _tuner(spec, distribute=True)
     heartbeat = authenticate_client(tuner, host, port, (TOKEN_HEADER, token), HEARTBEAT)
-    log.info(f"{tuner_id}: joined the chief at {host}:{port}; {len(data.train)} train / "
-          f"{len(data.val)} val images -> {spec.output_dir}")
     try:
+        tuner.oracle.get_space()  # a first call, so a refused token is said before "joined"
+        log.info(f"{tuner_id}: joined the chief at {host}:{port}; {len(data.train)} train / "
+                 f"{len(data.val)} val images -> {spec.output_dir}")
         tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
     except SearchStopped as stop:  # its trial stays RUNNING: the chief hands it out again
         raise type(stop.error)(f"{stop.error} (trial {stop.trial_id} was stopped, not "
