@@ -109,4 +109,5 @@ def test_a_full_disk_stops_the_search_without_spending_trials(tmp_path, data_dir
     table = run_search(spec)
     assert sorted(table["trial_id"].astype(str)) == ["0", "1"]
     assert (table["status"] == "COMPLETED").all()
-    assert read_json(spec.output_dir / "search.json")["stopped"] == "trial budget: 2 of 2 trials ran"
+    stopped = read_json(spec.output_dir / "search.json")["stopped"]
+    assert stopped == "trial budget: 2 of 2 trials ran"

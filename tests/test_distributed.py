@@ -87,15 +87,15 @@ def test_chief_and_two_workers_share_one_search(tmp_path, env):
 
     # Rerun the finished search: nothing is trained again (the last trial each worker ended
     # used to be: attempts 1 -> 2, its score and best model overwritten).
-    scores = {p.parent.name: read_json(p)["score"] for p in (output / "tuner").glob("trial_*/trial.json")}
+    trial_files = sorted((output / "tuner").glob("trial_*/trial.json"))
+    scores = {p.parent.name: read_json(p)["score"] for p in trial_files}
     again = subprocess.run(search_command(output, trials=4, epochs=1), env=env, cwd=REPO_ROOT,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "resuming: 4 finished trial(s) kept" in again.stdout
     rerun = read_table(output)
     assert (rerun["attempts"] == 1).all() and (rerun["status"] == "COMPLETED").all()
-    assert {p.parent.name: read_json(p)["score"]
-            for p in (output / "tuner").glob("trial_*/trial.json")} == scores
+    assert {p.parent.name: read_json(p)["score"] for p in trial_files} == scores
 
 
 def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env):

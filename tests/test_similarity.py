@@ -163,7 +163,8 @@ def test_titles_that_look_like_formulas_stay_text_in_the_csv(small_nga, tmp_path
                            "precision": 0.5, "recall": 0.25, "map": -0.5, "mrr": 0.5}])
     frame.attrs.update(k=5, images=4)
     write_evaluation(frame, load_collection(small_nga), tmp_path / "out")
-    titles = pd.read_csv(tmp_path / "out" / "nga_images.csv", dtype=str).set_index("objectid")["title"]
+    table = pd.read_csv(tmp_path / "out" / "nga_images.csv", dtype=str)
+    titles = table.set_index("objectid")["title"]
     assert titles.to_dict() == {"1": "'@SUM(A1)", "5": "'-2+3", "6": "A Title",
                                 "19": "'=HYPERLINK(\"http://evil\",\"x\")"}
     evaluation = pd.read_csv(tmp_path / "out" / "evaluation.csv")

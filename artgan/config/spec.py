@@ -272,7 +272,8 @@ def read_yaml(path):
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
-        raise ArtganError(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+        reason = f"not UTF-8 text (byte {error.start}); save it as UTF-8"
+        raise ArtganError(f"{path}: {reason}") from None
     data = parse_yaml(text, path)
     if not isinstance(data, dict):
         raise ArtganError(f"{path}: expected a mapping of keys at the top level")

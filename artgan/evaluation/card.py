@@ -139,7 +139,8 @@ def model_card(metadata, facts, budget=None, trial=None):
         "## Model",
         "",
         f"- backbone: {code(backbone)}; weights: "
-        + (text(weights) if weights else "none pretrained (trained from scratch on the train split)"),
+        + (text(weights) if weights
+           else "none pretrained (trained from scratch on the train split)"),
         f"- parameters: {_number(trial.get('params'))}",
         f"- feature layers: {', '.join(metadata.get('feature_layers', []))}",
         "",
@@ -156,8 +157,8 @@ def model_card(metadata, facts, budget=None, trial=None):
         "",
         "## Known limits",
         "",
-        f"- it only knows these {len(used)} classes: {', '.join(map(text, used))}; any painting gets one "
-        "of them",
+        f"- it only knows these {len(used)} classes: {', '.join(map(text, used))}; any "
+        "painting gets one of them",
         f"- it sees the painting at {size} x {size} px: fine brushwork and small details are "
         "lost; very elongated paintings are padded or cropped",
         "- the scores above are on the validation split the search selected models with "

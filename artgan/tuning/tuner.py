@@ -72,6 +72,11 @@ class SearchStopped(kt.errors.FatalError):
         super().__init__(str(error))
         self.error, self.trial_id = error, trial_id
 
+    def one_line(self):
+        """The reason as the user's error (its own class, e.g. `DiskFull`), naming the trial."""
+        return type(self.error)(f"{self.error} (trial {self.trial_id} was stopped, not "
+                                "counted: the rerun runs it)")
+
 
 class TrialRecorder:
     """Tuner mixin: record each trial (size, time, curves), prune it, resume it, refresh the
@@ -269,13 +274,6 @@ def _construct(tuner_class, spec, common):
     return tuner_class(max_trials=spec.budget.max_trials, **common)
 
 
-def stopped(stop, output):
-    """The one-line error for a search a `SearchStopped` ended, recorded in search.json."""
-    reason = f"{stop.error} (trial {stop.trial_id} was stopped, not counted: the rerun runs it)"
-    record_stop(output, reason)  # on a full disk this may fail itself, with the same message
-    return type(stop.error)(reason)
-
-
 def callbacks(spec):
     """TensorBoard (KerasTuner adds a per-trial dir and the HParams summary) + early stop."""
     result = [keras.callbacks.TensorBoard(str(RunFolder(spec.output_dir).tensorboard))]
@@ -316,7 +314,9 @@ def run_search(spec, fresh=False):
         except SearchDeadline:
             pass  # no new trial after the time budget: the table says so
         except SearchStopped as stop:
-            raise stopped(stop, output) from None
+            error = stop.one_line()
+            record_stop(output, str(error))  # on a full disk this may fail, saying so itself
+            raise error from None
         except RuntimeError as error:  # KerasTuner stops after a few failed trials in a row
             if not str(error).startswith("Number of consecutive failures"):
                 raise

@@ -304,8 +304,7 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
                  f"{len(data.val)} val images -> {spec.output_dir}")
         tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
     except SearchStopped as stop:  # its trial stays RUNNING: the chief hands it out again
-        raise type(stop.error)(f"{stop.error} (trial {stop.trial_id} was stopped, not "
-                               "counted)") from None
+        raise stop.one_line() from None
     except grpc.RpcError as error:
         if error.code() != grpc.StatusCode.UNAUTHENTICATED:
             raise
