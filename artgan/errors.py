@@ -21,3 +21,8 @@ class ArtganError(Exception):
         unknown names keep their backticks)."""
         spellings = spellings or {}
         return PARAMETER.sub(lambda m: spellings.get(m[1], m[0]), str(self))
+
+
+class DiskFull(ArtganError):
+    """A full file system: nothing is wrong with the input or the trial, so work stops at
+    once (a search spends no trial on it) and a rerun, after space is freed, resumes."""

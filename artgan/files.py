@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artgan.errors import ArtganError
+from artgan.errors import ArtganError, DiskFull
 
 LOCK_FILE = ".lock"
 
@@ -55,7 +55,17 @@ UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDI
 def disk_full(path, needed=None):
     """The one message for a full file system (`needed` in bytes, when known)."""
     amount = f"about {max(1, round(needed / 1e6))} MB" if needed else "more space"
-    return ArtganError(f"disk full: needs {amount} at {path}; free some space and rerun to resume")
+    return DiskFull(f"disk full: needs {amount} at {path}; free some space and rerun to resume")
+
+
+def as_disk_full(error):
+    """`error` as a `DiskFull` if it says the disk is full (raised by another library's
+    writer too), else None."""
+    if isinstance(error, DiskFull):
+        return error
+    if isinstance(error, OSError) and error.errno in NO_SPACE:
+        return disk_full(error.filename or "the output or cache folder")
+    return None
 
 
 @contextmanager
@@ -100,6 +110,25 @@ def allocate_array(path, dtype, shape):
             if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate there: sparse
                 raise
     return array
+
+
+#: How a cell starts that spreadsheets run as a formula (OWASP, "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(frame, **options):
+    """`frame` as CSV text (no index) that is safe to open in a spreadsheet: a text cell or
+    header that starts like a formula gets a leading single quote, as OWASP advises, so a
+    class name or title `=HYPERLINK(...)` stays text. Numbers are written as they are."""
+    def neutral(value):
+        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+    safe = frame.rename(columns=neutral)
+    for column in range(safe.shape[1]):
+        values = safe.iloc[:, column]
+        if values.dtype.kind not in "biufcmM":  # text, objects, categories: not numbers, dates
+            safe.isetitem(column, values.astype(object).map(neutral))
+    return safe.to_csv(index=False, **options)
 
 
 def write_text_atomic(path, text):
@@ -180,6 +209,33 @@ def folder_lock(folder):
             yield folder
         finally:
             handle.truncate(0)
+
+
+def folder_in_use(folder):
+    """Who holds `folder`'s lock (a running search), as words; None when nobody does.
+    Changes nothing: a folder without a lock file is not in use."""
+    path = Path(folder) / LOCK_FILE
+    try:
+        handle = open(path)
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(path)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+def not_a_file(path, what="file"):
+    """The error for a `path` that is not a regular file to read: missing, a folder, or a
+    special file (a FIFO or device, which reading would block on or never end)."""
+    path = Path(path)
+    if not path.exists():
+        return ArtganError(f"{path}: {what} not found")
+    kind = "a folder" if path.is_dir() else "not a regular file (a FIFO, device or socket)"
+    return ArtganError(f"{path}: {what} is {kind}; give a regular file")
 
 
 def _holder(lock_file):

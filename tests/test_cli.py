@@ -179,6 +179,31 @@ def test_predict_refuses_a_named_pipe_and_goes_on_with_the_next_image(tmp_path, 
     assert f"{painting}\n" in out and out.count("%") == 2  # both classes of the painting
 
 
+def test_bad_arguments_are_one_line_errors(tmp_path, data_dir, capsys):
+    """`--top -2` used to be accepted (all classes but two shown), an `--out` naming a file
+    and an object id like '²' (str.isdigit accepts it, int refuses it) gave tracebacks."""
+    import numpy as np
+
+    from artgan.similar.index import Index
+
+    model = tiny_model(tmp_path / "tiny.keras", ["a", "b"])
+    painting = next((data_dir / "louvre-genre4" / "images").rglob("*.jpg"))
+    assert main(["predict", str(model), str(painting), "--top", "-2"]) == 2
+    assert capsys.readouterr().err == "artgan: error: --top must be at least 1, got -2\n"
+    taken = tmp_path / "taken.png"
+    taken.write_text("mine")
+    assert main(["explain", str(model), str(painting), "--out", str(taken)]) == 2
+    assert capsys.readouterr().err == (f"artgan: error: --out {taken}: is a file; give a folder "
+                                       "for the heat maps\n")
+    assert taken.read_text() == "mine"
+    index = Index(np.array([6]), np.array(["0" * 64]), np.ones((1, 4), np.float32),
+                  {"name": "handcrafted"}).save(tmp_path / "index.npz")
+    for target in ("²", "1" * 5000):
+        assert main(["similar", "query", target, "--index", str(index)]) == 2
+        assert capsys.readouterr().err == (f"artgan: error: {target}: neither an object id in "
+                                           "the index nor an image file\n")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
 def test_a_typo_in_the_space_stops_the_search_before_anything_is_written(tmp_path, workers):

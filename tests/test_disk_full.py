@@ -78,3 +78,36 @@ def test_keras_tuner_state_survives_a_full_disk(tmp_path, monkeypatch):
     with pytest.raises(ArtganError, match=f"^disk full: needs more space at {state}"):
         kt.src.utils.save_json(str(state), {"new": 2})
     assert state.read_text() == '{"old": 1}' and list(tmp_path.iterdir()) == [state]
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_search_without_spending_trials(tmp_path, data_dir, cache_dir,
+                                                              monkeypatch, capsys):
+    """The image cache is built inside a trial: a full disk used to fail trial after trial
+    (a traceback each), KerasTuner gave up after three, and the rerun ran none of them."""
+    from artgan.config.spec import load_experiment
+    from artgan.errors import DiskFull
+    from artgan.files import read_json
+    from artgan.paths import REPO_ROOT
+    from artgan.tuning.tuner import run_search
+
+    from support import TINY
+
+    spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
+                           [*TINY, "budget.max_trials=2", f"output={tmp_path / 'run'}"])
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**6, 10**6 - 100, 100))
+    with pytest.raises(DiskFull, match=r"^disk full: needs about \d+ MB .*trial 0 was stopped, "
+                                       "not counted: the rerun runs it\\)$"):
+        run_search(spec)
+    trials = sorted((spec.output_dir / "tuner").glob("trial_*/trial.json"))
+    assert [read_json(t)["status"] for t in trials] == ["RUNNING"]  # the one begun, not spent
+    assert "disk full" in read_json(spec.output_dir / "search.json")["stopped"]
+    assert "Traceback" not in "".join(capsys.readouterr())
+
+    monkeypatch.undo()  # space freed: the rerun spends the whole budget
+    monkeypatch.setenv("ARTGAN_CACHE", str(cache_dir))
+    table = run_search(spec)
+    assert sorted(table["trial_id"].astype(str)) == ["0", "1"]
+    assert (table["status"] == "COMPLETED").all()
+    stopped = read_json(spec.output_dir / "search.json")["stopped"]
+    assert stopped == "trial budget: 2 of 2 trials ran"

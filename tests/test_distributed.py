@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -82,6 +84,18 @@ def test_chief_and_two_workers_share_one_search(tmp_path, env):
     assert {w["state"] for w in state["workers"].values()} == {"done"}
     assert "val_accuracy" in (output / "logs" / "worker1.log").read_text()
     assert "launcher: trials 4 COMPLETED" in result.stdout
+
+    # Rerun the finished search: nothing is trained again (the last trial each worker ended
+    # used to be: attempts 1 -> 2, its score and best model overwritten).
+    trial_files = sorted((output / "tuner").glob("trial_*/trial.json"))
+    scores = {p.parent.name: read_json(p)["score"] for p in trial_files}
+    again = subprocess.run(search_command(output, trials=4, epochs=1), env=env, cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming: 4 finished trial(s) kept" in again.stdout
+    rerun = read_table(output)
+    assert (rerun["attempts"] == 1).all() and (rerun["status"] == "COMPLETED").all()
+    assert {p.parent.name: read_json(p)["score"] for p in trial_files} == scores
 
 
 def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env):
@@ -176,6 +190,34 @@ def test_killing_the_chief_then_rerunning_resumes(tmp_path, env):
     assert (table["status"] == "COMPLETED").all()
     after = json.loads(first.read_text())
     assert after["score"] == before["score"]  # the finished trial was not rerun
+
+
+def test_a_full_disk_stops_the_search_and_the_rerun_spends_the_budget(tmp_path, env):
+    """The image cache is built inside a trial: a worker that finds the disk full stops the
+    search (exit status 75 to the launcher) instead of failing its trial and the next."""
+    site = tmp_path / "site"  # every process of the search sees 100 bytes free
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import collections, shutil\n"
+        "Usage = collections.namedtuple('Usage', 'total used free')\n"
+        "shutil.disk_usage = lambda path: Usage(10**6, 10**6 - 100, 100)\n")
+    output = tmp_path / "run"
+    command = search_command(output, trials=2, epochs=1)
+    full = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")])))
+    result = subprocess.run(command, env=full, cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "stopped the search: the disk is full" in result.stderr.splitlines()[-1]
+    assert "disk full: needs about" in result.stdout  # the worker's own line, echoed
+    assert "Traceback" not in result.stdout + result.stderr
+    statuses = [read_json(p)["status"] for p in (output / "tuner").glob("trial_*/trial.json")]
+    assert statuses and set(statuses) == {"RUNNING"}  # begun, stopped, none spent
+
+    again = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    table = read_table(output)
+    assert sorted(table["trial_id"]) == ["0", "1"] and (table["status"] == "COMPLETED").all()
 
 
 # ----------------------------------------------------------------------------- no processes
@@ -287,6 +329,12 @@ def test_spec_distribution_selects_mirrored_strategy(tmp_path):
 def chief(tmp_path):
     """A KerasTuner oracle served by `serve_oracle` on loopback with a token and a 2 s trial
     time-out, in a thread; yields (oracle, address, token, log lines)."""
+    with serving(tmp_path) as served:
+        yield served
+
+
+@contextmanager
+def serving(tmp_path, spent=None):
     import threading
 
     import keras_tuner as kt
@@ -304,7 +352,7 @@ def chief(tmp_path):
     thread = threading.Thread(target=serve_oracle, daemon=True,
                               args=(oracle, "127.0.0.1", port,
                                     [server_interceptor(token, lines.append)], 2.0, stop,
-                                    lines.append, 0.2))
+                                    lines.append, 0.2, spent))
     thread.start()
     yield oracle, f"127.0.0.1:{port}", token, lines
     stop.set()
@@ -379,6 +427,9 @@ def test_the_chief_serves_a_worker_with_the_token_and_refuses_made_up_reports(ch
     assert list(oracle.trials) == [trial.trial_id]
     assert oracle.trials[trial.trial_id].status == "COMPLETED"
     assert oracle.trials[trial.trial_id].score == 0.5 and oracle.ongoing_trials == {}
+    # What a resumed chief reloads: the ended trial is no longer listed as ongoing.
+    saved = read_json(Path(oracle._project_dir) / "oracle.json")
+    assert saved["ongoing_trials"] == {} and trial.trial_id in saved["end_order"]
 
 
 def test_a_trial_held_by_a_silent_worker_times_out(chief):
@@ -475,5 +526,48 @@ def test_a_worker_with_a_wrong_token_stops_with_a_clear_error(chief, tmp_path, d
     )
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert "refused this worker's token" in result.stderr
+    assert "joined the chief" not in result.stdout  # it never did
     assert oracle.trials == {} and "intruder" not in oracle.tuner_ids
     assert any("refused an unauthenticated call" in line for line in lines)
+
+
+def test_the_time_budget_is_kept_on_the_chiefs_clock(tmp_path, monkeypatch):
+    """The deadline used to be compared with each worker's own clock: one an hour ahead
+    stopped at once, one behind ignored the budget. Now the chief alone decides, on its
+    clock, and tells workers to stop as when the trial budget is spent."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from keras_tuner.src import protos
+
+    from artgan.tuning import budget
+    from artgan.tuning.tuner import TrialRecorder
+
+    # A worker whose clock runs an hour ahead of the chief's, with 10 minutes left there.
+    spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
+                           [*TINY, f"output={tmp_path}", "budget.max_minutes=10"])
+    budget.start_clock(spec)
+    monkeypatch.setattr(budget, "time", SimpleNamespace(time=lambda: time.time() + 3600))
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+
+    class Base:
+        def pre_create_trial(self):
+            self.asked = True
+
+    worker = type("Worker", (TrialRecorder, Base), {"project_dir": str(tmp_path / "tuner")})()
+    worker.pre_create_trial()  # asks the chief; not stopped by its own clock
+    assert worker.asked
+
+    spent = threading.Event()
+    with serving(tmp_path / "chief", spent.is_set) as (oracle, address, token, _):
+        service, metadata = stub(address, token)
+        ask = protos.get_service().CreateTrialRequest
+        first = service.CreateTrial(ask(tuner_id="worker1"), metadata=metadata, timeout=10).trial
+        assert first.status == protos.get_proto().TrialStatus.RUNNING
+        spent.set()  # the chief's clock reaches the deadline
+        late = service.CreateTrial(ask(tuner_id="worker2"), metadata=metadata, timeout=10).trial
+        assert late.status == protos.get_proto().TrialStatus.STOPPED
+        assert list(oracle.trials) == [first.trial_id] and "worker2" not in oracle.tuner_ids

@@ -305,6 +305,23 @@ def test_missing_files_are_errors(tiny, on_error):
         load_labels(label_file, tiny / "noclasses", on_error=on_error)
 
 
+def test_a_fifo_or_folder_as_label_or_class_file_is_named_for_what_it_is(tiny):
+    """A FIFO given as a label or class file used to be reported as "file not found"."""
+    from artgan.config.spec import load_experiment
+
+    label_file = write(tiny, "a.jpg,0\n")
+    os.mkfifo(tiny / "fifo")
+    with pytest.raises(ArtganError, match=r"fifo: file is not a regular file \(a FIFO, device "
+                                          r"or socket\); give a regular file$"):
+        load_labels(label_file, tiny / "fifo")
+    with pytest.raises(ArtganError, match=r"fifo: file is not a regular file"):
+        load_labels(tiny / "fifo", tiny / "classes.txt")
+    with pytest.raises(ArtganError, match=r"fifo: file is not a regular file"):
+        load_experiment(tiny / "fifo")
+    with pytest.raises(ArtganError, match=rf"{re.escape(str(tiny))}: file is a folder"):
+        load_labels(tiny, tiny / "classes.txt")
+
+
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
 def test_unknown_format_is_an_error(tiny, on_error):
     with pytest.raises(ArtganError, match=r"labels\.csv:2: unknown label file format"):

@@ -271,7 +271,9 @@ def test_search_times_its_best_models_and_writes_cards(tiny):
     for heading in ("## Data and splits", "## Metrics", "## Input and preprocessing",
                     "## Model", "## Training budget", "## Known limits"):
         assert heading in card
-    assert "32 x 32 px" in card and "ms per image" in card and HOSTILE_CLASS in card
+    assert "32 x 32 px" in card and "ms per image" in card
+    # The class name is text in the card, not HTML a Markdown viewer would run.
+    assert HOSTILE_CLASS not in card and r"\<script\>alert(1)\</script\>" in card
     assert "none pretrained" in card  # the scratch CNN: no weights from elsewhere
     in_report = (out / "model_1.md").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
@@ -376,3 +378,21 @@ def test_compare_refuses_other_tasks_and_compares_the_same(tiny, tmp_path, capsy
     assert len(re.findall(r'<img src="data:image/png;base64,', dom)) == 2
     assert not re.search(r'(src|href)="(https?:)?//', dom)
     assert HOSTILE_CLASS not in dom and "&lt;script&gt;" in dom
+
+
+def test_a_report_during_a_live_search_says_the_search_is_running(tmp_path):
+    """The note for a run folder without best models said the search "stopped before saving
+    them" while a search was still running there."""
+    from types import SimpleNamespace
+
+    from artgan.files import folder_lock
+    from artgan.report.build import run_notes
+
+    run = SimpleNamespace(folder=tmp_path, models=[],
+                          trials=pd.DataFrame({"trial_id": ["0"], "status": ["COMPLETED"]}))
+    with folder_lock(tmp_path):  # what a running search holds
+        [note] = run_notes(run, [], top=3)
+    assert "a search is still running in this folder (pid " in note
+    assert "stopped" not in note
+    [note] = run_notes(run, [], top=3)  # the search is gone
+    assert "the search stopped before saving them" in note

@@ -119,6 +119,33 @@ def test_best_model_predicts_and_evaluates(finished_run, data_dir, tmp_path):
     assert {name for name, _ in ranked} == {"genre_painting", "landscape", "portrait", "still_life"}
 
 
+def test_a_kill_while_saving_best_models_leaves_the_old_set(finished_run, monkeypatch):
+    """The old best models used to be deleted before the new ones were saved: a kill then
+    left best/ empty. Now the new set is written beside the old one and renamed over it."""
+    from artgan.data.splits import TaskData
+    from artgan.tuning import results
+    from artgan.tuning.hypermodel import CRNNHyperModel
+    from artgan.tuning.tuner import make_tuner
+
+    spec, _ = finished_run
+    best = spec.output_dir / "best"
+    before = {p.name: p.read_bytes() for p in best.glob("model_*")}
+    assert sorted(before) == ["model_1.keras", "model_1.md"]
+    data = TaskData.from_spec(spec)
+    tuner = make_tuner(spec, CRNNHyperModel.from_spec(spec, data))
+
+    def killed(*args):  # the kill lands after the new model is written, before its card
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results, "write_card", killed)
+    with pytest.raises(KeyboardInterrupt):
+        results.save_best_models(tuner, spec, data, spec.output_dir)
+    assert {p.name: p.read_bytes() for p in best.glob("model_*")} == before
+    monkeypatch.undo()
+    assert results.save_best_models(tuner, spec, data, spec.output_dir) == [best / "model_1.keras"]
+    assert sorted(p.name for p in best.iterdir()) == ["model_1.keras", "model_1.md"]
+
+
 @pytest.mark.parametrize("change, key", [("space.lstm_units=64", "search_space.parameters"),
                                          ("budget.max_train_images=40", "budget.max_train_images")])
 def test_changed_search_refuses_to_resume(finished_run, tmp_path, change, key):

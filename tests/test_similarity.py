@@ -155,6 +155,26 @@ def test_optional_objects_table_gives_titles_escaped_in_pages(small_nga, tmp_pat
     assert "The Youthful David" in html and "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
 
 
+def test_titles_that_look_like_formulas_stay_text_in_the_csv(small_nga, tmp_path):
+    """A title `=HYPERLINK(...)` went as-is into nga_images.csv: a live formula in a
+    spreadsheet. Cells that start like a formula get a leading quote (OWASP)."""
+    from artgan.similar.pages import write_evaluation
+
+    (small_nga / "objects.csv").write_text(
+        'objectid,title\n19,"=HYPERLINK(""http://evil"",""x"")"\n1,"@SUM(A1)"\n5,"-2+3"\n'
+        '6,"A Title"\n')
+    frame = pd.DataFrame([{"relevance": "artist", "extractor": "+cmd", "queries": 3,
+                           "precision": 0.5, "recall": 0.25, "map": -0.5, "mrr": 0.5}])
+    frame.attrs.update(k=5, images=4)
+    write_evaluation(frame, load_collection(small_nga), tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "nga_images.csv", dtype=str)
+    titles = table.set_index("objectid")["title"]
+    assert titles.to_dict() == {"1": "'@SUM(A1)", "5": "'-2+3", "6": "A Title",
+                                "19": "'=HYPERLINK(\"http://evil\",\"x\")"}
+    evaluation = pd.read_csv(tmp_path / "out" / "evaluation.csv")
+    assert evaluation["extractor"].tolist() == ["'+cmd"] and evaluation["map"].tolist() == [-0.5]
+
+
 # ----------------------------------------------------------------------------- the index
 
 

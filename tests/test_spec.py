@@ -221,3 +221,34 @@ def test_shipped_spaces_pass_the_check():
 
     for task in ("genre", "style", "genre-full", "style-full"):
         load_experiment(experiment_file(task)).space.check(PARAMETERS)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("task: genre\nseed: " + "9" * 10**6 + "\n", r"exp\.yaml: not valid YAML \(exceeds the limit"),
+    ("task: genre\ndata: " + "[" * 5000 + "]" * 5000 + "\n", r"exp\.yaml: not valid YAML \(nested"),
+])
+def test_hostile_yaml_is_a_one_line_error(tmp_path, text, message):
+    """A 10**6-digit integer (a ValueError from int()) and deep nesting (RecursionError) used
+    to escape the loader's YAMLError handler as tracebacks."""
+    with pytest.raises(ArtganError, match=message):
+        load_experiment(write(tmp_path / "exp.yaml", text))
+
+
+def test_a_spec_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_bytes("task: genre\ndescription: Café\n".encode("latin-1"))
+    with pytest.raises(ArtganError, match=r"exp\.yaml: not UTF-8 text \(byte 28\); save it as"):
+        load_experiment(path)
+
+
+def test_hostile_overrides_and_seeds_are_refused_in_one_line(tmp_path):
+    spec = yaml_spec(tmp_path, SPACE)
+    with pytest.raises(ArtganError, match=r"`overrides` seed: not valid YAML \(exceeds the limit"):
+        load_experiment(spec, ["seed=" + "9" * 10**6])
+    with pytest.raises(ArtganError, match=r"`overrides` space.conv_blocks: not valid YAML \(nest"):
+        load_experiment(spec, ["space.conv_blocks=" + "[" * 5000 + "]" * 5000])
+    for seed in (-1, 2**32):  # numpy's random seeds are 0 .. 2**32 - 1
+        with pytest.raises(ArtganError, match=r"exp\.yaml: seed: Input should be"):
+            load_experiment(spec, [f"seed={seed}"])
+    assert load_experiment(spec, [f"seed={2**32 - 1}"]).seed == 2**32 - 1
+    assert load_experiment(spec, ["description=not: [yaml"]).description == "not: [yaml"

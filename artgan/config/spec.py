@@ -31,7 +31,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from artgan.config.space import SearchSpace, Strict
 from artgan.errors import ArtganError
-from artgan.files import file_sha256
+from artgan.files import file_sha256, not_a_file
 from artgan.paths import REPO_ROOT, data_root
 
 TASKS = ("style", "genre", "artist")
@@ -122,7 +122,7 @@ class ExperimentSpec(Strict):
     pruning: PruningSpec = PruningSpec()
     training: TrainingSpec = TrainingSpec()
     distribution: DistributionSpec = DistributionSpec()
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, lt=2**32)  # what numpy and TensorFlow accept
     output: str
 
     # Filled in by load_experiment; not part of the YAML.
@@ -269,16 +269,34 @@ def load_experiment(path, overrides=()):
 def read_yaml(path):
     path = Path(path)
     if not path.is_file():
-        raise ArtganError(f"{path}: file not found")
+        raise not_a_file(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ArtganError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        reason = f"not UTF-8 text (byte {error.start}); save it as UTF-8"
+        raise ArtganError(f"{path}: {reason}") from None
+    data = parse_yaml(text, path)
     if not isinstance(data, dict):
         raise ArtganError(f"{path}: expected a mapping of keys at the top level")
     return data
+
+
+def parse_yaml(text, where, plain_text=False):
+    """YAML `text` read from `where` (a file or an override), every failure one line;
+    `plain_text`: text that is not YAML syntax is returned as is (an override's value)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        if plain_text:
+            return text
+        mark = getattr(error, "problem_mark", None)
+        where = f"{where}:{mark.line + 1}" if mark else str(where)
+        raise ArtganError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    except ValueError as error:  # e.g. an integer longer than Python converts (4300 digits)
+        reason = str(error).split(":")[0]
+        raise ArtganError(f"{where}: not valid YAML ({reason[:1].lower()}{reason[1:]})") from None
+    except RecursionError:
+        raise ArtganError(f"{where}: not valid YAML (nested too deeply)") from None
 
 
 def validate(model, data, path):
@@ -300,11 +318,7 @@ def parse_override(item):
     if "=" not in item:
         raise ArtganError(f"`overrides` {item!r}: expected KEY=VALUE, e.g. budget.max_trials=3")
     key, _, text = item.partition("=")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
-    return key.strip(), value
+    return key.strip(), parse_yaml(text, f"`overrides` {key.strip()}", plain_text=True)
 
 
 def set_dotted(data, key, value, path):

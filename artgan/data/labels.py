@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from artgan.errors import ArtganError
+from artgan.files import not_a_file
 
 ARTIST_HEADER = "(Path to image),, (Groundtruth class)"
 PATH_COLUMN, LABEL_COLUMN = "image_path", "class_index"
@@ -142,7 +143,7 @@ def _read_lines(path) -> tuple[Path, list[str]]:
     """Lines of a UTF-8 text file (BOM and CR dropped); missing or undecodable → error."""
     path = Path(path)
     if not path.is_file():
-        raise ArtganError(f"{path}: file not found")
+        raise not_a_file(path)
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")

@@ -10,6 +10,7 @@ card. `inference_ms` times the bare forward pass of a batch, after a warm-up.
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -62,9 +63,26 @@ def card_facts(labels, probabilities, class_names, train_labels, milliseconds=No
             "inference_ms": milliseconds}
 
 
+#: Characters that make Markdown (or the HTML it may hold) out of text inside a line.
+MARKUP = re.compile(r"([\\`*_\[\]<>|~&])")
+
+
+def text(value):
+    """`value` as literal Markdown text: markup characters backslash-escaped, line breaks
+    folded, so a class name or path cannot add links, HTML, emphasis or table cells."""
+    return MARKUP.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def code(value):
+    """`value` as a Markdown code span, fenced by more backticks than it holds."""
+    value = " ".join(str(value).split())
+    fence = "`" * (max((len(run) for run in re.findall("`+", value)), default=0) + 1)
+    return f"{fence} {value} {fence}" if fence != "`" else f"`{value}`"
+
+
 def table(headers, rows):
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(text(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -95,9 +113,10 @@ def model_card(metadata, facts, budget=None, trial=None):
         "",
         "## Data and splits",
         "",
-        f"- train: `{labels.get('train', '?')}` ({sum(counts['train'])} images used)",
-        f"- validation: `{labels.get('val', '?')}` ({sum(counts['val'])} images used)",
-        f"- classes: `{labels.get('classes', '?')}`; images: `{labels.get('images', '?')}`",
+        f"- train: {code(labels.get('train', '?'))} ({sum(counts['train'])} images used)",
+        f"- validation: {code(labels.get('val', '?'))} ({sum(counts['val'])} images used)",
+        f"- classes: {code(labels.get('classes', '?'))}; images: "
+        f"{code(labels.get('images', '?'))}",
         "",
         table(["class", "train", "validation"],
               [(n, tr, va) for n, tr, va in zip(names, counts["train"], counts["val"])
@@ -123,8 +142,9 @@ def model_card(metadata, facts, budget=None, trial=None):
         "",
         "## Model",
         "",
-        f"- backbone: `{backbone}`; weights: "
-        + (weights if weights else "none pretrained (trained from scratch on the train split)"),
+        f"- backbone: {code(backbone)}; weights: "
+        + (text(weights) if weights
+           else "none pretrained (trained from scratch on the train split)"),
         f"- parameters: {_number(trial.get('params'))}",
         f"- feature layers: {', '.join(metadata.get('feature_layers', []))}",
         "",
@@ -141,8 +161,8 @@ def model_card(metadata, facts, budget=None, trial=None):
         "",
         "## Known limits",
         "",
-        f"- it only knows these {len(used)} classes: {', '.join(used)}; any painting gets one "
-        "of them",
+        f"- it only knows these {len(used)} classes: {', '.join(map(text, used))}; any "
+        "painting gets one of them",
         f"- it sees the painting at {size} x {size} px: fine brushwork and small details are "
         "lost; very elongated paintings are padded or cropped",
         "- the scores above are on the validation split the search selected models with "

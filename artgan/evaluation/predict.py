@@ -16,13 +16,15 @@ from artgan.data.labels import load_labels, skipped_report
 from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
 from artgan.evaluation.metrics import TOP_K, score
-from artgan.files import write_text_atomic
+from artgan.files import csv_text, write_text_atomic
 from artgan.model.saved import load_model, model_classes
 
 
 def predict_files(model_path, image_paths, top=TOP_K):
     """Yield (path, [(class name, probability), ...]) best first, among the classes the
     model was trained on, or (path, reason)."""
+    if top < 1:
+        raise ArtganError(f"`top` must be at least 1, got {top}")
     model, metadata = load_model(model_path)
     names, classes = metadata["class_names"], np.asarray(model_classes(metadata))
     for path in image_paths:
@@ -52,7 +54,7 @@ class Evaluation:
 
     def write_predictions(self):
         """Write the per-image predictions CSV (ArtganError naming the file if it cannot)."""
-        write_text_atomic(self.predictions_file, self.predictions.to_csv(index=False))
+        write_text_atomic(self.predictions_file, csv_text(self.predictions))
         self.written = True
         return self.predictions_file
 

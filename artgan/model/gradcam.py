@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from artgan.data.generators import model_input
 from artgan.data.images import ImageError, decode_image
 from artgan.errors import ArtganError
-from artgan.files import atomic_path
+from artgan.files import atomic_path, make_folder
 from artgan.model.saved import load_model
 
 log = logging.getLogger(__name__)
@@ -98,11 +98,13 @@ def explain_files(model_path, image_paths, out, layer=None):
     `out/<name>.gradcam.png` (painting | overlay, captioned with the class, its probability
     and the layer) per readable image; yields
     (path, written file, class name, probability) or (path, reason, None, None)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ArtganError(f"`out` {out}: is a file; give a folder for the heat maps")
     model, metadata = load_model(model_path)
     names, size = metadata["class_names"], metadata["input_size"]
     layer = layer or DEFAULT_LAYER
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     for path in image_paths:
         try:
             pixels = decode_image(path, size, metadata["resize"])

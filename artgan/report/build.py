@@ -17,6 +17,7 @@ from matplotlib import rc_context
 from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
 from artgan.evaluation.card import card_facts, model_card
+from artgan.files import folder_in_use
 from artgan.report.features import similarity_section
 from artgan.report.figures import (
     MATPLOTLIB_STYLE,
@@ -76,7 +77,12 @@ def run_notes(run, evaluated, top):
         reason = trial_reason(trial, "no reason recorded")
         notes.append(f"Trial {trial['trial_id']} is {trial['status']} ({reason}): it has no "
                      "scores, so it is listed without a rank and left out of every figure.")
-    if not run.models:
+    live = folder_in_use(run.folder)
+    if not run.models and live:
+        notes.append(f"{RunFolder(run.folder).best} holds no saved model yet: a search is still "
+                     f"running in this folder ({live}) and saves them when it ends; confusion "
+                     "matrices, features and examples are missing until then.")
+    elif not run.models:
         notes.append(f"{RunFolder(run.folder).best} holds no saved model (the search stopped before "
                      "saving them; rerun the same search command to finish): confusion matrices, "
                      "features and examples are missing.")

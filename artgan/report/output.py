@@ -20,7 +20,7 @@ from PIL import Image
 
 from artgan.data.images import ImageError, decode_image
 from artgan.errors import ArtganError
-from artgan.files import clear_write_errors
+from artgan.files import clear_write_errors, csv_text
 
 THUMBNAIL_SIZE = 96
 MANIFEST = "metrics.json"
@@ -118,7 +118,7 @@ class Writer:
 
     def csv(self, frame, name):
         with self.writing(name) as path:
-            frame.to_csv(path, index=False)
+            path.write_text(csv_text(frame), encoding="utf-8")
         return name
 
     def text(self, text, name):

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from artgan.config.space import SearchSpace
 from artgan.config.spec import (
@@ -16,6 +15,7 @@ from artgan.config.spec import (
     experiment_file,
     experiment_names,
     load_experiment,
+    parse_yaml,
     validate,
 )
 from artgan.errors import ArtganError
@@ -114,7 +114,7 @@ def read_trials(folder):
 
 def run_spec(path, text):
     """The run's resolved spec (search space inlined) as an `ExperimentSpec` again."""
-    raw = yaml.safe_load(text)
+    raw = parse_yaml(text, path)
     space = dict(raw.get("search_space") or {})
     space_file = space.pop("file", "")
     spec = validate(ExperimentSpec, {**raw, "search_space": space_file}, path)

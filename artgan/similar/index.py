@@ -207,6 +207,11 @@ class Hit:
     score: float
 
 
+#: How an object id is written on the command line: ASCII digits that fit an int64 (not
+#: '²', which `str.isdigit` accepts and `int` refuses).
+OBJECT_ID = re.compile(r"[0-9]{1,18}")
+
+
 def query(index: Index, collection, target, k=10, progress=False):
     """(label, hits, excluded ids) for an object id in the index or an image file.
 
@@ -216,12 +221,16 @@ def query(index: Index, collection, target, k=10, progress=False):
     if k < 1:
         raise ArtganError(f"`k` must be at least 1, got {k}")
     target = str(target)
-    if target.isdigit() and not Path(target).is_file():
+    path = Path(target)
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long for the file system
+        is_file = False
+    if OBJECT_ID.fullmatch(target) and not is_file:
         row = index.row_of(target)
         vector, digest, label = index.vectors[row], index.sha256[row], f"object {target}"
     else:
-        path = Path(target)
-        if not path.is_file():
+        if not is_file:
             raise ArtganError(f"{target}: neither an object id in the index nor an image file")
         embedded = extractor_from_description(index.extractor).embed([str(path)], progress=progress)
         if not embedded.ok[0]:

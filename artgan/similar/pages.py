@@ -13,7 +13,7 @@ from pathlib import Path
 from jinja2 import Environment
 from PIL import Image
 
-from artgan.files import clear_write_errors, write_text_atomic
+from artgan.files import clear_write_errors, csv_text, write_text_atomic
 from artgan.similar.nga import joined
 from artgan.similar.retrieval import RANDOM
 from artgan.similar.retrieval import __doc__ as METRIC_NOTES
@@ -71,8 +71,8 @@ def write_evaluation(frame, collection, out_dir) -> tuple[Path, Path]:
     csv_path, html_path = out_dir / "evaluation.csv", out_dir / "evaluation.html"
     with clear_write_errors(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
-        frame.assign(k=frame.attrs["k"]).to_csv(csv_path, index=False, float_format="%.4f")
-        collection_csv(collection).to_csv(out_dir / "nga_images.csv", index=False)
+    write_text_atomic(csv_path, csv_text(frame.assign(k=frame.attrs["k"]), float_format="%.4f"))
+    write_text_atomic(out_dir / "nga_images.csv", csv_text(collection_csv(collection)))
     html = _environment.from_string(EVALUATION).render(
         style=STYLE,
         rows=frame.to_dict("records"),

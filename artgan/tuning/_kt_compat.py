@@ -10,9 +10,9 @@ variables of its distributed mode.
   (`install_atomic_state_writer`); truncated `trial.json`/`oracle.json` files are repaired and
   a fresh oracle refilled from the trial files (`repair_tuner_files`, `restore_trials`: the
   oracle's `start_order`, `end_order`, `_record_values`); a process killed between writing a
-  trial and saving the oracle leaves a RUNNING trial that is queued again
-  (`requeue_orphaned_trials`: `_retry_queue`); a new tuner id adopts another's state file
-  (`adopt_oracle`: KerasTuner reloads only from `<tuner id>.json`).
+  trial and saving the oracle leaves a RUNNING trial that is queued again, and a trial that
+  ended is never queued (`requeue_orphaned_trials`: `_retry_queue`); a new tuner id adopts
+  another's state file (`adopt_oracle`: KerasTuner reloads only from `<tuner id>.json`).
 * Checkpoints: where a trial's best-epoch weights are (`checkpoint_file`:
   `_get_checkpoint_fname`), so a resumed trial keeps the best epoch it had before; they are
   written to a temporary file and renamed (`install_atomic_state_writer` patches
@@ -176,19 +176,35 @@ def restore_trials(oracle, project):
     oracle.save()
 
 
+#: Trial states that end a trial for good: such a trial is never trained again.
+ENDED = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED,
+         kt.engine.trial.TrialStatus.STOPPED)
+
+
 def requeue_orphaned_trials(oracle, skip=()):
-    """Queue for retry every reloaded trial still marked RUNNING.
+    """Queue for retry every reloaded trial still marked RUNNING, and nothing that ended.
 
     KerasTuner's reload retries the trials its oracle.json lists as ongoing, but a process
     killed after a new trial's trial.json was written and before oracle.json was saved
-    leaves a RUNNING trial that nothing would ever finish. (A distributed worker's oracle
-    lives in the chief: it has no queue here.) Trials in `skip` (repaired, their values
-    lost) are never retried.
+    leaves a RUNNING trial that nothing would ever finish. The other way round,
+    `Oracle.end_trial` saves oracle.json *before* it takes the trial off the ongoing list
+    (`_servicer` saves again, but a kill can land in between), so a finished trial can be
+    listed as ongoing, and reload would train it again: a trial that ended (COMPLETED,
+    FAILED) is dropped from the queue, and each trial is queued once (an INVALID trial
+    waiting for its `max_retries` retry stays). (A distributed worker's oracle lives in the
+    chief: it has no queue here.) Trials in `skip` (repaired, their values lost) are never
+    retried.
     """
     queue = getattr(oracle, "_retry_queue", None)
     if queue is None:
         return
-    queue[:] = [trial_id for trial_id in queue if trial_id not in skip]
+    kept = []
+    for trial_id in queue:
+        trial = oracle.trials.get(trial_id)
+        ended = trial is None or trial.status in ENDED
+        if trial_id not in skip and trial_id not in kept and not ended:
+            kept.append(trial_id)
+    queue[:] = kept
     for trial_id, trial in oracle.trials.items():
         if trial.status == kt.engine.trial.TrialStatus.RUNNING and trial_id not in queue:
             queue.append(trial_id)
@@ -230,9 +246,28 @@ def adopt_oracle(project):
     own.write_text(others[0].read_text() if others else "{}")
 
 
-def _servicer(oracle, seen):
+@kt.synchronized
+def _then_save(oracle, action):
+    """`action()` (one that ends a trial), then save the oracle, under KerasTuner's lock for
+    it. `Oracle.end_trial` saves before it takes the trial off the ongoing list, so without
+    this save a chief's oracle.json lists every trial it ended last as still running (a
+    single-process tuner's `on_trial_end` saves again)."""
+    result = action()
+    oracle.save()
+    return result
+
+
+@kt.synchronized
+def _forget(oracle, tuner_id):
+    oracle.tuner_ids.discard(tuner_id)
+
+
+def _servicer(oracle, seen, spent=None):
     """KerasTuner's servicer, refusing reports on trials that are not out (a fabricated or
-    timed-out trial), and noting when each trial was last heard of (for `expire_trials`)."""
+    timed-out trial), noting when each trial was last heard of (for `expire_trials`), and
+    handing out no trial once `spent()` (the time budget, on this process's clock) is true:
+    the worker is told to stop, as when the trial budget is spent."""
+    from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
     def out(trial_id):
@@ -240,6 +275,12 @@ def _servicer(oracle, seen):
 
     class Servicer(OracleServicer):
         def CreateTrial(self, request, context):
+            if spent is not None and spent():
+                _forget(oracle, request.tuner_id)  # what the oracle does when it says stop
+                self.stop_triggered = True
+                stop = kt.engine.trial.Trial(oracle.get_space(), trial_id="time-budget",
+                                             status=kt.engine.trial.TrialStatus.STOPPED)
+                return protos.get_service().CreateTrialResponse(trial=stop.to_proto())
             response = super().CreateTrial(request, context)
             seen[response.trial.trial_id] = time.monotonic()
             return response
@@ -260,7 +301,7 @@ def _servicer(oracle, seen):
             if not out(request.trial.trial_id):
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                               f"trial {request.trial.trial_id} is not running")
-            return super().EndTrial(request, context)
+            return _then_save(oracle, lambda: OracleServicer.EndTrial(self, request, context))
 
     return Servicer(oracle)
 
@@ -279,24 +320,25 @@ def expire_trials(oracle, seen, timeout, now=None, say=log.info):
                   f"{timeout:g} s): the worker stopped reporting")
         ended = trial_module.Trial(trial.hyperparameters, trial_id=trial.trial_id,
                                    status=trial_module.TrialStatus.FAILED, message=reason)
-        oracle.end_trial(ended)
+        _then_save(oracle, lambda: oracle.end_trial(ended))
         oracle.tuner_ids.discard(tuner_id)
         seen.pop(trial.trial_id, None)
         say(f"chief: trial {trial.trial_id} is marked FAILED: {reason}")
 
 
 def serve_oracle(oracle, host, port, interceptors=(), trial_timeout=None, stop=None,
-                 say=log.info, tick=1.0):
-    """KerasTuner's `oracle_chief.start_server`, with gRPC `interceptors` and a trial time-out.
-    Returns when KerasTuner's own end is reached (a worker was told to stop, no trial is out,
-    every worker that asked was told) or when `stop` (a threading.Event) is set."""
+                 say=log.info, tick=1.0, spent=None):
+    """KerasTuner's `oracle_chief.start_server`, with gRPC `interceptors`, a trial time-out
+    and a time budget (`spent()` true: no new trial; see `_servicer`). Returns when
+    KerasTuner's own end is reached (a worker was told to stop, no trial is out, every
+    worker that asked was told) or when `stop` (a threading.Event) is set."""
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import exit_chief
 
     seen = {}
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1),
                          interceptors=list(interceptors))
-    servicer = _servicer(oracle, seen)
+    servicer = _servicer(oracle, seen, spent)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     if not server.add_insecure_port(f"{host}:{port}"):
         raise ArtganError(f"the chief cannot listen on {host}:{port}")

@@ -1,8 +1,9 @@
 """The search's clock (`budget.max_minutes`) and why the search stopped: `<output>/search.json`.
 
-The clock is written once when a run starts (a single-process search or a launcher), so
-every process of a distributed search, a restarted worker included, reads one deadline.
-No trial starts after it; the running one finishes (or is pruned).
+The clock is written once when a run starts (a single-process search, a launcher or a chief
+started by hand), on that machine's clock, and read on the same machine only: a distributed
+search's chief hands out no trial after it (workers, whose clocks may differ by any amount,
+never read it). No trial starts after it; the running one finishes (or is pruned).
 """
 
 import json

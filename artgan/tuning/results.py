@@ -15,10 +15,7 @@ from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
 from artgan.evaluation.card import card_facts, inference_ms, model_card
 from artgan.evaluation.predict import predict_split
-from artgan.files import (
-    read_json,
-    write_text_atomic,
-)
+from artgan.files import csv_text, read_json, write_text_atomic
 from artgan.model.backbones import SCRATCH, get_backbone
 from artgan.model.crnn import (
     backbone_name,
@@ -129,59 +126,92 @@ def write_trials_table(tuner, output):
     if not table.empty:
         ascending = tuner.oracle.objective.direction == "min"
         table = table.sort_values("score", ascending=ascending, na_position="last")
-    write_text_atomic(folder.trials_csv, table.to_csv(index=False))
+    write_text_atomic(folder.trials_csv, csv_text(table))
     return table
 
 
+#: Prefix of a best model or card written beside the one it replaces (`save_best_models`).
+STAGED = "saving."
+
+
 def save_best_models(tuner, spec, data, output):
-    """Save the best finished trials as `best/model_N.keras` with their preprocessing."""
+    """Save the best finished trials as `best/model_N.keras` with their preprocessing and
+    model cards (`model_N.md`). The new set is written beside the old one (`saving.model_N.*`)
+    and then renamed over it, so a kill at any moment leaves every `model_N` whole in best/:
+    the old set while the new one is written (seconds), then the new one."""
     finished = count_finished(tuner)
     count = min(spec.training.best_models, finished)
     folder = RunFolder(output)
-    for stale in folder.models():  # ours only: other files there stay
-        stale.unlink()
-        folder.card(model_rank(stale)).unlink(missing_ok=True)
-    if not count:
-        return []
-    trials = tuner.oracle.get_best_trials(count)
-    with warnings.catch_warnings():  # checkpoints hold optimizer state inference never needs
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        models = tuner.get_best_models(count)
-    paths = []
-    for rank, (trial, model) in enumerate(zip(trials, models), start=1):
-        model = tuner.hypermodel.deployable(trial.hyperparameters, model)
-        values = tuner.hypermodel.values(trial.hyperparameters)
-        hp = trial.hyperparameters.values
-        backbone = backbone_name(values)
-        metadata = {
-            "task": spec.task,
-            "class_names": list(data.class_names),
-            "classes": [int(i) for i in data.classes],
-            "input_size": int(input_size(values)),
-            "backbone": backbone,
-            "backbone_weights": None if backbone == SCRATCH else get_backbone(backbone).origin,
-            "resize": spec.data.resize,
-            "feature_layers": feature_layers(model),
-            "default_feature_layer": default_feature_layer(model),
-            "trial_id": trial.trial_id,
-            "rank": rank,
-            "objective": spec.tuner.objective,
-            "score": trial.score,
-            "hyperparameters": hp,
-            "labels": {"train": str(spec.path("train")), "val": str(spec.path("val")),
-                       "classes": str(spec.path("classes")), "images": str(spec.path("images"))},
-            "experiment": spec.source,
-        }
-        paths.append(save_model(model, folder.model(rank), metadata))
-        write_card(model, metadata, spec, data, folder, rank)
-    log.info(f"saved {len(paths)} best model(s) and their model cards in {folder.best}")
+    for leftover in folder.best.glob(f"{STAGED}model_[0-9]*"):  # a killed save's
+        leftover.unlink()
+    if count:
+        trials = tuner.oracle.get_best_trials(count)
+        with warnings.catch_warnings():  # checkpoints hold optimizer state inference never needs
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            models = tuner.get_best_models(count)
+        for rank, (trial, model) in enumerate(zip(trials, models), start=1):
+            model = tuner.hypermodel.deployable(trial.hyperparameters, model)
+            metadata = model_metadata(tuner, trial, spec, data, rank, model)
+            save_model(model, staged(folder.model(rank)), metadata)
+            write_card(model, metadata, spec, data, folder, staged(folder.card(rank)))
+    paths = swap_in(folder, count)
+    if paths:
+        log.info(f"saved {len(paths)} best model(s) and their model cards in {folder.best}")
     return paths
 
 
-def write_card(model, metadata, spec, data, folder, rank):
-    """Re-run a saved model on the validation split, time it, write `best/model_N.md` and
-    record the inference time (ms per image) in the trial's `artgan_trial.json`, from which
-    the trials table takes it."""
+def staged(path):
+    return path.with_name(STAGED + path.name)
+
+
+def swap_in(folder, count):
+    """Rename the staged best models and cards over the old ones (each rename is atomic), then
+    remove the old ranks beyond `count` (ours only: other files in best/ stay)."""
+    paths = []
+    for rank in range(1, count + 1):
+        card = folder.card(rank)
+        if staged(card).is_file():
+            staged(card).replace(card)
+        else:  # no validation image: no card for the new model
+            card.unlink(missing_ok=True)
+        staged(folder.model(rank)).replace(folder.model(rank))
+        paths.append(folder.model(rank))
+    for stale in folder.models():
+        if model_rank(stale) > count:
+            stale.unlink()
+            folder.card(model_rank(stale)).unlink(missing_ok=True)
+    return paths
+
+
+def model_metadata(tuner, trial, spec, data, rank, model):
+    """What a saved best model carries besides its weights (`artgan.json`)."""
+    values = tuner.hypermodel.values(trial.hyperparameters)
+    backbone = backbone_name(values)
+    return {
+        "task": spec.task,
+        "class_names": list(data.class_names),
+        "classes": [int(i) for i in data.classes],
+        "input_size": int(input_size(values)),
+        "backbone": backbone,
+        "backbone_weights": None if backbone == SCRATCH else get_backbone(backbone).origin,
+        "resize": spec.data.resize,
+        "feature_layers": feature_layers(model),
+        "default_feature_layer": default_feature_layer(model),
+        "trial_id": trial.trial_id,
+        "rank": rank,
+        "objective": spec.tuner.objective,
+        "score": trial.score,
+        "hyperparameters": trial.hyperparameters.values,
+        "labels": {"train": str(spec.path("train")), "val": str(spec.path("val")),
+                   "classes": str(spec.path("classes")), "images": str(spec.path("images"))},
+        "experiment": spec.source,
+    }
+
+
+def write_card(model, metadata, spec, data, folder, path):
+    """Re-run a saved model on the validation split, time it, write its model card to `path`
+    and record the inference time (ms per image) in the trial's `artgan_trial.json`, from
+    which the trials table takes it."""
     split = load_split_images(data.val, metadata["input_size"], spec.data.resize,
                               spec.data.on_error, progress=False)
     milliseconds = inference_ms(model, split.pixels)
@@ -192,14 +222,13 @@ def write_card(model, metadata, spec, data, folder, rank):
     write_text_atomic(info_path, json.dumps(info, indent=1, default=str))
     probabilities = predict_split(model, split) if len(split) else None
     if probabilities is None:
-        log.info(f"no validation image for the model card of {folder.model(rank)}")
+        log.info(f"no validation image for the model card of {folder.model(metadata['rank'])}")
         return None
     facts = card_facts(split.labels, probabilities, metadata["class_names"],
                        data.train.labels(), milliseconds)
     trial = {"epochs": info.get("epochs"), "wall_seconds": info.get("wall_seconds"),
              "params": info.get("params")}
-    return write_text_atomic(folder.card(rank), model_card(metadata, facts,
-                                                           spec.budget.model_dump(), trial))
+    return write_text_atomic(path, model_card(metadata, facts, spec.budget.model_dump(), trial))
 
 
 def report_skipped(data, output):

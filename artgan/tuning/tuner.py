@@ -28,7 +28,7 @@ import keras_tuner as kt
 
 from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
-from artgan.files import read_json, write_text_atomic
+from artgan.files import as_disk_full, read_json, write_text_atomic
 from artgan.model._tf_compat import releasing_graphs, slow_cpu_kernels
 from artgan.model.crnn import PARAMETERS
 from artgan.runfolder import RunFolder
@@ -61,6 +61,21 @@ from artgan.tuning.results import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class SearchStopped(kt.errors.FatalError):
+    """Raised from a trial to stop the whole search without ending the trial: KerasTuner
+    lets a `FatalError` through, so the trial stays RUNNING (not FAILED, not counted) and
+    the rerun runs it again. `error` is the reason (a full disk: `DiskFull`)."""
+
+    def __init__(self, error, trial_id):
+        super().__init__(str(error))
+        self.error, self.trial_id = error, trial_id
+
+    def one_line(self):
+        """The reason as the user's error (its own class, e.g. `DiskFull`), naming the trial."""
+        return type(self.error)(f"{self.error} (trial {self.trial_id} was stopped, not "
+                                "counted: the rerun runs it)")
 
 
 class TrialRecorder:
@@ -112,6 +127,9 @@ class TrialRecorder:
             with releasing_graphs():  # or each fitted model's graphs stay in memory
                 result = super().run_trial(trial, *args, **kwargs)
         except Exception as error:  # KerasTuner records the trial as failed; say who ran it
+            full = as_disk_full(error)
+            if full is not None:  # no fault of the trial's: stop the search, spend no trial
+                raise SearchStopped(full, trial.trial_id) from None
             write_text_atomic(path, json.dumps(dict(held, status="ERROR", error=type(error).__name__)))
             raise
         if resume:
@@ -133,7 +151,8 @@ class TrialRecorder:
         gc.collect()  # free the trial's model now that its graphs are released
 
     def pre_create_trial(self):
-        if past_deadline(Path(self.project_dir).parent):
+        # A worker's clock may differ from the chief's: the chief keeps the time budget.
+        if not is_worker_process() and past_deadline(Path(self.project_dir).parent):
             raise SearchDeadline()
         # Asking twice without a trial in between means the oracle answered IDLE (Hyperband
         # waits for other workers' trials); KerasTuner would ask again at once, in a tight loop.
@@ -323,6 +342,10 @@ def run_search(spec, fresh=False):
             tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
         except SearchDeadline:
             pass  # no new trial after the time budget: the table says so
+        except SearchStopped as stop:
+            error = stop.one_line()
+            record_stop(output, str(error))  # on a full disk this may fail, saying so itself
+            raise error from None
         except RuntimeError as error:  # KerasTuner stops after a few failed trials in a row
             if not str(error).startswith("Number of consecutive failures"):
                 raise

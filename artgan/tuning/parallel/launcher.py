@@ -40,6 +40,7 @@ from artgan.tuning.parallel.roles import (
     KERASTUNER_ENV,
     LAUNCHER,
     LOOPBACK,
+    STOPPED,
     check_trial_timeout,
     connect_host,
     finalize,
@@ -153,6 +154,7 @@ class Launcher:
         self.token = given_token(token_file) or new_token()
         self.events = []
         self.failed = {}  # trial id -> reason, for trials whose worker is gone for good
+        self.halted = None  # why a worker stopped the whole search (a full disk)
         self._lock = threading.Lock()
         self.chief = None
         self.workers = []
@@ -257,6 +259,9 @@ class Launcher:
             for worker in self.workers:
                 if worker.state == "running" and worker.poll() is not None:
                     self.worker_exited(worker, worker.poll())
+            if self.halted:
+                self.stop_chief()
+                return self.halted
             chief_code = self.chief.poll()
             running = [w for w in self.workers if w.state == "running"]
             done = [w for w in self.workers if w.state == "done"]
@@ -309,6 +314,14 @@ class Launcher:
             self.save_state()
             return
         trial_id = ongoing_trials(self.output).get(worker.name)
+        if code == STOPPED:  # the disk is full: no trial's fault, none is counted
+            worker.state = "stopped"
+            held = f"; trial {trial_id} is not counted" if trial_id is not None else ""
+            self.halted = (f"{worker.name} stopped the search: the disk is full (see "
+                           f"{worker.log}){held}; free some space and rerun the same command "
+                           "to resume")
+            self.event(self.halted)
+            return
         held = f"while running trial {trial_id}" if trial_id is not None else "between trials"
         attempt = self.attempt(trial_id)
         if trial_id is not None and attempt:

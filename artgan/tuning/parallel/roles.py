@@ -40,7 +40,7 @@ import keras
 
 from artgan.config.spec import differences
 from artgan.data.splits import TaskData
-from artgan.errors import ArtganError
+from artgan.errors import ArtganError, DiskFull
 from artgan.files import read_json
 from artgan.model.crnn import PARAMETERS
 from artgan.runfolder import RunFolder
@@ -53,7 +53,7 @@ from artgan.tuning._kt_compat import (
     mark_failed,
     serve_oracle,
 )
-from artgan.tuning.budget import SearchDeadline, record_stop, start_clock, stop_reason
+from artgan.tuning.budget import past_deadline, record_stop, start_clock, stop_reason
 from artgan.tuning.hypermodel import CRNNHyperModel
 from artgan.tuning.output import run_folder
 from artgan.tuning.parallel.access import (
@@ -67,12 +67,15 @@ from artgan.tuning.parallel.access import (
     worker_token,
 )
 from artgan.tuning.results import report_skipped, save_best_models, write_trials_table
-from artgan.tuning.tuner import callbacks, make_tuner
+from artgan.tuning.tuner import SearchStopped, callbacks, make_tuner
 
 log = logging.getLogger(__name__)
 
 LAUNCHER = "ARTGAN_LAUNCHER_PID"  # set in the processes a launcher starts
 CHIEF = "chief"
+#: Exit status of a launched worker that stopped the search (a full disk; EX_TEMPFAIL): the
+#: launcher stops the others and counts no trial.
+STOPPED = 75
 LOOPBACK = "127.0.0.1"
 
 
@@ -219,14 +222,24 @@ def run_process(spec, chief=None, tuner_id=None, wait=600.0, token_file=None,
     os.environ.update({TUNER_ID: tuner_id, ORACLE_IP: host, ORACLE_PORT: str(port)})
     if tuner_id == CHIEF:
         return serve(spec, host, port, token_file, trial_timeout)
-    work(spec, host, port, tuner_id, wait, token_file)
+    try:
+        work(spec, host, port, tuner_id, wait, token_file)
+    except DiskFull as error:
+        if LAUNCHER not in os.environ:
+            raise
+        log.error(f"{tuner_id}: {error}")
+        _exit(STOPPED)
     if LAUNCHER in os.environ:
-        # Everything is on disk; skip TensorFlow's teardown (seconds on a busy machine),
-        # which the launcher would otherwise wait for before finishing the search.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        _exit(0)
     return None
+
+
+def _exit(status):
+    """Exit a launched process now: everything is on disk; skip TensorFlow's teardown
+    (seconds on a busy machine), which the launcher would otherwise wait for."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _tuner(spec, distribute):
@@ -268,7 +281,10 @@ def serve(spec, host, port, token_file=None, trial_timeout=DEFAULT_TRIAL_TIMEOUT
               f"a trial silent for {trial_timeout:g} s is failed)")
         tuner.save()  # what tuner.search() does before KerasTuner's own server
         interceptors = [server_interceptor(token)] if token else []
-        serve_oracle(tuner.oracle, host, port, interceptors, trial_timeout)  # until it is over
+        # Until it is over. The time budget is kept here, on the chief's clock: a worker's
+        # clock may differ from the one that started it.
+        serve_oracle(tuner.oracle, host, port, interceptors, trial_timeout,
+                     spent=lambda: past_deadline(output))
         log.info("chief: every trial handed out has come back; stopping")
         if not launched:
             return finalize(spec)
@@ -282,13 +298,13 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
     token = worker_token(spec.output_dir, token_file)
     tuner, data = _tuner(spec, distribute=True)
     heartbeat = authenticate_client(tuner, host, port, (TOKEN_HEADER, token), HEARTBEAT)
-    log.info(f"{tuner_id}: joined the chief at {host}:{port}; {len(data.train)} train / "
-          f"{len(data.val)} val images -> {spec.output_dir}")
     try:
+        tuner.oracle.get_space()  # a first call, so a refused token is said before "joined"
+        log.info(f"{tuner_id}: joined the chief at {host}:{port}; {len(data.train)} train / "
+                 f"{len(data.val)} val images -> {spec.output_dir}")
         tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
-    except SearchDeadline:
-        log.info(f"{tuner_id}: the time budget is spent; no new trial")
-        return
+    except SearchStopped as stop:  # its trial stays RUNNING: the chief hands it out again
+        raise stop.one_line() from None
     except grpc.RpcError as error:
         if error.code() != grpc.StatusCode.UNAUTHENTICATED:
             raise
@@ -298,7 +314,8 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
         ) from None
     finally:
         heartbeat.set()
-    log.info(f"{tuner_id}: the chief has no trials left; done")
+    log.info(f"{tuner_id}: the chief hands out no more trials (trial or time budget spent); "
+             "done")
 
 
 def finalize(spec, failed=None):
