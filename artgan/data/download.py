@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from time import sleep
 
-from tqdm import tqdm
-
 from artgan.errors import ArtganError
 from artgan.files import clear_write_errors, file_sha256
+from artgan.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +187,8 @@ def fetch_file(url, dest, retry: Retry = Retry(), sha256=None, progress=True) ->
     result = FileResult(dest, 0, resumed_from=part.stat().st_size)
     if result.resumed_from:
         log.info("%s: resuming at byte %d", url, result.resumed_from)
-    bar = tqdm(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
-               initial=result.resumed_from, disable=not progress, leave=False)
+    bar = progress_bar(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
+                       initial=result.resumed_from, disable=not progress, leave=False)
     with bar:
         result.size = with_retries(url, lambda: stream_into(url, part, retry, bar, result), retry)
     verify_file(url, part, result.size, sha256)
