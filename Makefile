@@ -5,6 +5,7 @@
 #   make explain MODEL=runs/genre/best/model_1.keras IMAGES="a.jpg b.jpg" [OUT=heat]   make test [test-fast]
 #   make similar [MODEL=runs/style/best/model_1.keras] [K=10]   (NGA similar-painting search)
 #   make data WIKIART=1 [TO=DIR]   make data NGA=1 [LIMIT=N] [CLASSIFICATION=Painting] [SIZE=800] [TO=DIR]
+#   make rehearse [FRACTION=0.1] [TO=DIR] [MEASURE=1]   (stand-in WikiArt tree; docs/rehearsal.md)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -26,7 +27,7 @@ SEARCH_SETS = $(if $(TRIALS),--set budget.max_trials=$(TRIALS)) \
 .PHONY: help search report compare explain tensorboard test test-fast deps bench venv clean-cache
 
 help:
-	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +104,15 @@ data: venv
 	$(if $(WIKIART),$(PY) -m artgan data wikiart $(if $(TO),--to $(TO)) $(ARGS))
 	$(if $(NGA),$(PY) -m artgan data nga $(if $(TO),--to $(TO)) $(if $(LIMIT),--limit $(LIMIT)) \
 	    $(if $(CLASSIFICATION),--classification '$(CLASSIFICATION)') $(if $(SIZE),--size $(SIZE)) $(ARGS))
+
+# A stand-in WikiArt tree (real label files; real paintings hard-linked at every labelled path)
+# to rehearse full-size runs without the 25 GB download; MEASURE=1 also runs every step on it
+# and prints the cost table of docs/rehearsal.md:
+#   make rehearse [FRACTION=0.1] [TO=DIR]   make rehearse MEASURE=1 [FRACTION=0.1] [TO=DIR] [ARGS="--tasks artist"]
+.PHONY: rehearse
+rehearse: venv
+	$(if $(MEASURE),$(PY) bench/rehearsal.py,$(PY) -m artgan rehearse) \
+	    $(if $(FRACTION),--fraction $(FRACTION)) $(if $(TO),$(if $(MEASURE),--work,--to) $(TO)) $(ARGS)
 
 clean-cache:
 	rm -rf .cache/images
