@@ -2,7 +2,9 @@
 folders that one search at a time uses, and that artgan empties only when it made them.
 
 Caches, indexes, models and trial tables are read by other processes (later trials, search
-workers, reports) while they may be rewritten; every writer goes through `atomic_path`.
+workers, reports) while they may be rewritten; every writer goes through `atomic_path`, or
+for large arrays built row by row `ResumableArrays` (renamed into place when complete, and
+resumed, not restarted, after a kill).
 """
 
 import errno
