@@ -118,9 +118,10 @@ def rehearse(folder, fraction=1.0, labels=None, data=None, progress=True) -> Reh
             result.copied += not _link_or_copy(standin, target)
             result.made += 1
     result.mean_bytes = float(np.mean(sizes)) if sizes else 0.0
-    log.info("%s: %d stand-in images (%d made, %d copied, %d already there), %.0f %% of them "
-             "large; mean %s a painting", result.images, len(wanted), result.made, result.copied,
-             result.already, 100 * result.large_share, gigabytes(result.mean_bytes))
+    log.info("%s: %s stand-in images (%s made, %s copied, %s already there), %.0f %% of them "
+             "large; mean %.0f KB a painting", result.images, f"{len(wanted):,}", f"{result.made:,}",
+             f"{result.copied:,}", f"{result.already:,}", 100 * result.large_share,
+             result.mean_bytes / 1e3)
     return result
 
 
@@ -179,8 +180,8 @@ def _check_disk(folder, sources, wanted, links):
     images = len(wanted) * (ENTRY_BYTES if links else max(MEAN_BYTES, LARGE_BYTES_AT_MOST))
     needed = small + large + images
     free = shutil.disk_usage(folder).free
-    log.info("%s: %d paintings; needs about %s (stand-ins %s, images %s%s), %s free",
-             folder, len(wanted), gigabytes(needed), gigabytes(small + large), gigabytes(images),
+    log.info("%s: %s paintings; needs about %s (stand-ins %s, images %s%s), %s free",
+             folder, f"{len(wanted):,}", gigabytes(needed), gigabytes(small + large), gigabytes(images),
              " as hard links" if links else " as copies: this file system refuses hard links",
              gigabytes(free))
     check_space(folder / MARKER, needed)
