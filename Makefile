@@ -9,6 +9,7 @@
 #   make data WIKIART=1 [TO=DIR]   make data NGA=1 [LIMIT=N] [CLASSIFICATION=Painting] [SIZE=800] [TO=DIR]
 #   make test [ARGS=...]   make test-fast   make deps (what the tests need)   make venv
 #   make bench [ARGS="--only search"]   make clean-cache (empty .cache/images)
+#   make rehearse [FRACTION=0.1] [TO=DIR] [MEASURE=1]   (stand-in WikiArt tree; docs/rehearsal.md)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -107,6 +108,15 @@ data: venv
 	$(if $(WIKIART),$(PY) -m artgan data wikiart $(if $(TO),--to $(TO)) $(ARGS))
 	$(if $(NGA),$(PY) -m artgan data nga $(if $(TO),--to $(TO)) $(if $(LIMIT),--limit $(LIMIT)) \
 	    $(if $(CLASSIFICATION),--classification '$(CLASSIFICATION)') $(if $(SIZE),--size $(SIZE)) $(ARGS))
+
+# A stand-in WikiArt tree (real label files; real paintings hard-linked at every labelled path)
+# to rehearse full-size runs without the 25 GB download; MEASURE=1 also runs every step on it
+# and prints the cost table of docs/rehearsal.md:
+#   make rehearse [FRACTION=0.1] [TO=DIR]   make rehearse MEASURE=1 [FRACTION=0.1] [TO=DIR] [ARGS="--tasks artist"]
+.PHONY: rehearse
+rehearse: venv
+	$(if $(MEASURE),$(PY) bench/rehearsal.py,$(PY) -m artgan rehearse) \
+	    $(if $(FRACTION),--fraction $(FRACTION)) $(if $(TO),$(if $(MEASURE),--work,--to) $(TO)) $(ARGS)
 
 clean-cache:
 	rm -rf .cache/images

@@ -2,13 +2,16 @@
 folders that one search at a time uses, and that artgan empties only when it made them.
 
 Caches, indexes, models and trial tables are read by other processes (later trials, search
-workers, reports) while they may be rewritten; every writer goes through `atomic_path`.
+workers, reports) while they may be rewritten; every writer goes through `atomic_path`, or
+for large arrays built row by row `ResumableArrays` (renamed into place when complete, and
+resumed, not restarted, after a kill).
 """
 
 import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -23,7 +26,11 @@ import numpy as np
 
 from artgan.errors import ArtganError, DiskFull
 
+log = logging.getLogger(__name__)
+
 LOCK_FILE = ".lock"
+ANNOUNCED_BYTES = 100 * 10**6  # `allocate_array` logs what it takes from this size on
+SAVE_SECONDS = 30  # how often a `ResumableArrays` build records its progress
 
 
 @contextmanager
@@ -96,9 +103,13 @@ def check_space(path, needed):
 
 def allocate_array(path, dtype, shape):
     """A writable .npy memmap at `path` whose blocks are all allocated up front, so a full
-    file system is an ArtganError here instead of a SIGBUS when a hole is written later."""
+    file system is an ArtganError here instead of a SIGBUS when a hole is written later.
+    A large one says how much it takes before it is written."""
     needed = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize + 4096  # + header
     check_space(path, needed)
+    if needed >= ANNOUNCED_BYTES:
+        log.info("%s: writing %s (%s free there)", Path(path).name, gigabytes(needed),
+                 gigabytes(shutil.disk_usage(Path(path).parent).free))
     with clear_write_errors(path):
         array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
         try:
@@ -129,6 +140,92 @@ def csv_text(frame, **options):
         if values.dtype.kind not in "biufcmM":  # text, objects, categories: not numbers, dates
             safe.isetitem(column, values.astype(object).map(neutral))
     return safe.to_csv(index=False, **options)
+
+
+def gigabytes(size):
+    return f"{size / 1e9:.2f} GB" if size >= 1e7 else f"{size / 1e6:.1f} MB"
+
+
+class ResumableArrays:
+    """Preallocated `.npy` arrays that a build fills in row order and that outlive a kill.
+
+    `arrays` is {name: (final path, shape)}. Each is written at `<final path>.partial`; the
+    builder calls `checkpoint(done, **state)` as rows get done, and every `SAVE_SECONDS` the
+    arrays are flushed and the rows done (plus `state`, JSON: failures so far, say) recorded
+    in `record`. A later build with the same `key` reopens the arrays and starts at `done`
+    (with `state`) instead of at 0; `finish()` renames each into place and drops the record.
+    Builders hold the entry's lock (`load_or_build`), so one process writes them at a time.
+    """
+
+    def __init__(self, arrays, dtype, record, key):
+        self.record, self.key = Path(record), key
+        self.finals = {name: Path(path) for name, (path, _) in arrays.items()}
+        self.done, self.state = 0, {}
+        self.arrays = self._reopen(arrays, dtype)
+        if self.arrays is None:
+            self.arrays = self._allocate(arrays, dtype)
+            self._save()
+        elif self.done:
+            log.info("%s: resuming a build stopped at row %d", self.record.name, self.done)
+        self.saved_at = time.monotonic()
+
+    def _reopen(self, arrays, dtype):
+        saved = read_json(self.record)
+        if not isinstance(saved, dict) or saved.get("key") != self.key:
+            return None
+        try:
+            opened = {name: np.load(_partial(path), mmap_mode="r+")
+                      for name, (path, _) in arrays.items()}
+        except (OSError, ValueError):
+            return None
+        if any(opened[name].shape != tuple(shape) or opened[name].dtype != np.dtype(dtype)
+               for name, (_, shape) in arrays.items()):
+            return None
+        self.done, self.state = int(saved.get("done", 0)), dict(saved.get("state", {}))
+        return opened
+
+    def _allocate(self, arrays, dtype):
+        """Fresh partial arrays; none is left behind when one cannot be made (full disk)."""
+        made = {}
+        try:
+            for name, (path, shape) in arrays.items():
+                made[name] = None
+                made[name] = allocate_array(_partial(path), dtype, shape)
+        except BaseException:
+            for name in made:
+                _partial(self.finals[name]).unlink(missing_ok=True)
+            raise
+        return made
+
+    def checkpoint(self, done, **state):
+        """Rows before `done` are written; record that (with `state`) when it is time."""
+        self.done, self.state = done, state
+        if time.monotonic() - self.saved_at >= SAVE_SECONDS:
+            self._save()
+            self.saved_at = time.monotonic()
+
+    def _save(self):
+        for array in self.arrays.values():
+            array.flush()  # the rows first, then the record that says they are there
+        write_text_atomic(self.record, json.dumps(
+            {"key": self.key, "done": self.done, "state": self.state}))
+
+    def finish(self):
+        """Make every array durable and rename it into place; drop the progress record."""
+        for name, array in self.arrays.items():
+            array.flush()
+            partial = _partial(self.finals[name])
+            with clear_write_errors(partial):
+                with open(partial, "rb+") as stream:
+                    os.fsync(stream.fileno())
+                os.chmod(partial, 0o666 & ~_umask())
+                os.replace(partial, self.finals[name])
+        self.arrays.clear()
+        self.record.unlink(missing_ok=True)
+
+
+def _partial(path):
+    return Path(f"{path}.partial")
 
 
 def write_text_atomic(path, text):

@@ -158,6 +158,37 @@ def test_embeddings_are_built_once_and_keyed(small_split, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_an_interrupted_embedding_build_resumes(small_split, tmp_path, monkeypatch):
+    """Stopped after 3 of 4 batches (8 images and their mirror images, 4 a batch), the next
+    build embeds only the last batch, and the result equals an uninterrupted build."""
+    from artgan import files
+    from artgan.model import embeddings
+
+    backbone = dataclasses.replace(LITE0, input_size=64)
+    monkeypatch.setattr(files, "SAVE_SECONDS", 0)
+    monkeypatch.setattr(embeddings, "BATCH_SIZE", 4)
+    batches, real = [], embeddings.model_input
+
+    def stopping(pixels, stop_at=None):
+        if len(batches) == stop_at:
+            raise KeyboardInterrupt  # as a kill would, mid-build
+        batches.append(len(pixels))
+        return real(pixels)
+
+    monkeypatch.setattr(embeddings, "model_input", lambda pixels: stopping(pixels, stop_at=3))
+    with pytest.raises(KeyboardInterrupt):
+        embed_split(backbone, small_split, flip=True, cache_dir=tmp_path / "stopped")
+    assert list((tmp_path / "stopped").glob("*.progress.json"))
+
+    monkeypatch.setattr(embeddings, "model_input", stopping)
+    resumed = embed_split(backbone, small_split, flip=True, cache_dir=tmp_path / "stopped")
+    assert resumed.built and batches == [4, 4, 4, 4]  # 3 before the stop, 1 after
+    whole = embed_split(backbone, small_split, flip=True, cache_dir=tmp_path / "whole")
+    for tap, array in whole.taps.items():
+        np.testing.assert_array_equal(resumed.taps[tap], array)
+    assert not list((tmp_path / "stopped").glob("*.partial"))
+
+
 # ----------------------------------------------------------------------------- searches
 
 

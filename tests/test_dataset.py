@@ -81,3 +81,33 @@ def test_undecodable_images_skip_and_report(broken_set, cache_dir):
     assert len(split) == 4 and list(split.rows) == [0, 1, 2, 3]
     assert [row.line for row in split.skipped] == [5, 6]
     assert all(row.reason for row in split.skipped)
+
+
+def test_a_generator_never_holds_the_whole_cache(tmp_path, data_dir, cache_dir):
+    """With an undecodable image left out, the split still reads the memory-mapped cache
+    (it once copied every usable row into private memory); batches read only their rows."""
+    import tracemalloc
+
+    images = tmp_path / "images" / "Baroque"
+    images.mkdir(parents=True)
+    rows = []
+    for path in sorted((data_dir / "wikiart-style7" / "images" / "Baroque").iterdir())[:96]:
+        shutil.copyfile(path, images / path.name)
+        rows.append(f"Baroque/{path.name},4")
+    (images / "notes.jpg").write_text("not an image")
+    labels = tmp_path / "train.csv"
+    labels.write_text("\r\n".join(rows + ["Baroque/notes.jpg,4"]) + "\r\n")
+    table = load_labels(labels, data_dir / "wikiart-style7" / "style_class.txt", tmp_path / "images")
+    load_split_images(table, 64, on_error="skip", progress=False)  # the cache is built
+
+    tracemalloc.start()
+    try:
+        split = load_split_images(table, 64, on_error="skip", progress=False)
+        generator = ImageLabelGenerator(split, batch_size=2, shuffle=True, seed=0)
+        seen = sum(len(generator[index][1]) for index in range(len(generator)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    cache_bytes = 97 * 64 * 64 * 3
+    assert seen == len(split) == 96
+    assert peak < cache_bytes / 3, f"peak {peak} bytes for a {cache_bytes}-byte cache"

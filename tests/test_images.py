@@ -459,34 +459,42 @@ KILLED_CHILD = """
     import json, sys, time
     from pathlib import Path
     import artgan.data.images as images
+    import artgan.files
+    artgan.files.SAVE_SECONDS = 0  # record progress after every row
     real = images.decode_image
     def slow(*args, **kwargs):
-        time.sleep(0.5)  # slow enough to be killed mid-build
+        time.sleep(0.2)  # slow enough to be killed mid-build
         return real(*args, **kwargs)
     images.decode_image = slow
     images.cache_images(json.loads(Path(sys.argv[2]).read_text()), 32, cache_dir=sys.argv[1], workers=1, progress=False)
 """
 
 
-def test_killed_build_is_never_trusted(tmp_path, data_dir):
+def test_killed_build_resumes_where_it_stopped(tmp_path, data_dir):
+    """kill -9 half way: the partial array is never trusted as a cache, and the next build
+    decodes only the rows the killed one had not recorded as done."""
     cache = tmp_path / "cache"
     paths = [str(p) for p in wikiart_paths(data_dir, 40)]
     paths_file = tmp_path / "paths.json"
     paths_file.write_text(json.dumps(paths))
+    key = images.cache_key(paths, 32, "letterbox")
+    record = cache / f"{key}.progress.json"
     child = run_child(KILLED_CHILD, cache, paths_file)
     try:
-        wait_for(lambda: any(cache.glob("*.tmp")), 30, "the child to start writing")
+        wait_for(lambda: record.exists() and json.loads(record.read_text())["done"] >= 5, 60,
+                 "the child to decode 5 rows", child)
     finally:
         child.send_signal(signal.SIGKILL)
         child.communicate()
-    key = images.cache_key(paths, 32, "letterbox")
-    assert (cache / f"{key}.lock").exists() and list(cache.glob(f"{key}.*.tmp"))
+    done = json.loads(record.read_text())["done"]
+    assert 5 <= done < 40 and (cache / f"{key}.npy.partial").exists()
     assert not (cache / f"{key}.npy").exists() and not (cache / f"{key}.json").exists()
 
     result = cache_images(paths, 32, cache_dir=cache, progress=False)  # stale lock does not block
-    assert result.decoded == 40 and result.ok.all()
-    assert not list(cache.glob("*.tmp"))
-    assert np.array_equal(result.array[7], decode_image(paths[7], 32))
+    assert result.decoded == 40 - done and result.ok.all()
+    assert not list(cache.glob("*.partial")) and not record.exists()
+    expected = np.stack([decode_image(path, 32) for path in paths])
+    assert np.array_equal(result.array, expected)  # rows before and after the kill
 
 
 def test_incomplete_or_damaged_cache_is_rebuilt(tmp_path, data_dir, cache_dir):
@@ -561,7 +569,7 @@ def test_kill_9_during_a_pool_build_leaves_no_process_behind(tmp_path, data_dir)
 
     try:
         with killed_on_exit(child):
-            wait_for(lambda: any((tmp_path / "cache").glob("*.tmp")), 60, "the build to start", child)
+            wait_for(lambda: any((tmp_path / "cache").glob("*.partial")), 60, "the build to start", child)
             tree = wait_for(pool_started, 60, "the forkserver and 2 workers", child)
             child.send_signal(signal.SIGKILL)
             child.wait()

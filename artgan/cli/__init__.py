@@ -14,7 +14,7 @@ import os
 import sys
 
 from artgan import __version__
-from artgan.cli.data import add_data
+from artgan.cli.data import add_data, add_rehearse
 from artgan.cli.models import add_evaluate, add_explain, add_features, add_predict
 from artgan.cli.report import add_compare, add_report
 from artgan.cli.search import add_search, add_worker
@@ -29,7 +29,7 @@ FLAGS = {
     "token_file": "--token-file", "trial_timeout": "--trial-timeout", "fresh": "--fresh",
     "overrides": "--set", "output": "--set output=PATH", "top": "--top", "layer": "--layer",
     "k": "--k", "extractor": "--extractor", "allow_mismatch": "--allow-mismatch",
-    "runs": "RUNS", "out": "--out",
+    "runs": "RUNS", "out": "--out", "fraction": "--fraction",
 }
 
 
@@ -49,6 +49,7 @@ examples:
   python -m artgan explain runs/genre/best/model_1.keras painting.jpg --out heat/
   python -m artgan compare runs/genre runs/genre-random   (reports/compare-genre-genre-random/)
   python -m artgan data wikiart --to /data/wikiart   (or: data nga --limit 100)
+  python -m artgan rehearse --to /tmp/rehearsal --fraction 0.1   (stand-in WikiArt tree)
   python -m artgan features runs/genre/best/model_1.keras --layer features_lstm \\
       --labels ../shared/data/louvre-genre4/genre_val.csv --images ../shared/data/louvre-genre4/images --out val.npz
 
@@ -74,7 +75,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"artgan {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for add in (add_search, add_worker, add_predict, add_evaluate, add_explain, add_similar,
-                add_report, add_compare, add_features, add_data):
+                add_report, add_compare, add_features, add_data, add_rehearse):
         add(commands)
     return parser
 

@@ -1,12 +1,15 @@
-"""`python -m artgan data wikiart|nga`: fetch the full data sets, resumably and verified."""
+"""`python -m artgan data wikiart|nga`: fetch the full data sets, resumably and verified;
+`python -m artgan rehearse`: a stand-in for the WikiArt download, to rehearse full-size runs."""
 
 import argparse
 import logging
+from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from artgan.data.download import Retry
 from artgan.data.nga_download import DEFAULT_CLASSIFICATION, DEFAULT_SIZE, DEFAULT_WORKERS, get_nga
+from artgan.data.rehearsal import rehearse
 from artgan.data.wikiart_download import get_wikiart
 from artgan.errors import ArtganError
 from artgan.paths import REPO_ROOT
@@ -70,6 +73,36 @@ def add_data(commands):
                      help=f"parallel image requests (default {DEFAULT_WORKERS})")
     add_common(nga)
     nga.set_defaults(run=with_progress_log(run_nga))
+
+
+def add_rehearse(commands):
+    parser = commands.add_parser(
+        "rehearse",
+        help="build a stand-in WikiArt tree (real label files, real paintings hard-linked at "
+        "every labelled path) to rehearse full-size runs",
+        description="Write FOLDER/labels (the ArtGAN label files, or the rows of a "
+        "deterministic FRACTION of the paintings) and FOLDER/wikiart (one real painting, hard "
+        "linked, at every path they name; a realistic share re-encoded at 1,000-2,000 px). "
+        "States the disk it needs first and refuses when it is short; a rerun completes it. "
+        "docs/rehearsal.md measures searches on it.",
+    )
+    parser.add_argument("--to", default=str(REPO_ROOT / "data" / "rehearsal"),
+                        help="folder to build (default: data/rehearsal in the checkout, ignored by git)")
+    parser.add_argument("--fraction", type=float, default=1.0,
+                        help="share of the paintings, 0 < F <= 1 (default 1: all 81,446)")
+    parser.add_argument("--labels", help="ArtGAN label folder (default: $ARTGAN_LABELS, "
+                        "else $ARTGAN_DATA/artgan)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=with_progress_log(run_rehearse))
+
+
+def run_rehearse(args):
+    result = rehearse(args.to, args.fraction, labels=args.labels, progress=not args.quiet)
+    rows = ", ".join(f"{Path(name).name} {count:,}" for name, count in result.rows.items())
+    print(f"stand-in WikiArt tree for {result.fraction:g} of the paintings: "
+          f"{result.paintings:,} images ({result.made:,} made, {result.already:,} already there); "
+          f"label rows: {rows}")
+    print(f"WIKIART_IMAGES={result.images} ARTGAN_LABELS={result.labels}")
 
 
 def add_common(parser):

@@ -34,10 +34,9 @@ from pathlib import Path
 from time import monotonic, sleep
 from urllib.parse import urlsplit
 
-from tqdm import tqdm
-
 from artgan.errors import ArtganError
 from artgan.files import clear_write_errors, file_sha256
+from artgan.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -288,8 +287,8 @@ def fetch_file(url, dest, *, max_bytes, retry: Retry = Retry(), sha256=None,
     result.furthest = result.resumed_from
     if result.resumed_from:
         log.info("%s: resuming at byte %d", url, result.resumed_from)
-    bar = tqdm(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
-               initial=result.resumed_from, disable=not progress, leave=False)
+    bar = progress_bar(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
+                       initial=result.resumed_from, disable=not progress, leave=False)
     with bar:
         result.size = with_retries(
             url, lambda deadline: stream_into(url, part, retry, bar, result, max_bytes, deadline),

@@ -3,7 +3,8 @@
 Decoding JPEG/WebP/PNG is the slowest part of a small-image training run, and a search
 repeats it for every trial and epoch.  So each (file list, size, resize policy) is decoded
 once, in parallel, into `<cache_dir>/<key>.npy`; later calls (and other processes) memory-map
-that file instead of decoding again.
+that file instead of decoding again. A build killed half way resumes where it stopped: rows
+are decoded in order into `<key>.npy.partial`, and `<key>.progress.json` records how far.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import select
@@ -26,18 +28,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm import tqdm
 
 from artgan.data.resources import decode_workers
 from artgan.errors import ArtganError
-from artgan.files import allocate_array, atomic_path, load_or_build, make_folder, write_text_atomic
+from artgan.files import ResumableArrays, gigabytes, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root
+from artgan.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 RESIZE_POLICIES = ("letterbox", "stretch", "crop")
 MAX_PIXELS = 120_000_000
 DECODER_VERSION = 2  # bump when decoding changes, so old caches are not reused
 MIN_PARALLEL = 64  # below this, pool start-up costs more than it saves
-
 
 
 class ImageError(ArtganError):
@@ -209,7 +212,8 @@ class CachedImages:
     ok: np.ndarray  # (N,) bool; False rows of `array` are zeros
     errors: dict[int, str]  # row -> reason, for every row that is not ok
     cache_file: Path  # <cache_dir>/<key>.npy (its metadata is <key>.json)
-    decoded: int  # images this call decoded (failures included); 0 when the cache was reused
+    decoded: int  # images this call decoded (failures included); 0 when the cache was reused,
+    # fewer than N when it finished a build that an earlier, killed call began
 
 
 def cache_images(
@@ -234,13 +238,15 @@ def cache_images(
     cache_dir = make_folder(cache_dir if cache_dir is not None else cache_root())
     key = cache_key(paths, size, resize)  # after mkdir: the folder may sit in an image's folder
     npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    decoded = []
     cached, built = load_or_build(
         cache_dir, key,
         load=lambda: _load(npy, meta, key, len(paths), size),
-        build=lambda: _build(paths, size, resize, key, cache_dir, workers, progress, desc),
+        build=lambda: decoded.append(
+            _build(paths, size, resize, key, cache_dir, workers, progress, desc)),
     )
     if built:
-        cached.decoded = len(paths)
+        cached.decoded = decoded[0]
     return cached
 
 
@@ -272,14 +278,17 @@ def _load(npy: Path, meta: Path, key: str, n: int, size: int) -> CachedImages | 
     return CachedImages(array=array, ok=ok, errors=errors, cache_file=npy, decoded=0)
 
 
-def _build(paths, size, resize, key, cache_dir: Path, workers, progress, desc) -> None:
-    """Decode into a temp file renamed into place: never a half-written cache. The `.json`
-    comes last, and a cache is trusted only when both files exist and agree."""
-    with atomic_path(cache_dir / f"{key}.npy") as tmp:
-        out = allocate_array(tmp, np.uint8, (len(paths), size, size, 3))
-        errors = _decode_all(paths, size, resize, out, workers, progress, desc)
-        out.flush()
-        del out
+def _build(paths, size, resize, key, cache_dir: Path, workers, progress, desc) -> int:
+    """Decode into `<key>.npy.partial`, recording the rows done as it goes, so a build
+    killed half way resumes there; renamed into place when complete. The `.json` comes
+    last, and a cache is trusted only when both files exist and agree."""
+    started = time.perf_counter()
+    build = ResumableArrays({"pixels": (cache_dir / f"{key}.npy", (len(paths), size, size, 3))},
+                            np.uint8, cache_dir / f"{key}.progress.json", key)
+    resumed_at = build.done
+    errors = {int(i): reason for i, reason in build.state.get("errors", {}).items()}
+    _decode_all(paths, size, resize, build, errors, workers, progress, desc)
+    build.finish()
     info = {
         "key": key,
         "decoder_version": DECODER_VERSION,
@@ -291,19 +300,27 @@ def _build(paths, size, resize, key, cache_dir: Path, workers, progress, desc) -
         "errors": {str(i): reason for i, reason in sorted(errors.items())},
     }
     write_text_atomic(cache_dir / f"{key}.json", json.dumps(info, indent=1))
+    seconds = time.perf_counter() - started
+    decoded = len(paths) - resumed_at
+    log.info("decoded %d images at %d px in %.0f s (%.1f img/s), %s cache%s", decoded, size,
+             seconds, decoded / max(seconds, 1e-9), gigabytes((cache_dir / f"{key}.npy").stat().st_size),
+             f" (resumed at row {resumed_at})" if resumed_at else "")
+    return decoded
 
 
 # ----------------------------------------------------------------------------- parallel decode
 
 
-def _decode_all(paths, size, resize, out: np.ndarray, workers, progress, desc) -> dict[int, str]:
-    """Fill `out` (a memmap of the temp cache file) row by row; return {row: reason} for the
-    rows that failed (left zero). Pool workers write their rows straight into the file, so
-    only row numbers and reasons travel between processes, never pixels."""
+def _decode_all(paths, size, resize, build, errors, workers, progress, desc) -> None:
+    """Fill the build's array (a memmap of the partial cache file) row by row from row
+    `build.done`, adding {row: reason} to `errors` for the rows that failed (left zero). Pool
+    workers write their rows straight into the file, so only row numbers and reasons travel
+    between processes, never pixels."""
     workers = decode_workers() if workers is None else max(1, int(workers))
-    jobs = [(i, p, size, resize) for i, p in enumerate(paths)]
-    errors: dict[int, str] = {}
-    with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
+    out = build.arrays["pixels"]
+    jobs = [(i, paths[i], size, resize) for i in range(build.done, len(paths))]
+    with progress_bar(total=len(paths), initial=build.done, desc=desc, unit="img",
+                      disable=not progress) as bar:
         if workers == 1 or len(jobs) < MIN_PARALLEL:
             results = _decode_in_process(jobs, out)
         else:
@@ -312,7 +329,7 @@ def _decode_all(paths, size, resize, out: np.ndarray, workers, progress, desc) -
             if reason is not None:
                 errors[i] = reason
             bar.update(1)
-    return errors
+            build.checkpoint(i + 1, errors=errors)  # results come in row order
 
 
 def _decode_in_process(jobs, out):

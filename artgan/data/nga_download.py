@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
 
 from artgan.data.download import Retry, TransientError, fetch_bytes, fetch_file, setting
 from artgan.errors import ArtganError
 from artgan.files import atomic_path, make_folder
+from artgan.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def get_nga(folder, url=None, classification=DEFAULT_CLASSIFICATION, limit=None,
     try:
         jobs = {pool.submit(fetch_image, iiif_url(iiif, size), images / f"{objectid}.jpg", retry): objectid
                 for objectid, iiif in todo.items()}
-        for job in tqdm(as_completed(jobs), total=len(jobs), desc="images", unit="image",
+        for job in progress_bar(as_completed(jobs), total=len(jobs), desc="images", unit="image",
                         disable=not progress, leave=False):
             try:
                 job.result()

@@ -10,12 +10,46 @@ from artgan.data.labels import LabelTable, SkippedRow, load_labels, skipped_repo
 from artgan.errors import ArtganError
 
 
+class RowsOf:
+    """Some rows of a (memory-mapped) array, read only when asked for: `view[i]`,
+    `view[a:b]` and `view[index array]` read those rows of `array`, so leaving a few
+    undecodable images out never copies a whole cache into memory."""
+
+    def __init__(self, array, rows):
+        self.array, self.rows = array, np.asarray(rows, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.rows)
+
+    @property
+    def shape(self):
+        return (len(self.rows), *self.array.shape[1:])
+
+    @property
+    def dtype(self):
+        return self.array.dtype
+
+    @property
+    def ndim(self):
+        return self.array.ndim
+
+    def __getitem__(self, index):
+        rows = self.rows[index]
+        return self.array[int(rows)] if np.ndim(rows) == 0 else self.array[rows]
+
+    def __iter__(self):
+        return (self.array[row] for row in self.rows)
+
+    def __array__(self, dtype=None, copy=None):  # np.asarray(view): all of them, on request
+        return np.asarray(self.array[self.rows], dtype=dtype)
+
+
 @dataclass
 class SplitImages:
     """One split at one size: uint8 pixels, labels, and the table rows they came from."""
 
     table: LabelTable
-    pixels: np.ndarray  # (N, size, size, 3) uint8, usually a read-only memmap
+    pixels: np.ndarray  # (N, size, size, 3) uint8: the read-only cache memmap, or `RowsOf` it
     labels: np.ndarray  # (N,) int64
     rows: np.ndarray  # (N,) positions in `table` of the usable images
     skipped: list = field(default_factory=list)
@@ -45,7 +79,7 @@ def load_split_images(table, size, resize="letterbox", on_error="raise", progres
             f"(set data.on_error: skip to leave them out):\n{skipped_report(skipped)}"
         )
     rows = np.flatnonzero(cached.ok)
-    pixels = cached.array if len(rows) == len(table) else cached.array[rows]
+    pixels = cached.array if len(rows) == len(table) else RowsOf(cached.array, rows)
     labels = table.labels()[rows]
     return SplitImages(table, pixels, labels, rows, skipped, cached.cache_file.stem)
 

@@ -19,13 +19,12 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from tqdm import tqdm
-
 from artgan.data.download import Retry, fetch_file, setting
 from artgan.data.labels import read_label_rows
 from artgan.errors import ArtganError
 from artgan.files import atomic_path, check_space, check_zip_sizes
 from artgan.paths import data_root
+from artgan.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ def unpack(zip_path: Path, folder: Path, wanted=None, max_total=MAX_TOTAL, progr
         check_zip_sizes(zip_path, chosen, max_total)
         todo = [info for info in chosen if not unpacked_already(folder, info)]
         check_space(zip_path, sum(info.file_size for info in todo))
-        for info in tqdm(todo, desc="unpacking", unit="file", disable=not progress, leave=False):
+        for info in progress_bar(todo, desc="unpacking", unit="file", disable=not progress, leave=False):
             extract_entry(archive, info, folder)
     log.info("%s: unpacked %d file(s), %d already there", zip_path, len(todo), len(chosen) - len(todo))
     return len(todo), len(chosen) - len(todo)

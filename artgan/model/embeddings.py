@@ -9,23 +9,24 @@ horizontally mirrored images, so training can still augment by flipping.
     <cache>/embeddings/<key>.<tap>.npy   one per tap, (N or 2N, ...) float16
     <cache>/embeddings/<key>.json        written last: a cache counts only when it exists
 
-Builds are atomic (temp files renamed into place) and serialised by a file lock, so two
-processes that need the same embeddings compute them once.
+Builds are serialised by a file lock, so two processes that need the same embeddings compute
+them once, and resumable: rows are written in order into `<key>.<tap>.npy.partial` files and
+`<key>.progress.json` records how far, so a build killed half way goes on from there; the
+files are renamed into place when complete.
 """
 
 import hashlib
 import json
 import logging
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from artgan.data.generators import model_input
-from artgan.files import allocate_array, atomic_path, load_or_build, make_folder, write_text_atomic
+from artgan.files import ResumableArrays, gigabytes, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root
+from artgan.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -88,35 +89,38 @@ def _load(cache_dir, key, shapes, count, flip):
 
 
 def _build(backbone, split, flip, cache_dir, key, shapes, progress):
+    """Embed into `<key>.<tap>.npy.partial` files in row order, recording the rows done in
+    `<key>.progress.json`, so a killed build resumes where it stopped."""
     started = time.perf_counter()
     model = backbone.bottom()
     count = len(split)
     rows = count * (2 if flip else 1)
-    with ExitStack() as files:  # every tap renamed into place on success, deleted on error
-        outputs = {}
-        for tap, shape in shapes.items():
-            temporary = files.enter_context(atomic_path(cache_dir / f"{key}.{tap}.npy"))
-            outputs[tap] = allocate_array(temporary, np.float16, (rows, *shape))
-        with tqdm(total=rows, desc=f"embedding ({backbone.name})", unit="img",
-                  disable=not progress) as bar:
-            for mirrored in ([False, True] if flip else [False]):
-                for start in range(0, count, BATCH_SIZE):
-                    pixels = split.pixels[start:start + BATCH_SIZE]
-                    if mirrored:
-                        pixels = pixels[:, :, ::-1]
-                    result = model.predict_on_batch(model_input(pixels))
-                    at = start + (count if mirrored else 0)
-                    for tap, array in outputs.items():
-                        array[at:at + len(pixels)] = result[tap]
-                    bar.update(len(pixels))
-        for array in outputs.values():
-            array.flush()
-        outputs.clear()
+    build = ResumableArrays(
+        {tap: (cache_dir / f"{key}.{tap}.npy", (rows, *shape)) for tap, shape in shapes.items()},
+        np.float16, cache_dir / f"{key}.progress.json", key)
+    resumed_at = at = build.done
+    with progress_bar(total=rows, initial=at, desc=f"embedding ({backbone.name})", unit="img",
+                      disable=not progress) as bar:
+        while at < rows:  # rows count.. are the mirror images of rows ..count
+            mirrored = at >= count
+            start = at - count if mirrored else at
+            pixels = split.pixels[start:min(start + BATCH_SIZE, count)]
+            if mirrored:
+                pixels = pixels[:, :, ::-1]
+            result = model.predict_on_batch(model_input(pixels))
+            for tap, array in build.arrays.items():
+                array[at:at + len(pixels)] = result[tap]
+            at += len(pixels)
+            bar.update(len(pixels))
+            build.checkpoint(at)
+    build.finish()
     seconds = time.perf_counter() - started
     info = {"key": key, "version": EMBEDDING_VERSION, "backbone": backbone.name,
             "weights": backbone.weights_id, "images": count, "flipped": bool(flip),
             "taps": {tap: list(shape) for tap, shape in shapes.items()},
             "seconds": round(seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_text_atomic(cache_dir / f"{key}.json", json.dumps(info, indent=1))
-    log.info("embedded %d images with %s in %.0f s (%.1f img/s)",
-             rows, backbone.name, seconds, rows / max(seconds, 1e-9))
+    size = sum((cache_dir / f"{key}.{tap}.npy").stat().st_size for tap in shapes)
+    log.info("embedded %d images with %s in %.0f s (%.1f img/s), %s cache%s",
+             rows - resumed_at, backbone.name, seconds, (rows - resumed_at) / max(seconds, 1e-9),
+             gigabytes(size), f" (resumed at row {resumed_at})" if resumed_at else "")

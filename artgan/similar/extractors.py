@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from artgan.config.spec import experiment_file, load_experiment
 from artgan.data.images import DECODER_VERSION, cache_images
@@ -18,6 +17,7 @@ from artgan.evaluation.metrics import l2_normalise
 from artgan.files import file_sha256
 from artgan.model.saved import load_model, read_metadata
 from artgan.paths import REPO_ROOT
+from artgan.progress import progress_bar
 from artgan.runfolder import RunFolder
 
 HANDCRAFTED_SIZE = 128
@@ -66,7 +66,7 @@ class HandcraftedExtractor(Extractor):
     def features(self, pixels, rows, progress):
         chunks = [
             handcrafted_features(pixels[batch])
-            for batch in tqdm(batches(rows), desc="handcrafted features", disable=not progress)
+            for batch in progress_bar(batches(rows), desc="handcrafted features", disable=not progress)
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
@@ -100,7 +100,7 @@ class ModelExtractor(Extractor):
 
         model = self.feature_model()
         chunks = []
-        for batch in tqdm(batches(rows), desc=f"embedding ({self.layer})", disable=not progress):
+        for batch in progress_bar(batches(rows), desc=f"embedding ({self.layer})", disable=not progress):
             images = model_input(pixels[batch])  # as in training
             chunks.append(np.asarray(model([images], training=False)))  # inputs as a list, like model.inputs
         width = int(model.outputs[0].shape[-1])
@@ -137,7 +137,7 @@ class BackboneExtractor(Extractor):
         model = self.backbone.bottom()
         chunks = [
             model.predict_on_batch(model_input(pixels[batch]))["pooled"]
-            for batch in tqdm(batches(rows), desc=f"embedding ({self.name})", disable=not progress)
+            for batch in progress_bar(batches(rows), desc=f"embedding ({self.name})", disable=not progress)
         ]
         width = self.backbone.tap_shapes()["pooled"][0]
         return np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
