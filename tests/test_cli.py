@@ -271,3 +271,22 @@ def test_an_unsafe_keras_file_is_refused_in_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"artgan: error: {model}: Keras refused to load this model: ")
     assert "unsafe" in error and len(error.splitlines()) == 1
+
+
+def test_cli_logs_follow_the_current_stdout():
+    """A handler bound to the stdout of its first command wrote into a closed stream once
+    that stdout was gone (pytest's capture, a redirected run): a 'Logging error' traceback."""
+    import contextlib
+    import io
+    import logging
+
+    from artgan.cli import show_logs
+
+    show_logs()
+    first, second = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(first):
+        logging.getLogger("artgan.test").info("one")
+    first.close()
+    with contextlib.redirect_stdout(second):
+        logging.getLogger("artgan.test").info("two")
+    assert second.getvalue() == "two\n"

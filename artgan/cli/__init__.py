@@ -80,12 +80,21 @@ def build_parser():
     return parser
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stdout` is when a message comes, not to the one there when
+    the handler was made (a redirected or captured stdout may be closed since)."""
+
+    def emit(self, record):
+        self.stream = sys.stdout
+        super().emit(record)
+
+
 def show_logs(stream=None):
     """Show artgan's INFO messages as plain lines on `stream` (default: the current stdout)."""
     logger = logging.getLogger("artgan")
     for handler in [h for h in logger.handlers if getattr(h, "artgan_cli", False)]:
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = logging.StreamHandler(stream) if stream else _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.artgan_cli = True
     logger.addHandler(handler)

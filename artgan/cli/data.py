@@ -2,7 +2,6 @@
 `python -m artgan rehearse`: a stand-in for the WikiArt download, to rehearse full-size runs."""
 
 import argparse
-import logging
 from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -121,7 +120,6 @@ def with_progress_log(run):
     on the console, above the progress bars rather than through them."""
 
     def wrapped(args):
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
         with logging_redirect_tqdm():
             return run(args)
 
