@@ -132,7 +132,8 @@ def csv_text(frame, **options):
     header that starts like a formula gets a leading single quote, as OWASP advises, so a
     class name or title `=HYPERLINK(...)` stays text. Numbers are written as they are."""
     def neutral(value):
-        return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+        formula = isinstance(value, str) and len(value) > 1 and value.startswith(FORMULA_START)
+        return "'" + value if formula else value  # a lone "-" (no value) stays as it is
 
     safe = frame.rename(columns=neutral)
     for column in range(safe.shape[1]):
