@@ -2,12 +2,15 @@
 one logged line every 10 % or every minute, with rate and time left, instead of bar redraws
 (a carriage-return bar writes megabytes into a log over a long search).
 
-Every progress display in artgan goes through `progress_bar`.
+Every progress display in artgan goes through `progress_bar`; where a process's time goes
+(decoding, embedding, training...) is summed by `spending` and read by `time_spent`.
 """
 
 import logging
 import sys
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 
 from tqdm import tqdm
 
@@ -15,6 +18,23 @@ log = logging.getLogger(__name__)
 
 STEPS = 10  # a line each time another tenth of the total is done
 EVERY_SECONDS = 60  # ... or after this long without one
+
+_SPENT: defaultdict[str, float] = defaultdict(float)  # seconds this process spent, by kind
+
+
+@contextmanager
+def spending(kind: str):
+    """Add the wall time of the `with` block to this process's `time_spent()[kind]`."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        _SPENT[kind] += time.perf_counter() - started
+
+
+def time_spent() -> dict[str, float]:
+    """Seconds this process spent so far in each kind of `spending` block."""
+    return dict(_SPENT)
 
 
 def progress_bar(iterable=None, *, total=None, desc="", unit="it", disable=False, stream=None,

@@ -7,6 +7,7 @@ writes them and every reader (report, similar, the launcher).
     <output>/trials.csv, trials.json every trial (`TrialRow`); the JSON adds per-epoch curves
     <output>/best/model_N.keras      the best models, class names and preprocessing inside
     <output>/best/model_N.md         each one's model card (data, metrics, input, limits)
+    <output>/best/ensemble.keras     the best models' probabilities averaged, as one model
     <output>/tensorboard/            one log dir per trial, with an HParams summary
     <output>/tuner/                  KerasTuner's project (oracle + one folder per trial)
     <output>/tuner/trial_ID/artgan_trial.json   artgan's record of one trial (size, time,
@@ -98,6 +99,15 @@ class RunFolder:
     def card(self, rank):
         """The model card (Markdown) beside `model_N.keras`."""
         return self.best / f"model_{rank}.md"
+
+    @property
+    def ensemble(self):
+        """The mean of the best models' class probabilities, as one model."""
+        return self.best / "ensemble.keras"
+
+    @property
+    def ensemble_card(self):
+        return self.best / "ensemble.md"
 
     def models(self):
         """The saved best models, best first."""

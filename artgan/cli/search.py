@@ -7,7 +7,8 @@ from artgan.cli.heavy import load_tensorflow
 from artgan.config.spec import experiment_file, load_experiment
 from artgan.errors import ArtganError
 from artgan.runfolder import RunFolder
-from artgan.tuning.budget import search_state
+from artgan.model.saved import read_metadata
+from artgan.tuning.budget import search_state, time_split
 
 
 def add_search(commands):
@@ -79,9 +80,17 @@ def run_search(args):
     print("\nleaderboard (" + spec.tuner.objective + ")")
     print(leaderboard(table))
     folder = RunFolder(spec.output_dir)
-    stopped = search_state(spec.output_dir).get("stopped")
+    state = search_state(spec.output_dir)
+    stopped = state.get("stopped")
     if stopped:
         print(f"\nstopped: {stopped}")
+    if state.get("seconds"):
+        print(f"time: {time_split(state['seconds'])}")
+    if folder.ensemble.is_file():
+        ensemble = read_metadata(folder.ensemble)
+        accuracy = ensemble.get("val_accuracy")
+        score = "" if accuracy is None else f": val accuracy {accuracy:.4f}"
+        print(f"ensemble of trials {', '.join(ensemble['members'])} ({folder.ensemble}){score}")
     print(f"\ntrials table: {folder.trials_csv}")
     print(f"TensorBoard:  make tensorboard  (logs in {folder.tensorboard})")
     check_produced(table, spec.output_dir)

@@ -100,6 +100,8 @@ class TrainingSpec(Strict):
     augment: bool = True
     batch_size: int = Field(default=32, ge=1)
     best_models: int = Field(default=3, ge=1)
+    #: Also save the best models' class probabilities averaged, as `best/ensemble.keras`.
+    ensemble: bool = True
 
 
 class DistributionSpec(Strict):

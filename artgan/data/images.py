@@ -33,7 +33,7 @@ from artgan.data.resources import decode_workers
 from artgan.errors import ArtganError
 from artgan.files import ResumableArrays, gigabytes, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root
-from artgan.progress import progress_bar
+from artgan.progress import progress_bar, spending
 
 log = logging.getLogger(__name__)
 
@@ -243,11 +243,16 @@ def cache_images(
         cache_dir, key,
         load=lambda: _load(npy, meta, key, len(paths), size),
         build=lambda: decoded.append(
-            _build(paths, size, resize, key, cache_dir, workers, progress, desc)),
+            _timed_build(paths, size, resize, key, cache_dir, workers, progress, desc)),
     )
     if built:
         cached.decoded = decoded[0]
     return cached
+
+
+def _timed_build(*args) -> int:
+    with spending("decoding"):
+        return _build(*args)
 
 
 def cache_key(paths, size: int, resize: str) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 from artgan.data.generators import model_input
 from artgan.files import ResumableArrays, gigabytes, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root
-from artgan.progress import progress_bar
+from artgan.progress import progress_bar, spending
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def embed_split(backbone, split, flip=False, cache_dir=None, progress=True):
     found, built = load_or_build(
         cache_dir, key,
         load=lambda: _load(cache_dir, key, shapes, len(split), flip),
-        build=lambda: _build(backbone, split, flip, cache_dir, key, shapes, progress),
+        build=lambda: _timed_build(backbone, split, flip, cache_dir, key, shapes, progress),
     )
     found.built = built
     return found
@@ -86,6 +86,11 @@ def _load(cache_dir, key, shapes, count, flip):
     ):
         return None
     return Embeddings(taps, count, bool(flip), built=False)
+
+
+def _timed_build(*args):
+    with spending("embedding"):
+        return _build(*args)
 
 
 def _build(backbone, split, flip, cache_dir, key, shapes, progress):

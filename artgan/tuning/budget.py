@@ -47,6 +47,35 @@ def record_stop(output, reason):
     return state
 
 
+#: How `record_time` names the parts of a search's wall time, in the order they are shown;
+#: "other" is the rest: building models, KerasTuner's bookkeeping, TensorBoard, pruning.
+TIME_PARTS = ("decoding", "embedding", "training", "saving best models")
+
+
+def record_time(output, spent, total):
+    """Split the search's wall time `total` (seconds) into `spent` (`progress.time_spent`
+    over the search, by kind) and the rest, in search.json (`seconds`); returns the split."""
+    seconds = {part: round(spent.get(part, 0.0), 1) for part in TIME_PARTS}
+    seconds["other"] = round(max(total - sum(seconds.values()), 0.0), 1)
+    seconds["total"] = round(total, 1)
+    state = search_state(output)
+    state["seconds"] = seconds
+    write_text_atomic(RunFolder(output).search_state, json.dumps(state, indent=1))
+    return seconds
+
+
+def time_split(seconds):
+    """One line from search.json's `seconds`: `12:04 in all: decoding 1:10 (10%), ...`."""
+    total = seconds.get("total") or 0.0
+    parts = [f"{part} {_minutes(seconds[part])} ({seconds[part] / total:.0%})"
+             for part in (*TIME_PARTS, "other") if seconds.get(part) and total]
+    return f"{_minutes(total)} in all" + (": " + ", ".join(parts) if parts else "")
+
+
+def _minutes(seconds):
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
 def stop_reason(output, finished, max_trials):
     """Why a search that ended normally stopped: its time budget or its trial count."""
     state = search_state(output)

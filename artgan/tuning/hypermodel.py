@@ -19,6 +19,7 @@ from artgan.model.crnn import (
     with_class_ids,
 )
 from artgan.model.embeddings import embed_split
+from artgan.progress import spending
 
 
 class SpaceValues:
@@ -105,7 +106,8 @@ class CRNNHyperModel(kt.HyperModel):
         train, val = self.generators(values, batch_size, [t.name for t in model.inputs])
         kwargs.setdefault("verbose", 1 if sys.stdout.isatty() else 2)
         started = time.perf_counter()
-        history = model.fit(train, validation_data=val, **kwargs)
+        with spending("training"):
+            history = model.fit(train, validation_data=val, **kwargs)
         # What KerasTuner's run_trial returns, one History per execution, carries its cost.
         history.artgan = {"params": int(model.count_params()),
                           "fit_seconds": time.perf_counter() - started,

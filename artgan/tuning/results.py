@@ -22,7 +22,9 @@ from artgan.model.crnn import (
     default_feature_layer,
     feature_layers,
     input_size,
+    with_class_ids,
 )
+from artgan.model.ensemble import ensemble_model
 from artgan.model.saved import save_model
 from artgan.runfolder import FINISHED, METRICS, RunFolder, TrialRow, model_rank
 from artgan.tuning._kt_compat import all_trials
@@ -132,6 +134,8 @@ def write_trials_table(tuner, output):
 
 #: Prefix of a best model or card written beside the one it replaces (`save_best_models`).
 STAGED = "saving."
+#: What an ensemble's metadata and card give as its trial id and rank.
+ENSEMBLE_RANK = "ensemble"
 
 
 def save_best_models(tuner, spec, data, output):
@@ -142,7 +146,8 @@ def save_best_models(tuner, spec, data, output):
     finished = count_finished(tuner)
     count = min(spec.training.best_models, finished)
     folder = RunFolder(output)
-    for leftover in folder.best.glob(f"{STAGED}model_[0-9]*"):  # a killed save's
+    for leftover in [*folder.best.glob(f"{STAGED}model_[0-9]*"),
+                     *folder.best.glob(f"{STAGED}{folder.ensemble.stem}.*")]:  # a killed save's
         leftover.unlink()
     if count:
         trials = tuner.oracle.get_best_trials(count)
@@ -154,10 +159,36 @@ def save_best_models(tuner, spec, data, output):
             metadata = model_metadata(tuner, trial, spec, data, rank, model)
             save_model(model, staged(folder.model(rank)), metadata)
             write_card(model, metadata, spec, data, folder, staged(folder.card(rank)))
+        if spec.training.ensemble and count > 1:
+            save_ensemble(tuner, trials, models, spec, data, folder)
     paths = swap_in(folder, count)
     if paths:
         log.info(f"saved {len(paths)} best model(s) and their model cards in {folder.best}")
     return paths
+
+
+def save_ensemble(tuner, trials, models, spec, data, folder):
+    """Stage `best/ensemble.keras` (and its card): the mean of the class probabilities of
+    the best trials that read the best one's input size, when there are two or more."""
+    values = [tuner.hypermodel.values(trial.hyperparameters) for trial in trials]
+    size = input_size(values[0])
+    members = [(trial, hp, model) for trial, hp, model in zip(trials, values, models)
+               if input_size(hp) == size]
+    if len(members) < 2:
+        log.info(f"no ensemble: only the best trial reads {size} px images")
+        return None
+    model = with_class_ids(ensemble_model([(hp, model) for _, hp, model in members]),
+                           data.classes, len(data.class_names))
+    metadata = model_metadata(tuner, trials[0], spec, data, ENSEMBLE_RANK, model)
+    metadata.update(trial_id=ENSEMBLE_RANK, members=[trial.trial_id for trial, _, _ in members],
+                    hyperparameters={}, score=None, val_accuracy=None,
+                    default_feature_layer=None)
+    facts = write_card(model, metadata, spec, data, folder, staged(folder.ensemble_card))
+    if facts is not None:
+        metadata["val_accuracy"] = facts["scores"]["accuracy"]
+        if spec.tuner.objective == "val_accuracy":
+            metadata["score"] = metadata["val_accuracy"]
+    return save_model(model, staged(folder.ensemble), metadata)
 
 
 def staged(path):
@@ -168,6 +199,12 @@ def swap_in(folder, count):
     """Rename the staged best models and cards over the old ones (each rename is atomic), then
     remove the old ranks beyond `count` (ours only: other files in best/ stay)."""
     paths = []
+    ensemble = staged(folder.ensemble).is_file()
+    for path in (folder.ensemble_card, folder.ensemble):  # an old one averaged other trials
+        if ensemble and staged(path).is_file():
+            staged(path).replace(path)
+        else:
+            path.unlink(missing_ok=True)
     for rank in range(1, count + 1):
         card = folder.card(rank)
         if staged(card).is_file():
@@ -211,15 +248,16 @@ def model_metadata(tuner, trial, spec, data, rank, model):
 def write_card(model, metadata, spec, data, folder, path):
     """Re-run a saved model on the validation split, time it, write its model card to `path`
     and record the inference time (ms per image) in the trial's `artgan_trial.json`, from
-    which the trials table takes it."""
+    which the trials table takes it. Returns the card's `card_facts` (None: no validation
+    image)."""
     split = load_split_images(data.val, metadata["input_size"], spec.data.resize,
                               spec.data.on_error, progress=False)
     milliseconds = inference_ms(model, split.pixels)
-    trial_id = metadata["trial_id"]
-    info_path = folder.trial_info(trial_id)
-    info = read_json(info_path)
-    info["inference_ms"] = milliseconds
-    write_text_atomic(info_path, json.dumps(info, indent=1, default=str))
+    info_path = folder.trial_info(metadata["trial_id"])
+    info = read_json(info_path) if info_path.is_file() else {}  # an ensemble has no trial
+    if info:
+        info["inference_ms"] = milliseconds
+        write_text_atomic(info_path, json.dumps(info, indent=1, default=str))
     probabilities = predict_split(model, split) if len(split) else None
     if probabilities is None:
         log.info(f"no validation image for the model card of {folder.model(metadata['rank'])}")
@@ -228,7 +266,8 @@ def write_card(model, metadata, spec, data, folder, path):
                        data.train.labels(), milliseconds)
     trial = {"epochs": info.get("epochs"), "wall_seconds": info.get("wall_seconds"),
              "params": info.get("params")}
-    return write_text_atomic(path, model_card(metadata, facts, spec.budget.model_dump(), trial))
+    write_text_atomic(path, model_card(metadata, facts, spec.budget.model_dump(), trial))
+    return facts
 
 
 def report_skipped(data, output):

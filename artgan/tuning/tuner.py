@@ -31,6 +31,7 @@ from artgan.errors import ArtganError
 from artgan.files import as_disk_full, read_json, write_text_atomic
 from artgan.model._tf_compat import releasing_graphs, slow_cpu_kernels
 from artgan.model.crnn import PARAMETERS
+from artgan.progress import spending, time_spent
 from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import (
     adopt_oracle,
@@ -45,6 +46,7 @@ from artgan.tuning.budget import (
     SearchDeadline,
     past_deadline,
     record_stop,
+    record_time,
     start_clock,
     stop_reason,
 )
@@ -338,6 +340,7 @@ def run_search(spec, fresh=False):
             log.info(f"resuming: {finished} finished trial(s) kept in {RunFolder(output).project}")
         gave_up = None
         start_clock(spec)
+        started, spent_before = time.perf_counter(), time_spent()
         try:
             tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
         except SearchDeadline:
@@ -350,11 +353,15 @@ def run_search(spec, fresh=False):
             if not str(error).startswith("Number of consecutive failures"):
                 raise
             gave_up = str(error).strip().splitlines()
-        save_best_models(tuner, spec, data, output)  # first: it times them for the table
+        with spending("saving best models"):
+            save_best_models(tuner, spec, data, output)  # first: it times them for the table
         table = write_trials_table(tuner, output)
         ended = len(tuner.oracle.trials)
         record_stop(output, f"KerasTuner gave up: {gave_up[0]}" if gave_up else
                     stop_reason(output, ended, spec.budget.max_trials))
+        spent = {kind: seconds - spent_before.get(kind, 0.0)
+                 for kind, seconds in time_spent().items()}
+        record_time(output, spent, time.perf_counter() - started)
         report_skipped(data, output)
     if gave_up:
         raise ArtganError(

@@ -1,0 +1,100 @@
+"""The best trials averaged as one saved model, and where a search's wall time went."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from artgan.config.spec import load_experiment
+from artgan.data.images import decode_image
+from artgan.model.saved import load_model, read_metadata
+from artgan.paths import REPO_ROOT
+from artgan.runfolder import RunFolder
+from artgan.tuning.budget import TIME_PARTS, search_state, time_split
+from artgan.tuning.results import swap_in
+from artgan.tuning.tuner import run_search
+from support import TINY, TINY_PRETRAINED
+
+pytestmark = pytest.mark.slow
+
+
+def search(tmp_path, overrides):
+    spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
+                           [*overrides, "budget.max_trials=2", "training.best_models=2",
+                            f"output={tmp_path / 'run'}"])
+    return spec, run_search(spec)
+
+
+def val_pixels(data_dir, size, count=4):
+    images = sorted((data_dir / "louvre-genre4" / "images" / "val").rglob("*.jpg"))[:count]
+    return np.stack([decode_image(p, size) for p in images]).astype("float32") / 255
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ensemble")
+    os.environ["ARTGAN_CACHE"] = str(tmp_path / "cache")
+    return search(tmp_path, [*TINY_PRETRAINED, "space.backbone_trainable=frozen",
+                             "space.head=pooled"])
+
+
+def test_the_ensemble_averages_the_best_models_with_one_backbone(pretrained_run, data_dir):
+    spec, table = pretrained_run
+    folder = RunFolder(spec.output_dir)
+    metadata = read_metadata(folder.ensemble)
+    best = [str(t) for t in table.sort_values("score", ascending=False)["trial_id"][:2]]
+    assert metadata["members"] == best
+    assert 0 <= metadata["val_accuracy"] <= 1 and metadata["score"] == metadata["val_accuracy"]
+    assert folder.ensemble_card.is_file()
+    ensemble, _ = load_model(folder.ensemble)
+    # one frozen bottom for both heads: the parameters of one backbone, not two
+    model_1, _ = load_model(folder.model(1))
+    assert ensemble.count_params() < 1.5 * model_1.count_params()
+    pixels = val_pixels(data_dir, 224)
+    members = [load_model(path)[0].predict(pixels, verbose=0) for path in folder.models()]
+    expected = np.mean(members, axis=0)
+    np.testing.assert_allclose(ensemble.predict(pixels, verbose=0), expected, atol=1e-5)
+
+    # Inference with Keras alone: no artgan, no weights package importable.
+    np.save(spec.output_dir / "x.npy", pixels)
+    script = (
+        "import sys; sys.modules['artgan'] = None\n"
+        "import json, numpy as np, keras\n"
+        f"m = keras.models.load_model({str(folder.ensemble)!r}, compile=False)\n"
+        f"print(json.dumps(m.predict(np.load({str(spec.output_dir / 'x.npy')!r}), verbose=0).tolist()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=spec.output_dir, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(json.loads(done.stdout.splitlines()[-1]), expected, atol=1e-5)
+
+
+def test_search_json_splits_the_wall_time(pretrained_run):
+    spec, _ = pretrained_run
+    seconds = search_state(spec.output_dir)["seconds"]
+    assert set(seconds) == {*TIME_PARTS, "other", "total"}
+    # a fresh cache: the images were decoded and embedded in this search, heads trained
+    assert all(seconds[part] > 0 for part in ("decoding", "embedding", "training"))
+    assert sum(seconds[p] for p in (*TIME_PARTS, "other")) == pytest.approx(seconds["total"],
+                                                                            abs=0.5)
+    line = time_split(seconds)
+    assert line.startswith(f"{int(seconds['total'] // 60)}:") and "embedding" in line
+
+
+def test_images_members_are_averaged_whole_and_a_stale_ensemble_goes(
+        tmp_path, cache_dir, data_dir):
+    spec, _ = search(tmp_path, TINY)
+    folder = RunFolder(spec.output_dir)
+    ensemble, metadata = load_model(folder.ensemble)
+    pixels = val_pixels(data_dir, metadata["input_size"])
+    expected = np.mean([load_model(p)[0].predict(pixels, verbose=0) for p in folder.models()],
+                       axis=0)
+    np.testing.assert_allclose(ensemble.predict(pixels, verbose=0), expected, atol=1e-5)
+
+    # the next save without an ensemble removes ours (it averaged other trials)
+    swap_in(folder, count=0)
+    assert not folder.ensemble.exists() and not folder.ensemble_card.exists()
