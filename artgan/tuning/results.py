@@ -185,7 +185,7 @@ def swap_in(folder, count):
 
 def model_metadata(tuner, trial, spec, data, rank, model):
     """What a saved best model carries besides its weights (`artgan.json`)."""
-    values = tuner.hypermodel.values(trial.hyperparameters)
+    values = trial.hyperparameters
     backbone = backbone_name(values)
     return {
         "task": spec.task,

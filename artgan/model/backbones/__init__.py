@@ -13,7 +13,8 @@ Adding a backbone: one module in this package with an object satisfying `Backbon
 weights offline and checks a known photo's ImageNet class (tests/test_backbones.py).
 Nothing else changes: the search space's `backbone` choice, `python -m artgan similar
 --extractor NAME`, the embedding cache (keyed by `name` and `weights_id`) and the bench
-all read this registry.
+all read this registry. Import Keras inside the methods that build models (not at the top of
+the module): the registry is read when a spec is checked, before TensorFlow loads.
 """
 
 from typing import Protocol
