@@ -29,7 +29,7 @@ TRAINABLE = ("frozen", "top", "all")
 BOOLEAN = (True, False)
 
 PARAMETERS: dict[str, Allowed] = {
-    "backbone": Allowed(choices=(SCRATCH, *BACKBONES), default=SCRATCH),
+    "backbone": Allowed(choices=tuple(BACKBONES.names()), default=SCRATCH),
     # A pretrained backbone: the feature map the head reads, what of the backbone trains,
     # and (LSTM head) whether its pooled stage statistics join the LSTM's output.
     "backbone_layer": Allowed(choices=tuple(SEQUENCE_TAPS), default="stage6"),

@@ -11,7 +11,6 @@ registries and the parameter table above it (`artgan.tuning.tuners`,
 """
 
 import difflib
-from collections.abc import Iterable
 
 from artgan.config.spec import ExperimentSpec, validate
 from artgan.errors import ArtganError
@@ -39,7 +38,7 @@ def space_problems(spec: ExperimentSpec) -> list[str]:
 
 def tuner_problems(spec: ExperimentSpec) -> list[str]:
     if spec.tuner.type not in TUNERS:
-        return [unknown(spec, "tuner.type", spec.tuner.type, TUNERS)]
+        return [unknown(spec, "tuner.type", spec.tuner.type, TUNERS.names())]
     return []
 
 
@@ -49,7 +48,7 @@ def pruning_problems(spec: ExperimentSpec) -> list[str]:
         return [f"{where}: pruning.{key}: unknown key (pruning.type is {NONE})"
                 for key in pruning.model_extra or {}]
     if pruning.type not in PRUNERS:
-        return [unknown(spec, "pruning.type", pruning.type, [NONE, *PRUNERS])]
+        return [unknown(spec, "pruning.type", pruning.type, PRUNERS.names())]
     try:
         validate(get_pruner(pruning.type).settings, pruning.model_extra or {}, where, "pruning")
     except ArtganError as error:
@@ -60,8 +59,7 @@ def pruning_problems(spec: ExperimentSpec) -> list[str]:
     return []
 
 
-def unknown(spec: ExperimentSpec, key: str, name: str, known: Iterable[str]) -> str:
-    known = list(known)
+def unknown(spec: ExperimentSpec, key: str, name: str, known: list[str]) -> str:
     near = difflib.get_close_matches(str(name), known, n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
     return f"{where_in(spec)}: {key}: unknown {name!r}; known: {', '.join(known)}{hint}"

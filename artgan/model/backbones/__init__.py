@@ -19,7 +19,7 @@ the module): the registry is read when a spec is checked, before TensorFlow load
 
 from typing import Protocol
 
-from artgan.errors import ArtganError
+from artgan.registry import Registry
 
 #: The bottom part's outputs: what an embedding cache stores per image.
 BOTTOM_TAPS = ("stage5", "stage6", "pooled")
@@ -51,23 +51,9 @@ class Backbone(Protocol):
         converted weights against known photos."""
 
 
-BACKBONES: dict[str, Backbone] = {}
-
-
-def register(backbone: Backbone) -> Backbone:
-    """Make `backbone` choosable by its name everywhere artgan names backbones."""
-    if backbone.name in BACKBONES or backbone.name == SCRATCH:
-        raise ArtganError(f"backbone {backbone.name!r} is registered twice")
-    BACKBONES[backbone.name] = backbone
-    return backbone
-
-
-def get_backbone(name: str) -> Backbone:
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        known = ", ".join([SCRATCH, *BACKBONES])
-        raise ArtganError(f"unknown backbone {name!r}; expected one of {known}") from None
+BACKBONES: Registry[Backbone] = Registry("backbone", reserved=(SCRATCH,))
+register = BACKBONES.register
+get_backbone = BACKBONES.find
 
 
 # ----------------------------------------------------------------------------- registry

@@ -20,7 +20,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from artgan.config.spec import PruningSpec
-from artgan.errors import ArtganError
+from artgan.registry import Registry
 
 NONE = "none"
 Curve = Sequence[float]
@@ -41,23 +41,9 @@ class Pruner(Protocol):
         `settings`: the spec's, as `self.settings`."""
 
 
-PRUNERS: dict[str, Pruner] = {}
-
-
-def register(pruner: Pruner) -> Pruner:
-    """Make `pruner` choosable by its name as the spec's `pruning.type`."""
-    if pruner.name in PRUNERS or pruner.name == NONE:
-        raise ArtganError(f"pruning rule {pruner.name!r} is registered twice")
-    PRUNERS[pruner.name] = pruner
-    return pruner
-
-
-def get_pruner(name: str) -> Pruner:
-    try:
-        return PRUNERS[name]
-    except KeyError:
-        known = ", ".join([NONE, *PRUNERS])
-        raise ArtganError(f"unknown pruning rule {name!r}; expected one of {known}") from None
+PRUNERS: Registry[Pruner] = Registry("pruning rule", reserved=(NONE,))
+register = PRUNERS.register
+get_pruner = PRUNERS.find
 
 
 def own_settings(pruning: PruningSpec) -> BaseModel:

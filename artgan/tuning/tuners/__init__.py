@@ -16,7 +16,7 @@ read when a spec is checked, before TensorFlow loads.
 from typing import Any, Protocol
 
 from artgan.config.spec import ExperimentSpec
-from artgan.errors import ArtganError
+from artgan.registry import Registry
 
 
 class Tuner(Protocol):
@@ -34,22 +34,9 @@ class Tuner(Protocol):
         """Its own constructor arguments, from the spec (e.g. `max_trials`)."""
 
 
-TUNERS: dict[str, Tuner] = {}
-
-
-def register(tuner: Tuner) -> Tuner:
-    """Make `tuner` choosable by its name as the spec's `tuner.type`."""
-    if tuner.name in TUNERS:
-        raise ArtganError(f"tuner {tuner.name!r} is registered twice")
-    TUNERS[tuner.name] = tuner
-    return tuner
-
-
-def get_tuner(name: str) -> Tuner:
-    try:
-        return TUNERS[name]
-    except KeyError:
-        raise ArtganError(f"unknown tuner {name!r}; expected one of {', '.join(TUNERS)}") from None
+TUNERS: Registry[Tuner] = Registry("tuner")
+register = TUNERS.register
+get_tuner = TUNERS.find
 
 
 # ----------------------------------------------------------------------------- registry
