@@ -32,9 +32,10 @@ from artgan.model.crnn import (
     compile_model,
     input_size,
 )
+from artgan.model.parameters import value
 from artgan.runfolder import FINISHED
-from artgan.tuning.hypermodel import SpaceValues
 from artgan.tuning.tuner import callbacks, run_search
+from artgan.tuning.tuners import get_tuner
 
 
 class Cv2Batches(keras.utils.PyDataset):
@@ -77,18 +78,16 @@ class PlainHyperModel(kt.HyperModel):
         self.space, self.data, self.batch_size = space, data, batch_size
 
     def build(self, hp):
-        values = SpaceValues(hp, self.space.parameters)
         classes = len(self.data.classes)
-        if backbone_name(values) == SCRATCH:
+        if backbone_name(hp) == SCRATCH:
             with stock_batch_norm():
-                return build_crnn(values, classes)
-        model = build_pretrained_crnn(values, classes, image_input=True)  # backbone inside
-        return compile_model(model, values, classes)
+                return build_crnn(hp, classes)
+        model = build_pretrained_crnn(hp, classes, image_input=True)  # backbone inside
+        return compile_model(model, hp, classes)
 
     def fit(self, hp, model, *args, **kwargs):
-        values = SpaceValues(hp, self.space.parameters)
-        size = input_size(values)
-        batch_size = values.Int("batch_size", 1, 1024, default=self.batch_size)
+        size = input_size(hp)
+        batch_size = value(hp, "batch_size", default=self.batch_size)
         train, val = (Cv2Batches(table.image_paths(),
                                  output_labels(table.labels(), self.data.classes), size,
                                  batch_size, shuffle)
@@ -102,12 +101,11 @@ def plain_search(spec, folder):
     data = TaskData.from_spec(spec)
     space = kt.HyperParameters()
     spec.space.register(space)
-    tuners = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization}
-    extra = {"num_initial_points": spec.tuner.initial_points} if spec.tuner.type == "bayesian" else {}
-    tuner = tuners[spec.tuner.type](
+    kind = get_tuner(spec.tuner.type)
+    tuner = kind.tuner_class()(
         PlainHyperModel(spec.space, data, spec.training.batch_size), objective=spec.tuner.objective,
-        max_trials=spec.budget.max_trials, seed=spec.seed, hyperparameters=space,
-        tune_new_entries=False, directory=str(folder), project_name="plain", **extra)
+        seed=spec.seed, hyperparameters=space, tune_new_entries=False, directory=str(folder),
+        project_name="plain", **kind.arguments(spec))
     started = time.perf_counter()
     stop = [c for c in callbacks(spec) if isinstance(c, keras.callbacks.EarlyStopping)]
     tuner.search(epochs=spec.budget.epochs, callbacks=stop, verbose=0)

@@ -23,9 +23,9 @@ from artgan.data.labels import load_labels
 from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
 from artgan.model.backbones import BACKBONES, register
-from artgan.model.crnn import PARAMETERS
 from artgan.model.crnn import build_model, deployable_model
 from artgan.model.embeddings import embed_split
+from artgan.model.parameters import PARAMETERS
 from artgan.model.saved import load_model
 from artgan.model.torch_weights import LEGACY_MAGIC, read_state_dict
 from artgan.paths import REPO_ROOT
@@ -283,7 +283,7 @@ def test_deployable_model_equals_trial_model_on_cached_activations():
 def test_unknown_backbone_is_a_clear_error():
     hp = kt.HyperParameters()
     hp.Fixed("backbone", "resnet9000")
-    with pytest.raises(ArtganError, match="unknown backbone 'resnet9000'"):
+    with pytest.raises(ArtganError, match="`backbone`: 'resnet9000' is not one of"):
         build_model(hp, num_classes=3)
 
 

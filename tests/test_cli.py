@@ -42,6 +42,11 @@ MISTAKES = {
     "missing file": (["search", "nope.yaml"], "nope.yaml: file not found"),
     "bad spec": (["search", "{bad}"], "bad.yaml: budget.max_trials"),
     "bad override": (["search", "genre", "--set", "budget.epochs=zero"], "budget.epochs"),
+    "space typo": (["search", "genre", "--set", "space.conv_block=3"],
+                   "parameters.conv_block: unknown parameter (no model builder reads it); did "
+                   "you mean 'conv_blocks'?"),
+    "tuner typo": (["worker", "genre", "--set", "tuner.type=bayesain"],
+                   "tuner.type: unknown 'bayesain'; known: random, bayesian, hyperband"),
     "missing model": (["predict", "nope.keras", "x.jpg"], "nope.keras: model file not found"),
     "report typo": (["report", "genra"], "genra: not a run folder, an experiment YAML or a "
                     "task (artist, genre, genre-full, style, style-full)"),

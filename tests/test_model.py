@@ -12,6 +12,7 @@ from artgan.model.crnn import (
     feature_extractor,
     feature_layers,
 )
+from artgan.model.parameters import PARAMETERS, ImpossibleConfiguration, value
 
 
 @pytest.mark.parametrize("sequence", ["rows", "columns", "both"])
@@ -51,42 +52,69 @@ def test_too_many_blocks_for_input_is_rejected():
     hp = kt.HyperParameters()
     hp.Fixed("input_size", 32)
     hp.Fixed("conv_blocks", 6)
-    with pytest.raises(ValueError, match="shrink"):
+    with pytest.raises(ImpossibleConfiguration, match="`conv_blocks` 6 shrink a 32 px"):
         build_crnn(hp, num_classes=3)
 
 
-def test_sgd_momentum_is_conditional():
+def test_sgd_momentum_is_read_only_with_sgd_and_the_builder_declares_nothing():
     hp = kt.HyperParameters()
     hp.Fixed("input_size", 32)
     hp.Fixed("optimizer", "sgd")
     model = build_crnn(hp, num_classes=3)
-    assert "momentum" in hp.values
     assert model.optimizer.__class__.__name__ == "SGD"
+    assert float(model.optimizer.momentum) == pytest.approx(PARAMETERS["momentum"].default)
+    assert sorted(hp.values) == ["input_size", "optimizer"]
 
 
-def test_space_values_follow_the_space_and_nothing_else():
-    """The builder sees the space's value for a declared name, whatever scope it opens, and
-    its own default for anything the space does not declare (never a second parameter)."""
-    from artgan.tuning.hypermodel import SpaceValues
+def test_builders_read_the_space_or_else_the_one_declared_default():
+    """A name the space declares takes the trial's value while active; anything else the
+    declared default (`PARAMETERS`): the builders hold no ranges or defaults of their own."""
 
-    def space_values(backbone):
+    def trial(backbone):
         hp = kt.HyperParameters()
         SearchSpace.model_validate({"parameters": {
             "backbone": {"value": backbone},
             "conv_blocks": {"value": 4, "when": {"backbone": "scratch"}},
             "lstm_units": {"value": 24},
         }}).register(hp)
-        return hp, SpaceValues(hp, ["backbone", "conv_blocks", "lstm_units"])
+        return hp
 
-    hp, values = space_values("efficientnet_lite0")
-    assert values.Choice("lstm_units", [32, 64], default=64) == 24
-    assert values.Int("conv_blocks", 2, 5, default=3) == 3  # inactive: not scratch
-    hp, values = space_values("scratch")
-    assert values.Int("conv_blocks", 2, 5, default=3) == 4
-    assert values.Float("dropout", 0.0, 0.6, default=0.3) == 0.3  # not in the space
-    with values.conditional_scope("optimizer", ["sgd"]):
-        assert values.Boolean("bidirectional") is False
+    hp = trial("efficientnet_lite0")
+    assert value(hp, "lstm_units") == 24
+    assert value(hp, "conv_blocks") == PARAMETERS["conv_blocks"].default  # inactive
+    hp = trial("scratch")
+    assert value(hp, "conv_blocks") == 4
+    assert value(hp, "dropout") == PARAMETERS["dropout"].default  # not in the space
+    assert value(hp, "batch_size", default=48) == 48  # declared without a default
     assert sorted(hp.values) == ["backbone", "conv_blocks", "lstm_units"]
+
+
+def test_a_bare_hp_builds_the_declared_defaults():
+    hp = kt.HyperParameters()
+    model = build_model(hp, num_classes=3)
+    defaults = {name: allowed.default for name, allowed in PARAMETERS.items()}
+    assert model.input_shape == (None, defaults["input_size"], defaults["input_size"], 3)
+    blocks = [layer for layer in model.layers if layer.name.endswith("_conv")
+              and layer.name.startswith("conv_block_")]
+    assert len(blocks) == defaults["conv_blocks"]
+    assert blocks[0].filters == defaults["base_filters"]
+    assert blocks[0].kernel_size == (defaults["kernel_size"],) * 2
+    assert model.get_layer("lstm").units == defaults["lstm_units"]
+    assert model.get_layer("dropout").rate == pytest.approx(defaults["dropout"])
+
+
+@pytest.mark.parametrize("name, chosen, message", [
+    ("sequence", "diagonal", "`sequence`: 'diagonal' is not one of ['rows', 'columns', 'both']"),
+    ("conv_blocks", 9, "`conv_blocks`: 9 must be below 8"),
+    ("dropout", 1.0, "`dropout`: 1.0 must be below 1 (exclusive)"),
+])
+def test_a_value_the_table_does_not_allow_is_refused_naming_the_parameter(name, chosen, message):
+    hp = kt.HyperParameters()
+    hp.Fixed("input_size", 32)
+    hp.Fixed(name, chosen)
+    with pytest.raises(ImpossibleConfiguration) as error:
+        build_model(hp, num_classes=3)
+    assert str(error.value) == message
 
 
 def test_outputs_are_the_used_classes_and_saved_models_speak_artgan_ids():
@@ -128,22 +156,29 @@ def test_models_saved_without_their_classes_get_them_from_the_spread_layer(tmp_p
     assert model_classes(load_model(path)[1]) == [2, 4, 6, 9]
 
 
-def test_fine_tuned_backbone_layers_take_smaller_steps():
-    """One SGD step: a backbone variable moves BACKBONE_LR_SCALE times as far as the head's."""
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_fine_tuned_backbone_layers_take_smaller_steps(mirrored):
+    """One SGD step: a backbone variable moves BACKBONE_LR_SCALE times as far as the head's,
+    also under a tf.distribute strategy (where the optimizer steps each replica's copy)."""
+    from contextlib import nullcontext
+
     import keras
+    import tensorflow as tf
 
     from artgan.model.crnn import BACKBONE_LR_SCALE, build_optimizer
 
-    inputs = keras.Input((2,))
-    backbone = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones", name="backbone")
-    head = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones", name="head")
-    model = keras.Model(inputs, head(backbone(inputs)))
     hp = kt.HyperParameters()
     hp.Fixed("optimizer", "sgd")
     hp.Fixed("learning_rate", 0.01)
     with hp.conditional_scope("optimizer", ["sgd"]):
         hp.Fixed("momentum", 0.0)
-    model.compile(build_optimizer(hp, backbone.trainable_variables), loss="mse")
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope() if mirrored else nullcontext():
+        inputs = keras.Input((2,))
+        backbone = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones",
+                                      name="backbone")
+        head = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones", name="head")
+        model = keras.Model(inputs, head(backbone(inputs)))
+        model.compile(build_optimizer(hp, backbone.trainable_variables), loss="mse")
     model.fit(np.ones((1, 2)), np.zeros((1, 2)), epochs=1, verbose=0)
     # Both kernels start at ones and get equal gradients (the network is symmetric).
     backbone_step = 1 - backbone.get_weights()[0]
@@ -158,18 +193,22 @@ def test_fine_tuned_backbone_layers_take_smaller_steps():
      "pooled_stages": True},
 ])
 def test_builders_read_only_the_parameters_spaces_are_checked_against(branch):
-    """PARAMETERS (what a search space may name) lists every name the builders read."""
-    from artgan.model.crnn import PARAMETERS, build_model
-    from artgan.tuning.hypermodel import SpaceValues
-
+    """PARAMETERS (what a search space may name) lists every name the builders read, and
+    each branch reads the parameters that steer it."""
     read = set()
 
-    class Recorder(SpaceValues):
-        def _value(self, name, default):
+    class Recorder(dict):
+        def __contains__(self, name):
             read.add(name)
-            return branch.get(name, default)
+            return super().__contains__(name)
 
-    build_model(Recorder(None, ()), num_classes=3)
+    class Trial:
+        values = Recorder(branch)
+
+        def is_active(self, name):
+            return True
+
+    build_model(Trial(), num_classes=3)
     assert read and read <= set(PARAMETERS)
     assert set(branch) <= read
 

@@ -1,8 +1,10 @@
-"""A search that spends its budget well: the median pruning rule, the time budget, a killed
-trial resumed from its last finished epoch, and resident memory flat across trials."""
+"""A search that spends its budget well: the pruning rules (median, percentile), the time
+budget, a killed trial resumed from its last finished epoch, and resident memory flat across
+trials."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,11 +12,13 @@ import sys
 import pandas as pd
 import pytest
 
-from artgan.config.spec import load_experiment
+from artgan.config.spec import PruningSpec, load_experiment
 from artgan.errors import ArtganError
 from artgan.paths import REPO_ROOT
 from artgan.runfolder import RunFolder, TrialRow
-from artgan.tuning.pruning import finished_curves, median_stop
+from artgan.tuning.check import check_search
+from artgan.tuning.pruners import should_stop
+from artgan.tuning.pruning import finished_curves
 
 from support import TINY, killed_on_exit, wait_for
 
@@ -34,7 +38,17 @@ def plant_finished_trials(output, curves):
         path.write_text(json.dumps({"epochs": len(curve), "history": {"val_accuracy": curve}}))
 
 
-# ----------------------------------------------------------------------------- the rule
+# ----------------------------------------------------------------------------- the rules
+
+
+def median_stop(curve, finished, min_epochs=2, min_trials=3, direction="max"):
+    rule = PruningSpec(type="median", min_epochs=min_epochs, min_trials=min_trials)
+    return should_stop(rule, curve, finished, direction)
+
+
+def percentile_stop(curve, finished, percentile, direction="max"):
+    rule = PruningSpec(type="percentile", min_epochs=1, min_trials=3, percentile=percentile)
+    return should_stop(rule, curve, finished, direction)
 
 
 def test_median_rule_stops_a_trial_below_the_median_of_finished_curves():
@@ -63,6 +77,43 @@ def test_median_rule_counts_a_shorter_finished_trial_with_its_best_and_minimises
     assert not median_stop([1.3, 0.85], losses, min_trials=3, direction="min")
 
 
+def test_percentile_rule_keeps_only_trials_on_course_for_the_best_share():
+    """Optuna's PercentilePruner: `percentile` 25 keeps trials whose best so far reaches the
+    best quarter of the finished ones' (the 75th percentile when maximising); 50 is the
+    median rule."""
+    finished = [[0.1], [0.2], [0.3], [0.4], [0.5]]  # epoch 1 bests; 75th percentile 0.4
+    assert percentile_stop([0.39], finished, 25)
+    assert not percentile_stop([0.40], finished, 25)  # a tie goes on
+    assert not percentile_stop([0.39], finished, 50)  # above the median (0.3)
+    assert percentile_stop([0.29], finished, 50) == median_stop([0.29], finished, min_epochs=1)
+    assert percentile_stop([0.29], finished, 50)
+    assert not percentile_stop([0.11], finished, 99)  # keeps nearly everything (> 0.104)
+    assert percentile_stop([0.45], finished, 10)  # keeps only the very best (>= 0.46)
+    losses = [[1.0], [2.0], [3.0], [4.0], [5.0]]  # minimising: the 25th percentile, 2.0
+    assert percentile_stop([2.1], losses, 25, direction="min")
+    assert not percentile_stop([2.0], losses, 25, direction="min")
+
+
+def test_a_rule_and_its_settings_are_checked_with_the_search(tmp_path):
+    spec = tiny_spec(tmp_path, "pruning.type=percentile", "pruning.percentile=10")
+    check_search(spec)
+    assert spec.comparable()["pruning.percentile"] == 10  # it changes what trials score
+    for sets, message in [
+        (["pruning.type=percentile", "pruning.percentile=100"],
+         "genre.yaml: pruning.percentile: Input should be less than 100"),
+        (["pruning.type=median", "pruning.percentile=10"],
+         "genre.yaml: pruning.percentile: unknown key"),
+        (["pruning.type=none", "pruning.percentile=10"],
+         "genre.yaml: pruning.percentile: unknown key (pruning.type is none)"),
+        (["pruning.type=medain"], "genre.yaml: pruning.type: unknown 'medain'; known: none, "
+         "median, percentile (did you mean 'median'?)"),
+        (["pruning.type=median", "tuner.type=hyperband"],
+         "genre.yaml: pruning.type: the hyperband tuner stops trials early itself"),
+    ]:
+        with pytest.raises(ArtganError, match=re.escape(message)):
+            check_search(tiny_spec(tmp_path, *sets))
+
+
 def test_finished_curves_are_read_from_the_run_folder(tmp_path):
     plant_finished_trials(tmp_path, [[0.3, 0.4], [0.5]])
     running = RunFolder(tmp_path).trial_info("7")
@@ -79,8 +130,6 @@ def test_pruning_is_part_of_the_search_definition_only_when_on(tmp_path):
     assert on.comparable()["pruning.min_epochs"] == 2 and on.fingerprint() != off.fingerprint()
     budget = tiny_spec(tmp_path, "pruning.type=none", "budget.max_minutes=5")
     assert budget.fingerprint() == off.fingerprint()  # a time budget scores nothing differently
-    with pytest.raises(ArtganError, match="hyperband stops trials early itself"):
-        tiny_spec(tmp_path, "pruning.type=median", "tuner.type=hyperband")
 
 
 def test_old_trials_json_rows_still_read():

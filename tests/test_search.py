@@ -262,7 +262,8 @@ def test_an_impossible_configuration_fails_once_with_its_reason(tmp_path, data_d
     table = pd.read_csv(spec.output_dir / "trials.csv")
     assert table["status"].tolist() == ["FAILED"]
     assert table["failure"].tolist() == ["impossible configuration"]
-    assert "impossible configuration: 6 conv blocks shrink a 32 px input" in table["message"][0]
+    assert ("impossible configuration: `conv_blocks` 6 shrink a 32 px `input_size`"
+            in table["message"][0])
     info = json.loads(next((spec.output_dir / "tuner").glob("trial_*/artgan_trial.json")).read_text())
     assert info["attempts"] == 1  # built once: not retried
 

@@ -9,6 +9,7 @@ from artgan.errors import ArtganError
 from artgan.runfolder import RunFolder
 from artgan.model.saved import read_metadata
 from artgan.tuning.budget import search_state, time_split
+from artgan.tuning.check import check_search
 
 
 def add_search(commands):
@@ -60,6 +61,7 @@ def add_access(parser):
 
 def run_search(args):
     spec = load_experiment(experiment_file(args.experiment), args.overrides)
+    check_search(spec)  # again in the search itself; here before TensorFlow loads
     if args.workers is None and (args.gpus or args.port or args.host != "127.0.0.1"):
         raise ArtganError("--host, --port and --gpus go with --workers N")
     load_tensorflow()
@@ -136,6 +138,7 @@ def add_worker(commands):
 
 def run_worker(args):
     spec = load_experiment(experiment_file(args.experiment), args.overrides)
+    check_search(spec)  # again in `run_process`; here before TensorFlow loads
     load_tensorflow()
     from artgan.tuning.parallel.roles import run_process
 

@@ -3,6 +3,7 @@ space against a builder's `Allowed` values and to declare it on a KerasTuner `hp
 
 import difflib
 import math
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
@@ -73,16 +74,23 @@ class Parameter(Strict):
 
 @dataclass(frozen=True)
 class Allowed:
-    """What a model builder accepts for one hyperparameter: one of `choices`, or numbers
-    (whole ones with `integer`) from `low` to `high` (`high` itself only if `high_inclusive`)."""
+    """One hyperparameter as the model builders declare it: what they can build (one of
+    `choices`, or numbers, whole ones with `integer`, from `low` to `high`, `high` itself
+    only if `high_inclusive`) and the `default` they use when a search does not choose it
+    (None: the caller gives it). A search space may only choose among buildable values."""
 
-    choices: tuple = ()
+    choices: tuple[Scalar, ...] = ()
     integer: bool = False
     low: Optional[float] = None
     high: Optional[float] = None
     high_inclusive: bool = True
+    default: Optional[Scalar] = None
 
-    def problems(self, param):
+    def __post_init__(self) -> None:
+        if self.default is not None and (problem := self.problem(self.default)):
+            raise ValueError(f"the declared default is not buildable: {problem}")
+
+    def problems(self, param: Parameter) -> list[str]:
         """What is wrong with `param` (a search-space entry) for this hyperparameter."""
         if param.min is not None:
             if self.choices:
@@ -94,7 +102,8 @@ class Allowed:
             candidates = [param.value] if param.value is not None else param.values
         return [problem for value in candidates if (problem := self.problem(value))]
 
-    def problem(self, value):
+    def problem(self, value: Scalar) -> Optional[str]:
+        """Why the builders cannot build `value`, or None."""
         if self.choices:
             known = [c for c in self.choices if c == value and type(c) is type(value)]
             return None if known else f"{value!r} is not one of {list(self.choices)}"
@@ -118,7 +127,7 @@ class SearchSpace(Strict):
     parameters: dict[str, Parameter] = Field(min_length=1)
     source: Optional[str] = Field(default=None, exclude=True)  # the YAML file, for messages
 
-    def check(self, allowed):
+    def check(self, allowed: Mapping[str, Allowed]) -> None:
         """Refuse (ArtganError naming file and key) a parameter that no model builder reads,
         e.g. a typo, or a value the builder cannot build. `allowed`: {name: Allowed}."""
         lines = []

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from artgan.config.space import SearchSpace, Strict
 from artgan.errors import ArtganError
@@ -35,7 +35,6 @@ from artgan.files import file_sha256, not_a_file
 from artgan.paths import REPO_ROOT, data_root
 
 TASKS = ("style", "genre", "artist")
-TUNERS = ("random", "bayesian", "hyperband")
 
 
 class DataSpec(Strict):
@@ -48,7 +47,10 @@ class DataSpec(Strict):
 
 
 class TunerSpec(Strict):
-    type: Literal[TUNERS] = "bayesian"
+    """The search algorithm: `type` names one in `artgan.tuning.tuners` (checked with the
+    rest of the search by `artgan.tuning.check`); the other keys are some tuners' own."""
+
+    type: str = "bayesian"
     objective: str = "val_accuracy"
     direction: Optional[Literal["min", "max"]] = None
     hyperband_factor: int = Field(default=3, ge=2)
@@ -85,13 +87,14 @@ class EarlyStoppingSpec(Strict):
 
 
 class PruningSpec(Strict):
-    """Stop a trial early when it trails the finished ones (random and Bayesian tuners).
+    """Stop a trial early when it trails the finished ones: after each epoch from
+    `min_epochs` on, once `min_trials` trials have finished, the rule `type` names (one in
+    `artgan.tuning.pruners`, e.g. `median`; `none`: no pruning) decides. Other keys are the
+    rule's own settings (e.g. `percentile`), which the rule checks (`artgan.tuning.check`)."""
 
-    `median`: after `min_epochs` epochs, a trial whose best objective so far is worse than
-    the median of the finished trials' best values up to the same epoch stops there; the rule
-    waits until `min_trials` trials have finished. (Vizier's and Optuna's median stopping.)"""
+    model_config = ConfigDict(extra="allow")
 
-    type: Literal["none", "median"] = "none"
+    type: str = "none"
     min_epochs: int = Field(default=2, ge=1)
     min_trials: int = Field(default=3, ge=1)
 
@@ -130,13 +133,6 @@ class ExperimentSpec(Strict):
     # Filled in by load_experiment; not part of the YAML.
     source: Optional[str] = Field(default=None, exclude=True)
     space: Optional[SearchSpace] = Field(default=None, exclude=True)
-
-    @model_validator(mode="after")
-    def _pruning_fits_tuner(self):
-        if self.pruning.type != "none" and self.tuner.type == "hyperband":
-            raise ValueError("pruning works with the random and bayesian tuners; hyperband "
-                             "stops trials early itself (set pruning.type: none)")
-        return self
 
     def path(self, key):
         """A data path from the spec, with ${VARS} expanded, as an absolute Path."""
@@ -232,9 +228,8 @@ def expand_vars(text, where):
             return default
         hint = VARIABLE_HINTS.get(name, "the folder it names")
         raise ArtganError(
-            f"{where} uses ${{{name}}}, which is not set. Set it to {hint} "
-            f"(README.md, 'Full WikiArt data'), e.g. `make search TASK=artist "
-            f"{name}=/data/wikiart`."
+            f"{where} uses ${{{name}}}, which is not set. Set the environment variable "
+            f"{name} to {hint} (README.md, 'Full WikiArt data'), e.g. {name}=/data/wikiart."
         )
 
     expanded = _VAR.sub(substitute, text)
@@ -301,14 +296,16 @@ def parse_yaml(text, where, plain_text=False):
         raise ArtganError(f"{where}: not valid YAML (nested too deeply)") from None
 
 
-def validate(model, data, path):
-    """Pydantic validation with errors rewritten as `file: key.path: message` lines."""
+def validate(model: type[BaseModel], data: object, path: object, section: str = "") -> BaseModel:
+    """Pydantic validation with errors rewritten as `file: key.path: message` lines (`section`:
+    where `data` sits in the file, e.g. "pruning")."""
     try:
         return model.model_validate(data)
     except ValidationError as error:
         lines = []
         for item in error.errors():
-            key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+            key = ".".join(str(part) for part in [*filter(None, [section]), *item["loc"]])
+            key = key or "(top level)"
             message = item["msg"]
             if item["type"] == "extra_forbidden":
                 message = "unknown key"

@@ -1,8 +1,10 @@
 """The convolutional-recurrent network (CRNN): CNN feature maps read as a sequence by an LSTM.
 
-`build_model(hp, num_classes)` is a KerasTuner builder in the keras-io style: every choice
-is an `hp.*` call with a sensible default range, so it runs on a bare `HyperParameters()`,
-and a search space (see `artgan.spec`) narrows or widens those ranges. The CNN is either
+`build_model(hp, num_classes)` is a KerasTuner builder in the keras-io style: it takes the
+trial's `hp` and reads every choice from it through `artgan.model.parameters.value`, which
+holds the one declaration of each hyperparameter (what can be built, its default), so it
+runs on a bare `HyperParameters()`; the search space (`search_spaces/*.yaml`) is the only
+place where ranges are chosen. The CNN is either
 trained from scratch (`backbone: scratch`, `build_crnn`) or an ImageNet-pretrained network
 (`build_pretrained_crnn`, see `artgan.backbones`) whose feature map at `backbone_layer`
 the same LSTM head reads.
@@ -14,13 +16,15 @@ Layers that reports read features from have fixed names (`FEATURE_LAYERS`), neve
 auto-generated ones like `conv2d_3`.
 """
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 from keras import layers
 
-from artgan.config.space import Allowed
-from artgan.model.backbones import BACKBONES, BOTTOM_TAPS, SCRATCH, SEQUENCE_TAPS, get_backbone
+from artgan.model.backbones import BOTTOM_TAPS, SCRATCH, SEQUENCE_TAPS, get_backbone
 from artgan.model.batchnorm import FusedBatchNormalization
+from artgan.model.parameters import SEQUENCE_MODES, ImpossibleConfiguration, TrialValues, value
 
 #: Named layers whose outputs are useful features, in network order.
 CONV_FEATURES = "features_conv"
@@ -33,40 +37,8 @@ FEATURE_LAYERS = (CONV_FEATURES, LSTM_FEATURES, HEAD_FEATURES)
 #: `artgan.model.gradcam`).
 LEARNED_FEATURES = (LSTM_FEATURES, HEAD_FEATURES)
 
-SEQUENCE_MODES = ("rows", "columns", "both")
-#: What reads a pretrained backbone's features: the LSTM over the feature map (a CRNN), or
-#: a one-hidden-layer network over pooled statistics (the stages' global means and the
-#: feature map's), which a linear probe cannot match and which trains in seconds an epoch.
-HEADS = ("lstm", "pooled")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-#: What of a pretrained backbone a trial trains: nothing, its last block + head conv, all.
-TRAINABLE = ("frozen", "top", "all")
 #: Fine-tuned backbone layers learn this much slower than the new head.
 BACKBONE_LR_SCALE = 0.1
-
-#: Every hyperparameter the builders below read, and the values they can build: a search
-#: space naming anything else (a typo) or another value is refused before a search starts.
-PARAMETERS = {
-    "backbone": Allowed(choices=(SCRATCH, *BACKBONES)),
-    "backbone_layer": Allowed(choices=tuple(SEQUENCE_TAPS)),
-    "backbone_trainable": Allowed(choices=TRAINABLE),
-    "pooled_stages": Allowed(choices=(True, False)),
-    "head": Allowed(choices=HEADS),
-    "head_units": Allowed(integer=True, low=1),
-    "input_size": Allowed(integer=True, low=8, high=1024),
-    "conv_blocks": Allowed(integer=True, low=1, high=8),
-    "base_filters": Allowed(integer=True, low=1),
-    "filter_growth": Allowed(low=1.0, high=4.0),
-    "kernel_size": Allowed(integer=True, low=1, high=15),
-    "sequence": Allowed(choices=SEQUENCE_MODES),
-    "lstm_units": Allowed(integer=True, low=1),
-    "bidirectional": Allowed(choices=(True, False)),
-    "dropout": Allowed(low=0.0, high=1.0, high_inclusive=False),
-    "optimizer": Allowed(choices=OPTIMIZERS),
-    "learning_rate": Allowed(low=1e-8, high=10.0),
-    "momentum": Allowed(low=0.0, high=1.0, high_inclusive=False),
-    "batch_size": Allowed(integer=True, low=1),
-}
 
 
 #: Batch-norm momentum of the conv blocks: PyTorch's default (0.1 there), not Keras' 0.99.
@@ -87,7 +59,7 @@ def conv_block(x, filters, kernel_size, index):
     return layers.MaxPooling2D(2, name=f"{prefix}_pool")(x)
 
 
-def feature_map_to_sequence(feature_map, mode):
+def feature_map_to_sequence(feature_map: keras.KerasTensor, mode: str) -> keras.KerasTensor:
     """Read an (H, W, C) map as a sequence: top-to-bottom rows, left-to-right columns, or both."""
     height, width, channels = feature_map.shape[1:]
     rows = layers.Reshape((height, width * channels), name="sequence_rows")
@@ -101,58 +73,53 @@ def feature_map_to_sequence(feature_map, mode):
         return columns(feature_map)
     if mode == "both":
         if height != width:
-            raise ImpossibleConfiguration("sequence='both' needs a square feature map")
+            raise ImpossibleConfiguration("`sequence` 'both' needs a square feature map")
         return layers.Concatenate(axis=1, name="sequence_both")(
             [rows(feature_map), columns(feature_map)]
         )
-    raise ValueError(f"sequence must be one of {SEQUENCE_MODES}, got {mode!r}")
+    raise ImpossibleConfiguration(f"`sequence`: {mode!r} is not one of {list(SEQUENCE_MODES)}")
 
 
-class ImpossibleConfiguration(ValueError):
-    """Hyperparameter values no network can be built from (a search fails such a trial at
-    once, without retrying it)."""
-
-
-def backbone_name(hp):
+def backbone_name(hp: TrialValues) -> str:
     """`scratch` or the name of a pretrained backbone (`artgan.model.backbones.BACKBONES`)."""
-    return hp.Choice("backbone", [SCRATCH, *BACKBONES], default=SCRATCH)
+    return value(hp, "backbone")
 
 
-def build_model(hp, num_classes):
+def build_model(hp: TrialValues, num_classes: int) -> keras.Model:
     """The model a trial trains: a scratch CRNN, or a pretrained backbone + LSTM head."""
     if backbone_name(hp) == SCRATCH:
         return build_crnn(hp, num_classes)
     return build_pretrained_crnn(hp, num_classes)
 
 
-def input_size(hp):
+def input_size(hp: TrialValues) -> int:
     """The image size a trial's model reads (a pretrained backbone's own size)."""
     if backbone_name(hp) == SCRATCH:
-        return hp.Int("input_size", 32, 256, step=32, default=96)
+        return value(hp, "input_size")
     return get_backbone(backbone_name(hp)).input_size
 
 
-def uses_cache(hp):
+def uses_cache(hp: TrialValues) -> bool:
     """Whether a trial trains on cached backbone activations instead of images."""
     if backbone_name(hp) == SCRATCH:
         return False
-    return hp.Choice("backbone_trainable", list(TRAINABLE), default="frozen") != "all"
+    return value(hp, "backbone_trainable") != "all"
 
 
-def build_crnn(hp, num_classes):
+def build_crnn(hp: TrialValues, num_classes: int) -> keras.Model:
     """Build and compile a CRNN classifier from hyperparameters `hp`.
 
     The input is an (input_size, input_size, 3) float image scaled to [0, 1].
     """
     size = input_size(hp)
-    blocks = hp.Int("conv_blocks", 2, 5, default=3)
-    base_filters = hp.Choice("base_filters", [16, 32, 64], default=32)
-    growth = hp.Choice("filter_growth", [1.0, 1.5, 2.0], default=2.0)
-    kernel_size = hp.Choice("kernel_size", [3, 5], default=3)
+    blocks = value(hp, "conv_blocks")
+    base_filters = value(hp, "base_filters")
+    growth = value(hp, "filter_growth")
+    kernel_size = value(hp, "kernel_size")
 
     if size // 2**blocks < 1:
         raise ImpossibleConfiguration(
-            f"{blocks} conv blocks shrink a {size} px input to nothing")
+            f"`conv_blocks` {blocks} shrink a {size} px `input_size` to nothing")
 
     inputs = keras.Input((size, size, 3), name="image")
     x = inputs
@@ -165,11 +132,12 @@ def build_crnn(hp, num_classes):
     return compile_model(model, hp, num_classes)
 
 
-def lstm_head(hp, feature_map, num_classes, pooled=None):
+def lstm_head(hp: TrialValues, feature_map: keras.KerasTensor, num_classes: int,
+              pooled: keras.KerasTensor | None = None) -> keras.KerasTensor:
     """Feature map -> sequence -> (Bi)LSTM [+ pooled statistics] -> dropout -> softmax."""
-    sequence = hp.Choice("sequence", list(SEQUENCE_MODES), default="rows")
-    lstm_units = hp.Choice("lstm_units", [32, 64, 128, 256], default=64)
-    bidirectional = hp.Boolean("bidirectional", default=False)
+    sequence = value(hp, "sequence")
+    lstm_units = value(hp, "lstm_units")
+    bidirectional = value(hp, "bidirectional")
     dropout = dropout_rate(hp)
     lstm = layers.LSTM(lstm_units, name="lstm")
     if bidirectional:
@@ -182,15 +150,16 @@ def lstm_head(hp, feature_map, num_classes, pooled=None):
     return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
 
 
-def dropout_rate(hp):
+def dropout_rate(hp: TrialValues) -> float:
     """The dropout before the classifier, in either head."""
-    return hp.Float("dropout", 0.0, 0.6, step=0.1, default=0.3)
+    return value(hp, "dropout")
 
 
-def pooled_head(hp, feature_map, pooled, num_classes):
+def pooled_head(hp: TrialValues, feature_map: keras.KerasTensor, pooled: keras.KerasTensor,
+                num_classes: int) -> keras.KerasTensor:
     """[global means of the stages, global mean of the feature map] -> layer norm ->
     dropout -> dense ReLU (`features_head`) -> dropout -> softmax."""
-    units = hp.Choice("head_units", [256, 512, 1024], default=512)
+    units = value(hp, "head_units")
     dropout = dropout_rate(hp)
     mean = layers.GlobalAveragePooling2D(name="features_conv_mean")(feature_map)
     x = layers.Concatenate(name="pooled_statistics")([pooled, mean])
@@ -202,7 +171,8 @@ def pooled_head(hp, feature_map, pooled, num_classes):
     return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
 
 
-def build_pretrained_crnn(hp, num_classes, image_input=False):
+def build_pretrained_crnn(hp: TrialValues, num_classes: int,
+                          image_input: bool = False) -> keras.Model:
     """An ImageNet-pretrained backbone's feature map at `backbone_layer`, read by the LSTM.
 
     With `backbone_trainable` frozen or top (and `image_input` False) the model's inputs are
@@ -212,10 +182,10 @@ def build_pretrained_crnn(hp, num_classes, image_input=False):
     BatchNorm layers of the backbone always run in inference mode.
     """
     backbone = get_backbone(backbone_name(hp))
-    tap = hp.Choice("backbone_layer", list(SEQUENCE_TAPS), default="stage6")
-    trainable = hp.Choice("backbone_trainable", list(TRAINABLE), default="frozen")
-    head = hp.Choice("head", list(HEADS), default="lstm")
-    use_pooled = head == "pooled" or hp.Boolean("pooled_stages", default=False)
+    tap = value(hp, "backbone_layer")
+    trainable = value(hp, "backbone_trainable")
+    head = value(hp, "head")
+    use_pooled = head == "pooled" or value(hp, "pooled_stages")
     needed = ["stage6" if SEQUENCE_TAPS[tap] else tap] + (["pooled"] if use_pooled else [])
 
     if image_input or trainable == "all":
@@ -291,17 +261,16 @@ def compile_model(model, hp, num_classes, backbone_variables=()):
     return model
 
 
-def build_optimizer(hp, backbone_variables=()):
+def build_optimizer(hp: TrialValues,
+                    backbone_variables: Sequence[keras.Variable] = ()) -> keras.optimizers.Optimizer:
     """The optimizer and learning rate; SGD's momentum only exists when SGD is chosen.
     `backbone_variables` (a pretrained backbone being fine-tuned) learn at
     `BACKBONE_LR_SCALE` times the rate."""
-    name = hp.Choice("optimizer", list(OPTIMIZERS), default="adam")
-    learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3)
+    name = value(hp, "optimizer")
+    learning_rate = value(hp, "learning_rate")
     kwargs = {}
     if name == "sgd":
-        with hp.conditional_scope("optimizer", ["sgd"]):
-            momentum = hp.Float("momentum", 0.0, 0.95, default=0.9)
-        kwargs = dict(momentum=momentum, nesterov=True)
+        kwargs = dict(momentum=value(hp, "momentum"), nesterov=True)
     base = OPTIMIZER_CLASSES[name]
     if not backbone_variables:
         return base(learning_rate, **kwargs)
@@ -326,12 +295,26 @@ class SlowerBackbone:
         super().__init__(*args, **kwargs)
         self._backbone_variables = list(backbone_variables)
 
-    def update_step(self, gradient, variable, learning_rate):  # runs while tracing
-        if not hasattr(self, "_slow_keys"):
-            self._slow_keys = {self._var_key(v) for v in self._backbone_variables}
-        if self._var_key(variable) in self._slow_keys:
+    def update_step(self, gradient: object, variable: object,
+                    learning_rate: object) -> object:  # runs while tracing
+        if not hasattr(self, "_slow_ids"):
+            self._slow_ids = replica_variable_ids(self._backbone_variables)
+        if id(variable) in self._slow_ids:
             learning_rate = learning_rate * BACKBONE_LR_SCALE
         return super().update_step(gradient, variable, learning_rate)
+
+
+def replica_variable_ids(variables: Sequence[keras.Variable]) -> set[int]:
+    """The ids of what an optimizer's `update_step` is given for `variables`: on TensorFlow
+    each one's tf.Variable, one per replica under a `tf.distribute` strategy (through the
+    public `experimental_local_results`); on other backends the variables themselves."""
+    if keras.backend.backend() != "tensorflow":
+        return {id(variable) for variable in variables}
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    return {id(part) for variable in variables
+            for part in strategy.experimental_local_results(variable.value)}
 
 
 def feature_layers(model):

@@ -15,6 +15,7 @@ from artgan.errors import ArtganError
 from artgan.evaluation.baselines import handcrafted_features
 from artgan.evaluation.metrics import l2_normalise
 from artgan.files import file_sha256
+from artgan.model.backbones import BACKBONES
 from artgan.model.saved import load_model, read_metadata
 from artgan.paths import REPO_ROOT
 from artgan.progress import progress_bar
@@ -154,8 +155,6 @@ def make_extractor(spec="handcrafted", layer=None) -> Extractor:
         return ModelExtractor(spec[len("model:"):], layer)
     if spec.endswith(".keras"):
         return ModelExtractor(spec, layer)
-    from artgan.model.backbones import BACKBONES  # loads TensorFlow, as every other extractor does
-
     if spec in BACKBONES:
         if layer:
             raise ArtganError(f"`layer` applies to model extractors, not {spec!r}")

@@ -25,6 +25,8 @@ variables of its distributed mode.
   ended (`expire_trials`: `oracle.ongoing_trials`, `tuner_ids`); a trial whose worker is gone
   is failed after the fact (`mark_failed`: `_retry_queue`, `end_order`); who holds which
   trial is read from the chief's `oracle.json` (`ongoing_trials`).
+* Errors: KerasTuner gives up after `max_consecutive_failed_trials` with a plain
+  RuntimeError, told apart by its text (`gave_up_after_failures`).
 """
 
 import collections
@@ -423,3 +425,13 @@ def mark_failed(tuner, failed):
 def ongoing_trials(output):
     """{tuner id: trial id} of the trials the chief has handed out and not yet got back."""
     return read_json(RunFolder(output).oracle).get("ongoing_trials", {})
+
+
+GAVE_UP = "Number of consecutive failures"
+
+
+def gave_up_after_failures(error: BaseException) -> list[str] | None:
+    """The lines of KerasTuner's message when `error` is it giving up after too many failed
+    trials in a row (first: the count; last: the last trial's error), else None."""
+    text = str(error).strip()
+    return text.splitlines() if isinstance(error, RuntimeError) and text.startswith(GAVE_UP) else None

@@ -1,9 +1,10 @@
 """Pruning: stop a trial that trails the finished ones (`pruning:` in the spec).
 
-The decision (`median_stop`) is a pure function of curves; `finished_curves` reads the
-finished trials' curves from the run folder (so a distributed worker sees every worker's
-trials), and `TrialProgress` (a Keras callback, one per trial) applies the rule after each
-epoch and records the trial's progress in its `artgan_trial.json`.
+The decision (a rule from `artgan.tuning.pruners`) is a pure function of curves;
+`finished_curves` reads the finished trials' curves from the run folder (so a distributed
+worker sees every worker's trials), and `TrialProgress` (a Keras callback, one per trial)
+applies the rule after each epoch and records the trial's progress in its
+`artgan_trial.json`.
 
 KerasTuner has no PRUNED status: a pruned trial ends COMPLETED with the score of the epochs
 it ran (so it still informs the Bayesian oracle); `pruned_at_epoch` in its artgan_trial.json
@@ -12,42 +13,17 @@ makes the trials table show it as PRUNED.
 
 import json
 import logging
-import statistics
+from pathlib import Path
+from typing import Optional
 
 import keras
 
+from artgan.config.spec import PruningSpec
 from artgan.files import read_json, write_text_atomic
 from artgan.runfolder import RunFolder
+from artgan.tuning.pruners import NONE, should_stop
 
 log = logging.getLogger(__name__)
-
-
-def running_best(curve, direction="max"):
-    """[best of the first 1, first 2, ... values] of a curve."""
-    pick = max if direction == "max" else min
-    best, result = None, []
-    for value in curve:
-        best = value if best is None else pick(best, value)
-        result.append(best)
-    return result
-
-
-def median_stop(curve, finished, min_epochs=2, min_trials=3, direction="max"):
-    """The median-stopping rule: True when the trial should stop now.
-
-    `curve` is the trial's objective per epoch so far; `finished` the finished trials'
-    curves. After `min_epochs` epochs, and once `min_trials` trials have finished, the trial
-    stops when its best value so far is worse than the median of the finished trials' best
-    values up to the same epoch (a finished trial that ran fewer epochs counts with its best
-    over all it ran). Ties go on."""
-    epoch = len(curve)
-    finished = [c for c in finished if c]
-    if epoch < min_epochs or len(finished) < min_trials:
-        return False
-    mine = running_best(curve, direction)[-1]
-    theirs = [running_best(c, direction)[min(epoch, len(c)) - 1] for c in finished]
-    median = statistics.median(theirs)
-    return mine < median if direction == "max" else mine > median
 
 
 def finished_curves(output, objective, skip=()):
@@ -72,8 +48,9 @@ class TrialProgress(keras.callbacks.Callback):
     `marker` is what artgan_trial.json holds while the trial runs; `curves` the curves of
     epochs finished by an earlier, interrupted attempt (the backup resumes after them)."""
 
-    def __init__(self, output, trial_id, marker, objective, direction, pruning=None,
-                 curves=None):
+    def __init__(self, output: str | Path, trial_id: str, marker: dict, objective: str,
+                 direction: str, pruning: Optional[PruningSpec] = None,
+                 curves: Optional[dict[str, list[float]]] = None) -> None:
         super().__init__()
         self.output, self.trial_id = str(output), str(trial_id)
         self.marker, self.objective, self.direction = dict(marker), objective, direction
@@ -102,13 +79,14 @@ class TrialProgress(keras.callbacks.Callback):
             self.model.stop_training = True
             marker["pruned_at_epoch"] = epoch + 1
             log.info(f"trial {self.trial_id}: pruned after epoch {epoch + 1} (its best "
-                     f"{self.objective} trails the median of the finished trials)")
+                     f"{self.objective} trails the finished trials: `pruning.type` "
+                     f"{self.pruning.type})")
         write_text_atomic(self.path, json.dumps(marker))
 
-    def should_stop(self):
+    def should_stop(self) -> bool:
         rule = self.pruning
-        curve = self.curves.get(self.objective)
-        if rule is None or rule.type != "median" or len(curve or ()) < rule.min_epochs:
+        curve = self.curves.get(self.objective) or []
+        if rule is None or rule.type == NONE or len(curve) < rule.min_epochs:
             return False  # no rule, or still warming up: the run folder need not be read
         finished = finished_curves(self.output, self.objective, skip={self.trial_id})
-        return median_stop(curve, finished, rule.min_epochs, rule.min_trials, self.direction)
+        return should_stop(rule, curve, finished, self.direction)

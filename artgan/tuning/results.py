@@ -170,7 +170,7 @@ def save_best_models(tuner, spec, data, output):
 def save_ensemble(tuner, trials, models, spec, data, folder):
     """Stage `best/ensemble.keras` (and its card): the mean of the class probabilities of
     the best trials that read the best one's input size, when there are two or more."""
-    values = [tuner.hypermodel.values(trial.hyperparameters) for trial in trials]
+    values = [trial.hyperparameters for trial in trials]
     size = input_size(values[0])
     members = [(trial, hp, model) for trial, hp, model in zip(trials, values, models)
                if input_size(hp) == size]
@@ -222,7 +222,7 @@ def swap_in(folder, count):
 
 def model_metadata(tuner, trial, spec, data, rank, model):
     """What a saved best model carries besides its weights (`artgan.json`)."""
-    values = tuner.hypermodel.values(trial.hyperparameters)
+    values = trial.hyperparameters
     backbone = backbone_name(values)
     return {
         "task": spec.task,

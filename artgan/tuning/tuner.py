@@ -25,17 +25,19 @@ from pathlib import Path
 
 import keras
 import keras_tuner as kt
+import pandas as pd
 
+from artgan.config.spec import ExperimentSpec
 from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
 from artgan.files import as_disk_full, read_json, write_text_atomic
 from artgan.model._tf_compat import releasing_graphs, slow_cpu_kernels
-from artgan.model.crnn import PARAMETERS
 from artgan.progress import spending, time_spent
 from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import (
     adopt_oracle,
     checkpoint_file,
+    gave_up_after_failures,
     install_atomic_state_writer,
     is_worker_process,
     repair_tuner_files,
@@ -50,6 +52,7 @@ from artgan.tuning.budget import (
     start_clock,
     stop_reason,
 )
+from artgan.tuning.check import check_search
 from artgan.tuning.hypermodel import CRNNHyperModel
 from artgan.tuning.output import run_folder
 from artgan.tuning.parallel.strategy import distribution_strategy
@@ -61,6 +64,7 @@ from artgan.tuning.results import (
     save_best_models,
     write_trials_table,
 )
+from artgan.tuning.tuners import get_tuner
 
 log = logging.getLogger(__name__)
 
@@ -247,19 +251,14 @@ def fit_statistics(result):
     return stats
 
 
-TUNER_CLASSES = {
-    "random": kt.RandomSearch,
-    "bayesian": kt.BayesianOptimization,
-    "hyperband": kt.Hyperband,
-}
-
-
-def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
-    """The KerasTuner tuner named in the spec, with trial recording mixed in.
+def make_tuner(spec: ExperimentSpec, hypermodel: CRNNHyperModel, overwrite: bool = False,
+               distribute: bool = True) -> kt.Tuner:
+    """The tuner the spec names (`artgan.tuning.tuners`), with trial recording mixed in.
 
     `distribute=False` skips the spec's tf.distribute strategy (for processes that only
     serve the oracle or read results, never train)."""
-    base = TUNER_CLASSES[spec.tuner.type]
+    kind = get_tuner(spec.tuner.type)
+    base = kind.tuner_class()
     install_atomic_state_writer()
     folder = RunFolder(spec.output_dir)
     project = folder.project
@@ -287,22 +286,12 @@ def make_tuner(spec, hypermodel, overwrite=False, distribute=True):
         distribution_strategy=distribution_strategy(spec) if distribute else None,
     )
     with hypermodel.declaring():
-        tuner = _construct(tuner_class, spec, common)
+        tuner = tuner_class(**kind.arguments(spec), **common)
     tuner.pruning = spec.pruning
     if rebuild:
         restore_trials(tuner.oracle, project)
     requeue_orphaned_trials(tuner.oracle, skip=repaired)
     return tuner
-
-
-def _construct(tuner_class, spec, common):
-    if spec.tuner.type == "hyperband":
-        return tuner_class(max_epochs=spec.budget.epochs, factor=spec.tuner.hyperband_factor,
-                           hyperband_iterations=1, **common)
-    if spec.tuner.type == "bayesian":
-        return tuner_class(max_trials=spec.budget.max_trials,
-                           num_initial_points=spec.tuner.initial_points, **common)
-    return tuner_class(max_trials=spec.budget.max_trials, **common)
 
 
 def callbacks(spec):
@@ -320,9 +309,9 @@ def callbacks(spec):
     return result
 
 
-def run_search(spec, fresh=False):
+def run_search(spec: ExperimentSpec, fresh: bool = False) -> pd.DataFrame:
     """Run (or resume) the search in `spec`; returns the trials table."""
-    spec.space.check(PARAMETERS)  # a bad space, labels or paths stop us before anything is written
+    check_search(spec)  # a bad search, labels or paths stop us before anything is written
     data = TaskData.from_spec(spec)
     with run_folder(spec, fresh) as output:
         keras.utils.set_random_seed(spec.seed)
@@ -350,9 +339,9 @@ def run_search(spec, fresh=False):
             record_stop(output, str(error))  # on a full disk this may fail, saying so itself
             raise error from None
         except RuntimeError as error:  # KerasTuner stops after a few failed trials in a row
-            if not str(error).startswith("Number of consecutive failures"):
+            gave_up = gave_up_after_failures(error)
+            if gave_up is None:
                 raise
-            gave_up = str(error).strip().splitlines()
         with spending("saving best models"):
             save_best_models(tuner, spec, data, output)  # first: it times them for the table
         table = write_trials_table(tuner, output)

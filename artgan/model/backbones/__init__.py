@@ -13,12 +13,13 @@ Adding a backbone: one module in this package with an object satisfying `Backbon
 weights offline and checks a known photo's ImageNet class (tests/test_backbones.py).
 Nothing else changes: the search space's `backbone` choice, `python -m artgan similar
 --extractor NAME`, the embedding cache (keyed by `name` and `weights_id`) and the bench
-all read this registry.
+all read this registry. Import Keras inside the methods that build models (not at the top of
+the module): the registry is read when a spec is checked, before TensorFlow loads.
 """
 
 from typing import Protocol
 
-from artgan.errors import ArtganError
+from artgan.registry import Registry
 
 #: The bottom part's outputs: what an embedding cache stores per image.
 BOTTOM_TAPS = ("stage5", "stage6", "pooled")
@@ -50,23 +51,9 @@ class Backbone(Protocol):
         converted weights against known photos."""
 
 
-BACKBONES: dict[str, Backbone] = {}
-
-
-def register(backbone: Backbone) -> Backbone:
-    """Make `backbone` choosable by its name everywhere artgan names backbones."""
-    if backbone.name in BACKBONES or backbone.name == SCRATCH:
-        raise ArtganError(f"backbone {backbone.name!r} is registered twice")
-    BACKBONES[backbone.name] = backbone
-    return backbone
-
-
-def get_backbone(name: str) -> Backbone:
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        known = ", ".join([SCRATCH, *BACKBONES])
-        raise ArtganError(f"unknown backbone {name!r}; expected one of {known}") from None
+BACKBONES: Registry[Backbone] = Registry("backbone", reserved=(SCRATCH,))
+register = BACKBONES.register
+get_backbone = BACKBONES.find
 
 
 # ----------------------------------------------------------------------------- registry

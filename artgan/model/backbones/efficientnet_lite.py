@@ -7,7 +7,8 @@ One family, three members: Lite0 (224 px), Lite1 (240 px; depth x1.1) and Lite2 
 width x1.1, depth x1.2). Widths are rounded to multiples of 8; the first and last stages
 keep one block at every depth. Layer names are the same in every member (`stem_conv`,
 `block{i}_dw_dwconv`, `head_bn`, ...), and Lite0's are those of earlier artgan versions, so
-saved models keep loading.
+saved models keep loading. Keras is imported where a model is built, so naming a member (a
+search space's `backbone`, checked before a search starts) never loads TensorFlow.
 """
 
 import math
@@ -15,9 +16,7 @@ from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
 
-import keras
 import numpy as np
-from keras import layers
 
 from artgan.errors import ArtganError
 from artgan.model.torch_weights import read_state_dict
@@ -48,11 +47,15 @@ def round_filters(filters, width):
 
 
 def relu6(name):
+    from keras import layers  # loads TensorFlow: only when a model is built
+
     return layers.ReLU(max_value=6.0, name=name)
 
 
 def conv_bn(x, filters, kernel, stride, name, activation=True, depthwise=False):
     """Conv (or depthwise conv) -> BatchNorm [-> ReLU6], TF 'same' padding, no bias."""
+    from keras import layers
+
     if depthwise:
         x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False,
                                    name=f"{name}_dwconv")(x)
@@ -65,6 +68,8 @@ def conv_bn(x, filters, kernel, stride, name, activation=True, depthwise=False):
 
 def mbconv(x, index, kernel, stride, expand, filters):
     """Inverted residual block: 1x1 expand, depthwise, 1x1 project, skip when shapes allow."""
+    from keras import layers
+
     name = f"block{index}"
     inputs = x
     channels = x.shape[-1]
@@ -134,6 +139,9 @@ class EfficientNetLite:
     def bottom(self, input_size=None):
         """[0, 1] images -> {stage5, stage6, pooled}; `pooled` is the global mean of the
         outputs of stages 1-6 side by side (texture statistics from fine to coarse)."""
+        import keras
+        from keras import layers
+
         image = keras.Input((input_size or self.input_size,) * 2 + (3,), name="image")
         x = layers.Rescaling(255 / 128, offset=-127 / 128, name="imagenet_scale")(image)
         x = conv_bn(x, STEM_FILTERS, 3, 2, "stem")
@@ -153,6 +161,9 @@ class EfficientNetLite:
 
     def top(self, stage6_shape, head=True):
         """stage6 map -> {stage7[, top]}: the last stage [and the 1280-channel head conv]."""
+        import keras
+        from keras import layers
+
         stage6 = keras.Input(stage6_shape, name="stage6")
         x = stage6
         for index, kernel, stride, expand, filters, stage in self.block_plan():
@@ -165,6 +176,9 @@ class EfficientNetLite:
         return self._with_weights(keras.Model(stage6, outputs, name=f"{self.name}_top"))
 
     def classifier(self):
+        import keras
+        from keras import layers
+
         bottom = self.bottom()
         top = self.top(bottom.output["stage6"].shape[1:])
         x = layers.GlobalAveragePooling2D(name="avg_pool")(top(bottom.output["stage6"])["top"])
@@ -237,6 +251,8 @@ def convert_state(state, plan):
 
 
 def iter_layers(model):
+    import keras
+
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             yield from iter_layers(layer)

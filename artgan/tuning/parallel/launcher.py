@@ -16,14 +16,19 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
+
+from artgan.config.spec import ExperimentSpec
 from artgan.errors import ArtganError
 from artgan.files import read_json, write_text_atomic
-from artgan.model.crnn import PARAMETERS
 from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import ongoing_trials
 from artgan.tuning.budget import record_stop, start_clock
+from artgan.tuning.check import check_search
 from artgan.tuning.output import run_folder
 from artgan.tuning.parallel.access import (
     TOKEN_ENV,
@@ -371,8 +376,9 @@ class Launcher:
                          f"{int(row['attempts'])} attempts (an earlier attempt's worker was killed)")
 
 
-def launch(spec, command, workers=2, fresh=False, **options):
+def launch(spec: ExperimentSpec, command: Callable[..., list[str]], workers: int = 2,
+           fresh: bool = False, **options: Any) -> pd.DataFrame:
     """Run a search with a chief and `workers` local worker processes started by `command`
     (see `Launcher`); returns its trials table."""
-    spec.space.check(PARAMETERS)  # before any process starts or anything is written
+    check_search(spec)  # before any process starts or anything is written
     return Launcher(spec, command, workers, **options).run(fresh=fresh)

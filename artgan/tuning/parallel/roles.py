@@ -34,15 +34,16 @@ import socket
 import sys
 import time
 from contextlib import contextmanager, nullcontext
+from typing import Optional
 
 import grpc
 import keras
+import pandas as pd
 
-from artgan.config.spec import differences
+from artgan.config.spec import ExperimentSpec, differences
 from artgan.data.splits import TaskData
 from artgan.errors import ArtganError, DiskFull
 from artgan.files import read_json
-from artgan.model.crnn import PARAMETERS
 from artgan.runfolder import RunFolder
 from artgan.tuning._kt_compat import (
     KERASTUNER_ENV,
@@ -54,6 +55,7 @@ from artgan.tuning._kt_compat import (
     serve_oracle,
 )
 from artgan.tuning.budget import past_deadline, record_stop, start_clock, stop_reason
+from artgan.tuning.check import check_search
 from artgan.tuning.hypermodel import CRNNHyperModel
 from artgan.tuning.output import run_folder
 from artgan.tuning.parallel.access import (
@@ -198,8 +200,10 @@ HEARTBEAT = 60.0  # seconds between a worker's "still on it" calls while it hold
 # ----------------------------------------------------------------------------- one process
 
 
-def run_process(spec, chief=None, tuner_id=None, wait=600.0, token_file=None,
-                trial_timeout=DEFAULT_TRIAL_TIMEOUT):
+def run_process(spec: ExperimentSpec, chief: Optional[str] = None,
+                tuner_id: Optional[str] = None, wait: float = 600.0,
+                token_file: Optional[str] = None,
+                trial_timeout: float = DEFAULT_TRIAL_TIMEOUT) -> Optional[pd.DataFrame]:
     """One process of a distributed search: serve as the chief (`tuner_id` "chief") or run
     trials as a worker.
 
@@ -207,7 +211,7 @@ def run_process(spec, chief=None, tuner_id=None, wait=600.0, token_file=None,
     token from `token_file`, else $ARTGAN_ORACLE_TOKEN, else $ARTGAN_ORACLE_TOKEN_FILE, else
     <output>/oracle.token (which a chief started without a token writes).
     """
-    spec.space.check(PARAMETERS)  # before a chief writes anything or a worker takes a trial
+    check_search(spec)  # before a chief writes anything or a worker takes a trial
     die_with_launcher()
     if chief:
         host, port = parse_address(chief)
