@@ -23,8 +23,7 @@ from artgan.data.labels import load_labels
 from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
 from artgan.model.backbones import BACKBONES, register
-from artgan.model.crnn import PARAMETERS
-from artgan.model.crnn import build_model, deployable_model
+from artgan.model.crnn import PARAMETERS, build_model, deployable_model
 from artgan.model.embeddings import embed_split
 from artgan.model.saved import load_model
 from artgan.model.torch_weights import LEGACY_MAGIC, read_state_dict

@@ -43,13 +43,13 @@ class Evaluation:
     """Scores of a model on one label file, plus what could not be scored and why."""
 
     accuracy: float
-    top5_accuracy: float  # None unless there are more than 5 classes
+    top5_accuracy: float | None  # None unless there are more than 5 classes
     macro_f1: float
     scored: int
     skipped: list = field(default_factory=list)
     class_names: list = field(default_factory=list)  # the classes scored over
-    predictions_file: Path = None
-    predictions: pd.DataFrame = None
+    predictions_file: Path | None = None
+    predictions: pd.DataFrame | None = None
     written: bool = False
 
     def write_predictions(self):

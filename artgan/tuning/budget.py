@@ -8,7 +8,7 @@ never read it). No trial starts after it; the running one finishes (or is pruned
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from artgan.files import read_json, write_text_atomic
 from artgan.runfolder import RunFolder
@@ -57,4 +57,4 @@ def stop_reason(output, finished, max_trials):
 
 
 def _stamp(seconds):
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
