@@ -1,9 +1,9 @@
 """Embed once: a pretrained backbone's activations per image, cached on disk like the pixels.
 
 A frozen backbone gives every image the same activations in every trial and epoch, so its
-bottom part (`artgan.backbones`) runs once per (weights, input size, resize policy, image
-list) and trials train only what sits above. Each of the bottom's taps is a float16 `.npy`
-memory-mapped by every trial and worker process. With `flip`, rows N..2N-1 hold the
+bottom part (`artgan.model.backbones`) runs once per (weights, input size, resize policy,
+image list) and trials train only what sits above. Each of the bottom's taps is a float16
+`.npy` memory-mapped by every trial and worker process. With `flip`, rows N..2N-1 hold the
 horizontally mirrored images, so training can still augment by flipping.
 
     <cache>/embeddings/<key>.<tap>.npy   one per tap, (N or 2N, ...) float16

@@ -1,6 +1,6 @@
 """One self-contained HTML report per search: what won, why, where it errs, what it sees.
 
-`build_report(target)` reads a run folder written by `artgan.search` (`spec.yaml`,
+`build_report(target)` reads a run folder written by a search (`artgan.tuning`; `spec.yaml`,
 `trials.json`/`trials.csv`, `best/model_N.keras`), re-evaluates the best models on the
 search's own validation split and writes, under `reports/<run>/`:
 
@@ -9,7 +9,7 @@ search's own validation split and writes, under `reports/<run>/`:
     metrics.json                every number shown in the report
     predictions_model_N.csv     per-image predictions of the N-th best model
     per_class_model_N.csv       precision / recall / F1 / support per class
-    features_model_1_LAYER.npz  validation-image features (see `artgan.features`)
+    features_model_1_LAYER.npz  validation-image features (see `artgan.model.features`)
     suspect_labels.csv          paintings whose label the model and their neighbours doubt
     model_N.md                  the model card of the N-th best model
     *.png, *.svg                the figures
