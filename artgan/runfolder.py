@@ -19,12 +19,15 @@ writes them and every reader (report, similar, the launcher).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 #: Metrics recorded at the objective's best epoch, in table order.
 METRICS = ("val_accuracy", "val_top5_accuracy", "val_loss", "accuracy", "loss")
 HP_PREFIX = "hp/"
+#: KerasTuner's own bookkeeping among a trial's values (Hyperband's `tuner/epochs`, ...).
+TUNER_VALUES = "tuner/"
 #: Table statuses of trials that trained and have a score (PRUNED: stopped early by the
 #: pruning rule; KerasTuner itself records it as COMPLETED).
 FINISHED = ("COMPLETED", "PRUNED")
@@ -127,6 +130,16 @@ def model_rank(path):
         return int(Path(path).stem.rsplit("_", 1)[1])
     except (IndexError, ValueError):
         return 10**6
+
+
+def searched(name: str) -> bool:
+    """Whether a trial's value `name` is a searched hyperparameter (not tuner bookkeeping)."""
+    return not name.startswith(TUNER_VALUES)
+
+
+def hp_columns(columns: Iterable[str]) -> list[str]:
+    """The searched hyperparameters' columns (`hp/NAME`) of a trials table, in its order."""
+    return [c for c in columns if c.startswith(HP_PREFIX) and searched(c.removeprefix(HP_PREFIX))]
 
 
 @dataclass

@@ -19,7 +19,7 @@ from artgan.config.spec import (
     validate,
 )
 from artgan.errors import ArtganError
-from artgan.runfolder import FINISHED, RunFolder, TrialRow
+from artgan.runfolder import FINISHED, RunFolder, TrialRow, hp_columns
 
 UNFINISHED = {"RUNNING": "still running", "IDLE": "not started",
               "INVALID": "invalid hyperparameters", "STOPPED": "stopped early by the tuner"}
@@ -50,8 +50,7 @@ class Run:
     @property
     def hp_columns(self):
         """Searched hyperparameters (KerasTuner's own hp/tuner/* bookkeeping left out)."""
-        return [c for c in self.trials.columns
-                if c.startswith("hp/") and not c.startswith("hp/tuner/")]
+        return hp_columns(self.trials.columns)
 
 
 def find_run_folder(target):
