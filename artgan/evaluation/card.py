@@ -16,7 +16,11 @@ import time
 import numpy as np
 
 from artgan.data.generators import model_input
-from artgan.evaluation.metrics import expected_calibration_error, named_scores
+from artgan.evaluation.metrics import (
+    expected_calibration_error,
+    named_scores,
+    per_class_scores,
+)
 
 TIMED_BATCH = 32
 TIMED_REPEATS = 3
@@ -38,18 +42,6 @@ def inference_ms(model, pixels, batch=TIMED_BATCH, repeats=TIMED_REPEATS):
     return float(np.median(times) * 1000 / len(images))
 
 
-def per_class_scores(labels, probabilities, class_names):
-    """[{class, precision, recall, f1, support}] for every class of the model."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    classes = np.arange(len(class_names))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, probabilities.argmax(axis=1), labels=classes, zero_division=0)
-    return [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
-             "support": int(s)}
-            for name, p, r, f, s in zip(class_names, precision, recall, f1, support)]
-
-
 def card_facts(labels, probabilities, class_names, train_labels, milliseconds=None):
     """What a card reports that is measured rather than recorded, over the classes the
     training and validation labels have."""
@@ -58,7 +50,7 @@ def card_facts(labels, probabilities, class_names, train_labels, milliseconds=No
     classes = np.flatnonzero(train_counts + val_counts)
     return {"scores": named_scores(labels, probabilities, classes),
             "ece": expected_calibration_error(labels, probabilities),
-            "per_class": per_class_scores(labels, probabilities, class_names),
+            "per_class": per_class_scores(labels, probabilities.argmax(axis=1), class_names),
             "counts": {"train": train_counts.tolist(), "val": val_counts.tolist()},
             "inference_ms": milliseconds}
 

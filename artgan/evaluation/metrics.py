@@ -4,7 +4,12 @@ out (no files, no models), so each is checked on hand-made arrays in millisecond
 from collections import Counter
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
 
 TOP_K = 5
 SCORES = ("accuracy", "top5_accuracy", "macro_f1")
@@ -37,6 +42,17 @@ def named_scores(labels, probabilities, classes):
     """`score` as floats (or None) under the names metrics.json and the report template use."""
     values = score(labels, probabilities, classes)
     return {name: None if value is None else float(value) for name, value in zip(SCORES, values)}
+
+
+def per_class_scores(labels, predicted, class_names, classes=None):
+    """[{label, class, precision, recall, f1, support}] per class id in `classes` (default:
+    every class of `class_names`), from true and predicted class ids."""
+    classes = np.arange(len(class_names)) if classes is None else np.asarray(classes)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0)
+    return [{"label": int(c), "class": class_names[c], "precision": float(p), "recall": float(r),
+             "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support)]
 
 
 def most_confused(matrix, shown, names, limit=5):

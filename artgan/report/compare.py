@@ -27,7 +27,7 @@ from matplotlib import rc_context
 
 from artgan.data.splits import TaskData, load_split_images
 from artgan.errors import ArtganError
-from artgan.evaluation.card import per_class_scores
+from artgan.evaluation.metrics import per_class_scores
 from artgan.evaluation.predict import predict_split
 from artgan.model.saved import load_model
 from artgan.report.figures import MATPLOTLIB_STYLE
@@ -150,7 +150,7 @@ def per_class_f1(runs, labels, data):
                                   run.spec.data.on_error, progress=False)
         probabilities = predict_split(model, split)
         names = metadata["class_names"]
-        scores = per_class_scores(split.labels, probabilities, names)
+        scores = per_class_scores(split.labels, probabilities.argmax(axis=1), names)
         columns[label] = {s["class"]: s["f1"] for s in scores if s["support"]}
     if not columns:
         return None

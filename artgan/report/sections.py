@@ -40,7 +40,12 @@ from artgan import __version__
 from artgan.data.labels import load_labels, read_class_file
 from artgan.data.splits import load_split_images
 from artgan.evaluation.baselines import handcrafted_features
-from artgan.evaluation.metrics import correlation, most_confused, named_scores
+from artgan.evaluation.metrics import (
+    correlation,
+    most_confused,
+    named_scores,
+    per_class_scores,
+)
 from artgan.model.saved import load_model
 from artgan.paths import REPO_ROOT
 from artgan.report.figures import (
@@ -320,8 +325,6 @@ def confusion_section(evaluated, run, writer):
     rows = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
 
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=shown, zero_division=0)
     present = np.unique(truth)
     averages = {}
     for average in ("macro", "weighted"):
@@ -329,9 +332,7 @@ def confusion_section(evaluated, run, writer):
             truth, predicted, labels=present, average=average, zero_division=0)
         averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f),
                              "support": int(len(truth))}
-    per_class = pd.DataFrame({"label": shown, "class": label_names,
-                              "precision": precision, "recall": recall, "f1": f1,
-                              "support": support})
+    per_class = pd.DataFrame(per_class_scores(truth, predicted, names, shown))
     suffix = f"model_{evaluated.rank}"
     writer.csv(per_class, f"per_class_{suffix}.csv")
     writer.csv(evaluated.predictions, f"predictions_{suffix}.csv")
