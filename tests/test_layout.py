@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "artgan"
 HEAVY = ("tensorflow", "keras", "keras_tuner", "sklearn", "matplotlib")
 #: Layers, lowest first: a module may import its own layer and lower ones only.
 LAYERS = (
-    {"errors", "paths", "files", "runfolder", "progress"},
+    {"errors", "paths", "files", "runfolder", "progress", "formatting"},
     {"config"},
     {"data"},
     {"model"},

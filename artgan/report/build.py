@@ -18,17 +18,17 @@ from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
 from artgan.evaluation.card import card_facts, model_card
 from artgan.files import folder_in_use
-from artgan.report.features import similarity_section
-from artgan.report.figures import (
-    MATPLOTLIB_STYLE,
-)
-from artgan.report.format import (
+from artgan.formatting import (
     count,
     decimal,
     duration,
     missing,
     percent,
     plain,
+)
+from artgan.report.features import similarity_section
+from artgan.report.figures import (
+    MATPLOTLIB_STYLE,
 )
 from artgan.report.insights import (
     calibration_section,

@@ -29,9 +29,9 @@ from artgan.data.splits import TaskData, load_split_images
 from artgan.errors import ArtganError
 from artgan.evaluation.metrics import per_class_scores
 from artgan.evaluation.predict import predict_split
+from artgan.formatting import decimal, duration, hp_text, percent, plain
 from artgan.model.saved import load_model
 from artgan.report.figures import MATPLOTLIB_STYLE
-from artgan.report.format import decimal, duration, hp_text, percent, plain
 from artgan.report.insight_figures import best_so_far_figure, per_class_figure
 from artgan.report.output import Writer
 from artgan.report.run import Run, open_run

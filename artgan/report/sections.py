@@ -18,7 +18,7 @@ Each section is built by one `*_section` function that returns plain data for th
 template (`templates/report.html.j2`, autoescaped: class names, paths and spec values are
 text, never markup). A section that cannot be computed says what is missing and why.
 The figures are drawn in `artgan.report.figures` (and `insight_figures`), values are
-formatted for the page by `artgan.report.format`, and files are written (and embedded) by
+formatted for the page by `artgan.formatting`, and files are written (and embedded) by
 `artgan.report.output`. The trade-off, calibration, examples (Grad-CAM) and suspect-label
 sections are in `artgan.report.insights`; the comparison of runs in `artgan.report.compare`.
 """
@@ -46,15 +46,7 @@ from artgan.evaluation.metrics import (
     named_scores,
     per_class_scores,
 )
-from artgan.model.saved import load_model
-from artgan.paths import REPO_ROOT
-from artgan.report.figures import (
-    confusion_figure,
-    curves_figure,
-    hp_figure,
-    importance_figure,
-)
-from artgan.report.format import (
+from artgan.formatting import (
     BLANK,
     cell,
     count,
@@ -67,6 +59,14 @@ from artgan.report.format import (
     numeric_values,
     percent,
     value_cell,
+)
+from artgan.model.saved import load_model
+from artgan.paths import REPO_ROOT
+from artgan.report.figures import (
+    confusion_figure,
+    curves_figure,
+    hp_figure,
+    importance_figure,
 )
 from artgan.report.insight_figures import parallel_figure
 from artgan.report.run import UNFINISHED
