@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from artgan.data.generators import model_input
 from artgan.evaluation.metrics import (
@@ -27,12 +30,16 @@ from artgan.formatting import duration, number
 from artgan.model.backbones import SCRATCH
 from artgan.runfolder import searched
 
+if TYPE_CHECKING:
+    import keras
+
 TIMED_BATCH = 32
 TIMED_REPEATS = 3
 NOT_RECORDED = "not recorded"
 
 
-def inference_ms(model, pixels, batch=TIMED_BATCH, repeats=TIMED_REPEATS):
+def inference_ms(model: keras.Model, pixels: np.ndarray, batch: int = TIMED_BATCH,
+                 repeats: int = TIMED_REPEATS) -> float | None:
     """Median milliseconds per image of one forward pass over a batch of (up to `batch`)
     uint8 `pixels`, after one untimed warm-up pass; None for no pixels."""
     if len(pixels) == 0:
@@ -47,7 +54,8 @@ def inference_ms(model, pixels, batch=TIMED_BATCH, repeats=TIMED_REPEATS):
     return float(np.median(times) * 1000 / len(images))
 
 
-def card_facts(labels, probabilities, class_names, train_labels, milliseconds=None):
+def card_facts(labels: ArrayLike, probabilities: np.ndarray, class_names: Sequence[str],
+               train_labels: ArrayLike, milliseconds: float | None = None) -> dict[str, Any]:
     """What a card reports that is measured rather than recorded, over the classes the
     training and validation labels have."""
     train_counts = np.bincount(np.asarray(train_labels, dtype=int), minlength=len(class_names))
@@ -69,7 +77,7 @@ class Markdown(str):
     """Text that is Markdown already (a code span), written into the card as it is."""
 
 
-def text(value):
+def text(value: object) -> str:
     """`value` as literal Markdown text: markup characters backslash-escaped, line breaks
     folded, so a class name or path cannot add links, HTML, emphasis or table cells."""
     if isinstance(value, Markdown):
@@ -77,14 +85,15 @@ def text(value):
     return MARKUP.sub(r"\\\1", " ".join(str(value).split()))
 
 
-def code(value):
+def code(value: object) -> Markdown:
     """`value` as a Markdown code span, fenced by more backticks than it holds."""
     value = " ".join(str(value).split())
     fence = "`" * (max((len(run) for run in re.findall("`+", value)), default=0) + 1)
     return Markdown(f"{fence} {value} {fence}" if fence != "`" else f"`{value}`")
 
 
-def model_card(metadata, facts, budget=None, trial=None):
+def model_card(metadata: dict[str, Any], facts: dict[str, Any], budget: dict | None = None,
+               trial: dict | None = None) -> str:
     """The Markdown card of one saved model (`templates/model_card.md.j2`). `metadata`:
     what `save_model` stored; `facts`: `card_facts`; `budget`: the spec's budget as a dict;
     `trial`: its trials-table row as a dict (epochs, wall seconds, parameters)."""

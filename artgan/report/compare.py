@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
@@ -159,7 +160,8 @@ def per_class_f1(runs, labels, data):
                         index=classes)
 
 
-def compare_runs(targets, out=None, allow_mismatch=False):
+def compare_runs(targets: Sequence[str | Path | Run], out: str | Path | None = None,
+                 allow_mismatch: bool = False) -> Path:
     """Write the comparison page of `targets` (run folders, experiment YAMLs, tasks or opened
     `Run`s)."""
     started = time.perf_counter()

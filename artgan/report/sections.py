@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from artgan import __version__
 from artgan.data.labels import load_labels, read_class_file
-from artgan.data.splits import load_split_images
+from artgan.data.splits import SplitImages, load_split_images
 from artgan.evaluation.baselines import handcrafted_features
 from artgan.evaluation.metrics import (
     correlation,
@@ -72,6 +73,9 @@ from artgan.report.insight_figures import parallel_figure
 from artgan.report.run import UNFINISHED
 from artgan.runfolder import FINISHED
 
+if TYPE_CHECKING:
+    import keras
+
 MIN_TRIALS_FOR_IMPORTANCE = 3
 
 
@@ -88,16 +92,16 @@ class Evaluated:
 
     rank: int
     path: Path
-    metadata: dict
-    split: object  # SplitImages at the model's input size
+    metadata: dict[str, Any]
+    split: SplitImages  # at the model's input size
     probabilities: np.ndarray
     predictions: pd.DataFrame
-    features: dict  # layer name -> (N, D) float32
-    scores: dict = field(default_factory=dict)  # accuracy, top5_accuracy, macro_f1
-    model: object = None  # the Keras model, for Grad-CAM
+    features: dict[str, np.ndarray]  # layer name -> (N, D) float32
+    scores: dict[str, float | None] = field(default_factory=dict)  # accuracy, top5, macro_f1
+    model: keras.Model | None = None  # for Grad-CAM
 
     @property
-    def trial_id(self):
+    def trial_id(self) -> str:
         return str(self.metadata.get("trial_id"))
 
 
