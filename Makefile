@@ -7,7 +7,7 @@
 #   make explain MODEL=runs/genre/best/model_1.keras IMAGES="a.jpg b.jpg" [OUT=heat]
 #   make similar [MODEL=runs/style/best/model_1.keras] [K=10]   (NGA similar-painting search)
 #   make data WIKIART=1 [TO=DIR]   make data NGA=1 [LIMIT=N] [CLASSIFICATION=Painting] [SIZE=800] [TO=DIR]
-#   make test [ARGS=...]   make test-fast   make deps (what the tests need)   make venv
+#   make test [ARGS=...]   make test-fast   make lint   make deps (what the tests need)   make venv
 #   make bench [ARGS="--only search"]   make clean-cache (empty .cache/images)
 #   make rehearse [FRACTION=0.1] [TO=DIR] [MEASURE=1]   (stand-in WikiArt tree; docs/rehearsal.md)
 
@@ -28,7 +28,7 @@ SEARCH_SETS = $(if $(TRIALS),--set budget.max_trials=$(TRIALS)) \
               $(if $(MAX_IMAGES),--set budget.max_train_images=$(MAX_IMAGES)) \
               $(if $(FRESH),--fresh)
 
-.PHONY: help search report compare explain tensorboard test test-fast deps bench venv clean-cache
+.PHONY: help search report compare explain tensorboard test test-fast lint deps bench venv clean-cache
 
 help:  # the comment block at the top of this file
 	@sed -n '/^#/!q; s/^# \{0,1\}//p' Makefile
@@ -76,12 +76,19 @@ deps:
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-test: venv deps
+test: venv deps lint
 	$(PY) -m pytest $(ARGS)
 
 # The fast tier (under a minute): no searches, no subprocess training, no browser.
-test-fast: venv
+test-fast: venv lint
 	$(PY) -m pytest -m "not slow and not distributed and not browser" $(ARGS)
+
+# Lint, formatting and types (settings in pyproject.toml); `ruff format` and
+# `ruff check --fix` make most of what this reports right.
+lint: venv
+	$(VENV)/bin/ruff check artgan tests bench
+	$(VENV)/bin/ruff format --check artgan tests bench
+	$(VENV)/bin/mypy
 
 bench: venv
 	$(PY) bench/bench.py $(ARGS)

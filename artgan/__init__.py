@@ -3,9 +3,10 @@
 The package reads like the data's path, one subpackage per concern, lowest first:
 
     errors, paths, files, runfolder,  shared vocabulary: errors, places, safe and resumable
-    progress, registry                writes, the run folder's layout and its trials-table
+    progress, registry, formatting    writes, the run folder's layout and its trials-table
                                       rows, progress bars (logged lines when not a terminal),
-                                      registries of named implementations
+                                      registries of named implementations, how numbers read
+                                      in reports and model cards
     config/      experiment specs and search spaces; what makes two searches comparable
     data/        label files, decoding + cache, a task's splits, Keras batch generators
     model/       CRNN builders, pretrained backbones, cached embeddings, features, saved models

@@ -20,12 +20,16 @@ writes them and every reader (report, similar, the launcher).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: Metrics recorded at the objective's best epoch, in table order.
 METRICS = ("val_accuracy", "val_top5_accuracy", "val_loss", "accuracy", "loss")
 HP_PREFIX = "hp/"
+#: KerasTuner's own bookkeeping among a trial's values (Hyperband's `tuner/epochs`, ...).
+TUNER_VALUES = "tuner/"
 #: Table statuses of trials that trained and have a score (PRUNED: stopped early by the
 #: pruning rule; KerasTuner itself records it as COMPLETED).
 FINISHED = ("COMPLETED", "PRUNED")
@@ -38,105 +42,115 @@ class RunFolder:
     root: Path
     project_name = "tuner"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
     @property
-    def spec(self):
+    def spec(self) -> Path:
         return self.root / "spec.yaml"
 
     @property
-    def fingerprint(self):
+    def fingerprint(self) -> Path:
         return self.root / "fingerprint"
 
     @property
-    def comparable(self):
+    def comparable(self) -> Path:
         return self.root / "comparable.json"
 
     @property
-    def trials_csv(self):
+    def trials_csv(self) -> Path:
         return self.root / "trials.csv"
 
     @property
-    def trials_json(self):
+    def trials_json(self) -> Path:
         return self.root / "trials.json"
 
     @property
-    def search_state(self):
+    def search_state(self) -> Path:
         return self.root / "search.json"
 
     @property
-    def best(self):
+    def best(self) -> Path:
         return self.root / "best"
 
     @property
-    def tensorboard(self):
+    def tensorboard(self) -> Path:
         return self.root / "tensorboard"
 
     @property
-    def project(self):
+    def project(self) -> Path:
         return self.root / self.project_name
 
     @property
-    def oracle(self):
+    def oracle(self) -> Path:
         return self.project / "oracle.json"
 
     @property
-    def skipped(self):
+    def skipped(self) -> Path:
         return self.root / "skipped.txt"
 
     @property
-    def logs(self):
+    def logs(self) -> Path:
         return self.root / "logs"
 
     @property
-    def workers_state(self):
+    def workers_state(self) -> Path:
         return self.root / "workers.json"
 
-    def model(self, rank):
+    def model(self, rank: int) -> Path:
         return self.best / f"model_{rank}.keras"
 
-    def card(self, rank):
+    def card(self, rank: int) -> Path:
         """The model card (Markdown) beside `model_N.keras`."""
         return self.best / f"model_{rank}.md"
 
     @property
-    def ensemble(self):
+    def ensemble(self) -> Path:
         """The mean of the best models' class probabilities, as one model."""
         return self.best / "ensemble.keras"
 
     @property
-    def ensemble_card(self):
+    def ensemble_card(self) -> Path:
         return self.best / "ensemble.md"
 
-    def models(self):
+    def models(self) -> list[Path]:
         """The saved best models, best first."""
         return sorted(self.best.glob("model_[0-9]*.keras"), key=model_rank)
 
-    def trial_dir(self, trial_id):
+    def trial_dir(self, trial_id: str) -> Path:
         return self.project / f"trial_{trial_id}"
 
-    def trial_info(self, trial_id):
+    def trial_info(self, trial_id: str) -> Path:
         return self.trial_dir(trial_id) / "artgan_trial.json"
 
-    def trial_backup(self, trial_id):
+    def trial_backup(self, trial_id: str) -> Path:
         return self.trial_dir(trial_id) / "backup"
 
-    def trial_infos(self):
+    def trial_infos(self) -> list[Path]:
         """Every trial's `artgan_trial.json`, in id order."""
         return sorted(self.project.glob("trial_*/artgan_trial.json"))
 
-    def trial_files(self):
+    def trial_files(self) -> list[Path]:
         """Every trial's KerasTuner record (`trial_ID/trial.json`), in id order."""
         return sorted(self.project.glob("trial_*/trial.json"))
 
 
-def model_rank(path):
+def model_rank(path: str | Path) -> int:
     """N of `model_N.keras` (unparsable names last)."""
     try:
         return int(Path(path).stem.rsplit("_", 1)[1])
     except (IndexError, ValueError):
         return 10**6
+
+
+def searched(name: str) -> bool:
+    """Whether a trial's value `name` is a searched hyperparameter (not tuner bookkeeping)."""
+    return not name.startswith(TUNER_VALUES)
+
+
+def hp_columns(columns: Iterable[str]) -> list[str]:
+    """The searched hyperparameters' columns (`hp/NAME`) of a trials table, in its order."""
+    return [c for c in columns if c.startswith(HP_PREFIX) and searched(c.removeprefix(HP_PREFIX))]
 
 
 @dataclass
@@ -167,7 +181,7 @@ class TrialRow:
     history: dict = field(default_factory=dict)  # metric -> per-epoch values
     extra: dict = field(default_factory=dict)  # columns this version does not know
 
-    def to_json(self):
+    def to_json(self) -> dict[str, Any]:
         row = {k: v for k, v in asdict(self).items()
                if k not in ("metrics", "hyperparameters", "history", "extra")}
         head = {k: row.pop(k) for k in ("trial_id", "status", "score", "best_epoch")}
@@ -175,14 +189,14 @@ class TrialRow:
                 **{HP_PREFIX + k: v for k, v in self.hyperparameters.items()},
                 "history": self.history}
 
-    def flat(self):
+    def flat(self) -> dict[str, Any]:
         """The row of trials.csv: `to_json` without the curves."""
         row = self.to_json()
         row.pop("history")
         return row
 
     @classmethod
-    def from_json(cls, row):
+    def from_json(cls, row: dict[str, Any]) -> TrialRow:
         row = dict(row)
         known = {f for f in cls.__dataclass_fields__ if f not in ("metrics", "hyperparameters",
                                                                    "extra")}

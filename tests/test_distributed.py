@@ -390,15 +390,13 @@ def test_the_chief_refuses_calls_without_the_token(chief):
     for wrong in (None, "", "not-" + token):
         service, metadata = stub(address, wrong)
         calls = [
-            lambda: service.GetSpace(messages.GetSpaceRequest(), metadata=metadata, timeout=10),
-            lambda: service.CreateTrial(messages.CreateTrialRequest(tuner_id="intruder"),
-                                        metadata=metadata, timeout=10),
-            lambda: service.EndTrial(messages.EndTrialRequest(trial=fabricated_trial().to_proto()),
-                                     metadata=metadata, timeout=10),
+            (service.GetSpace, messages.GetSpaceRequest()),
+            (service.CreateTrial, messages.CreateTrialRequest(tuner_id="intruder")),
+            (service.EndTrial, messages.EndTrialRequest(trial=fabricated_trial().to_proto())),
         ]
-        for call in calls:
+        for method, request in calls:
             with pytest.raises(grpc.RpcError) as refused:
-                call()
+                method(request, metadata=metadata, timeout=10)
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert oracle.trials == {} and oracle.ongoing_trials == {} and "intruder" not in oracle.tuner_ids
     assert oracle.get_best_trials(1) == []

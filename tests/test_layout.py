@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "artgan"
 HEAVY = ("tensorflow", "keras", "keras_tuner", "sklearn", "matplotlib")
 #: Layers, lowest first: a module may import its own layer and lower ones only.
 LAYERS = (
-    {"errors", "paths", "files", "runfolder", "progress", "registry"},
+    {"errors", "paths", "files", "runfolder", "progress", "registry", "formatting"},
     {"config"},
     {"data"},
     {"model"},
@@ -34,9 +34,12 @@ class Module:
         self.name = name
         self.source = source
         self.tree = ast.parse(source)
-        self.top_imports, self.inner_imports = [], []
-        for node, inner in _imports(self.tree):
-            imported = self.inner_imports if inner else self.top_imports
+        #: `if TYPE_CHECKING:` imports never run: they keep the layers, but make no cycle
+        #: and load nothing heavy.
+        self.top_imports, self.inner_imports, self.typing_imports = [], [], []
+        for node, where in _imports(self.tree):
+            imported = {"top": self.top_imports, "inner": self.inner_imports,
+                        "typing": self.typing_imports}[where]
             imported += [(target, node.lineno) for target in _targets(node, name)]
 
     @property
@@ -45,7 +48,7 @@ class Module:
         return parts[1] if len(parts) > 1 else ""
 
     def imports(self):
-        return self.top_imports + self.inner_imports
+        return self.top_imports + self.inner_imports + self.typing_imports
 
     def strings(self):
         """String constants that are not docstrings, with their line."""
@@ -59,14 +62,26 @@ class Module:
 
 
 def _imports(tree):
-    """(import node, inside a function?) for every import in `tree`."""
-    def visit(node, inner):
+    """(import node, "top", "inner" (in a function) or "typing" (under `if TYPE_CHECKING:`))
+    for every import in `tree`."""
+    def visit(node, where):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.Import, ast.ImportFrom)):
-                yield child, inner
-            yield from visit(child, inner or isinstance(child, (ast.FunctionDef,
-                                                                   ast.AsyncFunctionDef)))
-    return list(visit(tree, False))
+                yield child, where
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and where == "top":
+                yield from visit(child, "inner")
+            elif _type_checking(child):
+                yield from visit(child, "typing")
+            else:
+                yield from visit(child, where)
+    return list(visit(tree, "top"))
+
+
+def _type_checking(node):
+    """An `if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`) block."""
+    return isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"))
 
 
 def _targets(node, importer):
@@ -246,7 +261,8 @@ def test_the_package_keeps_its_layering_rules(rule):
 
 
 VIOLATIONS = {
-    lower_layers_only: ("artgan/data/labels.py", "import keras_tuner\nfrom artgan.tuning import results\n"),
+    lower_layers_only: ("artgan/data/labels.py", "import keras_tuner\nfrom artgan.tuning import results\n"
+                        "if TYPE_CHECKING:\n    from artgan.report.run import Run\n"),
     kerastuner_in_tuning_only: ("artgan/tuning/tuner.py", "from keras_tuner.src import utils\n"
                                 "from tensorflow.python.framework import ops\n"),
     run_folder_through_one_layout: ("artgan/report/run.py", "def f(folder):\n    return folder / 'trials.json'\n"),
@@ -271,3 +287,21 @@ def test_each_rule_catches_a_violation(rule, tmp_path):
     target.write_text(target.read_text() + "\n" + code)
     found = rule(load_package(copy))
     assert found != [] and len(found) >= code.count("import "), found
+
+
+def test_type_checking_imports_keep_the_layers_but_make_no_cycle(tmp_path):
+    """An import under `if TYPE_CHECKING:` never runs: it may point back at a module that
+    imports this one (no cycle at run time), but not at a higher layer."""
+    import shutil
+
+    copy = tmp_path / "artgan"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    space = copy / "config" / "space.py"
+    space.write_text(space.read_text() + "\nif TYPE_CHECKING:\n"
+                     "    from artgan.config.spec import ExperimentSpec\n")
+    modules = load_package(copy)
+    assert no_cycles(modules) == [] and lower_layers_only(modules) == []
+    assert ("artgan.config.spec", space.read_text().count("\n")) in (
+        modules["artgan.config.space"].typing_imports)
+    space.write_text(space.read_text() + "    from artgan.model import saved\n")
+    assert lower_layers_only(load_package(copy)) != []

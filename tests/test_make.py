@@ -13,6 +13,7 @@ MAKE = shutil.which("make")
 UPDATE = "apt-get update -qq"
 INSTALL = "apt-get install -y -qq chromium"
 SUDO = "sudo env DEBIAN_FRONTEND=noninteractive "  # sudo drops the environment
+LINT = ("ruff check", "ruff format --check", "bin/mypy")
 
 
 def make(tmp_path, *args, uid=0, chromium=False):
@@ -53,8 +54,16 @@ def test_make_test_runs_deps_and_ci_only_calls_make_test(tmp_path):
     result, _ = make(tmp_path, "--dry-run", "test")
     assert result.returncode == 0, result.stderr
     assert INSTALL in result.stdout and "-m pytest" in result.stdout
+    assert all(check in result.stdout for check in LINT), result.stdout
     assert (REPO_ROOT / ".ci" / "run").read_text().strip().endswith("\nmake test")
     assert "apt-get" not in (REPO_ROOT / ".ci" / "run").read_text()
+
+
+def test_the_fast_tier_lints_and_type_checks_first(tmp_path):
+    result, _ = make(tmp_path, "--dry-run", "test-fast")
+    assert result.returncode == 0, result.stderr
+    positions = [result.stdout.find(check) for check in (*LINT, "-m pytest")]
+    assert -1 not in positions and positions == sorted(positions), result.stdout
 
 
 def test_compare_and_explain_pass_their_arguments(tmp_path):

@@ -9,6 +9,7 @@ from artgan.evaluation.metrics import (
     most_confused,
     named_scores,
     nearest_neighbours,
+    per_class_scores,
     score,
 )
 
@@ -42,6 +43,20 @@ def test_top5_only_where_the_data_has_more_than_5_classes():
     probabilities[:, 2] = 1.0  # a column outside the data's classes never counts
     probabilities[:, six] = [[0.2, 0.1, 0.3, 0.4, 0.5, 0.6], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]]
     assert score(labels, probabilities, six)[1] == 0.5  # label 1 ranks 6th of 6, label 3 3rd
+
+
+def test_per_class_scores_by_hand():
+    labels = np.array([0, 0, 1, 1, 1])
+    predicted = np.array([0, 1, 1, 1, 0])
+    rows = per_class_scores(labels, predicted, ["a", "b", "c"])
+    assert [r["class"] for r in rows] == ["a", "b", "c"] and [r["label"] for r in rows] == [0, 1, 2]
+    a, b, c = rows
+    assert (a["precision"], a["recall"], a["support"]) == (1 / 2, 1 / 2, 2)
+    assert (b["precision"], b["recall"], b["f1"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
+    assert b["support"] == 3
+    assert (c["precision"], c["recall"], c["f1"], c["support"]) == (0, 0, 0, 0)  # no data
+    only = per_class_scores(labels, predicted, ["a", "b", "c"], classes=[1])
+    assert only == [b]
 
 
 def test_most_confused_lists_the_largest_off_diagonal_cells():

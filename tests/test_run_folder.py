@@ -113,8 +113,20 @@ def test_leaderboard_leaves_out_columns_no_trial_has():
     table = pd.DataFrame({"trial_id": ["1", "0"], "status": ["COMPLETED", "PRUNED"],
                           "score": [0.9, 0.5], "val_accuracy": [0.9, 0.5],
                           "val_top5_accuracy": [None, None], "hp/lstm_units": [64, 128],
-                          "hp/momentum": [None, None]})
+                          "hp/momentum": [None, None], "hp/tuner/epochs": [2, 2]})
     lines = leaderboard(table).splitlines()
     assert lines[0].split() == ["rank", "trial_id", "status", "score", "val_accuracy",
                                 "lstm_units"]
     assert lines[1].split() == ["1", "1", "COMPLETED", "0.9", "0.9", "64"]
+
+
+def test_one_filter_picks_the_searched_hyperparameter_columns(tmp_path):
+    """The leaderboard and the report read the same columns: KerasTuner's hp/tuner/* left out."""
+    from artgan.report.run import Run
+    from artgan.runfolder import hp_columns
+
+    columns = ["trial_id", "hp/lstm_units", "hp/tuner/epochs", "hp/tuner/bracket", "score",
+               "hp/backbone"]
+    assert hp_columns(columns) == ["hp/lstm_units", "hp/backbone"]
+    run = Run(tmp_path, None, "", pd.DataFrame(columns=columns), {}, [])
+    assert run.hp_columns == hp_columns(columns)

@@ -12,6 +12,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
+from typing import TextIO
 
 from artgan import __version__
 from artgan.cli.data import add_data, add_rehearse
@@ -64,7 +66,7 @@ environment:
 """
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m artgan",
         description="KerasTuner experiments for classifying paintings by style, genre and "
@@ -84,25 +86,25 @@ class _StdoutHandler(logging.StreamHandler):
     """Writes to whatever `sys.stdout` is when a message comes, not to the one there when
     the handler was made (a redirected or captured stdout may be closed since)."""
 
-    def emit(self, record):
+    def emit(self, record: logging.LogRecord) -> None:
         self.stream = sys.stdout
         super().emit(record)
 
 
-def show_logs(stream=None):
+def show_logs(stream: TextIO | None = None) -> None:
     """Show artgan's INFO messages as plain lines on `stream` (default: the current stdout)."""
     logger = logging.getLogger("artgan")
     for handler in [h for h in logger.handlers if getattr(h, "artgan_cli", False)]:
         logger.removeHandler(handler)
     handler = logging.StreamHandler(stream) if stream else _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.artgan_cli = True
+    handler.artgan_cli = True  # type: ignore[union-attr]  # ours, replaced on the next call
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     show_logs()
     os.environ.setdefault("ARTGAN_CACHE", str(checkout_cache()))

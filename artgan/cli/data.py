@@ -2,6 +2,7 @@
 `python -m artgan rehearse`: a stand-in for the WikiArt download, to rehearse full-size runs."""
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -22,7 +23,7 @@ environment (a mirror can be set once instead of passing --url):
 """
 
 
-def add_data(commands):
+def add_data(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "data",
         help="download the full WikiArt images or the NGA open data (resumable, verified)",
@@ -74,7 +75,7 @@ def add_data(commands):
     nga.set_defaults(run=with_progress_log(run_nga))
 
 
-def add_rehearse(commands):
+def add_rehearse(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "rehearse",
         help="build a stand-in WikiArt tree (real label files, real paintings hard-linked at "
@@ -95,7 +96,7 @@ def add_rehearse(commands):
     parser.set_defaults(run=with_progress_log(run_rehearse))
 
 
-def run_rehearse(args):
+def run_rehearse(args: argparse.Namespace) -> None:
     result = rehearse(args.to, args.fraction, labels=args.labels, progress=not args.quiet)
     rows = ", ".join(f"{Path(name).name} {count:,}" for name, count in result.rows.items())
     print(f"stand-in WikiArt tree for {result.fraction:g} of the paintings: "
@@ -104,29 +105,31 @@ def run_rehearse(args):
     print(f"WIKIART_IMAGES={result.images} ARTGAN_LABELS={result.labels}")
 
 
-def add_common(parser):
+def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=int, default=6, help="tries per request (default 6)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def retry_policy(args):
+def retry_policy(args: argparse.Namespace) -> Retry:
     if args.retries < 1:
         raise ArtganError("--retries must be at least 1")
     return Retry(attempts=args.retries)
 
 
-def with_progress_log(run):
+def with_progress_log(
+    run: Callable[[argparse.Namespace], None],
+) -> Callable[[argparse.Namespace], None]:
     """Run `run(args)` showing what the library logs (what it skips, resumes and retries)
     on the console, above the progress bars rather than through them."""
 
-    def wrapped(args):
+    def wrapped(args: argparse.Namespace) -> None:
         with logging_redirect_tqdm():
             return run(args)
 
     return wrapped
 
 
-def run_wikiart(args):
+def run_wikiart(args: argparse.Namespace) -> None:
     result = get_wikiart(args.to, url=args.url, sha256=args.sha256, labels=args.labels,
                          everything=args.all, retry=retry_policy(args),
                          max_total=int(args.max_unpacked_gb * 1024**3), progress=not args.quiet)
@@ -139,7 +142,7 @@ def run_wikiart(args):
     print(f"WIKIART_IMAGES={result.images}")
 
 
-def run_nga(args):
+def run_nga(args: argparse.Namespace) -> None:
     if args.limit is not None and args.limit < 1:
         raise ArtganError("--limit must be at least 1")
     if args.size < 1 or args.workers < 1:

@@ -8,7 +8,7 @@ a missing file or a bad spec answers at once instead of after TensorFlow's few s
 import os
 
 
-def load_tensorflow():
+def load_tensorflow() -> None:
     """Load TensorFlow without its C++ start-up chatter (GPUs stay visible).
 
     TF 2.21 writes its oneDNN notice and CUDA probing lines straight to file descriptor 2,

@@ -1,11 +1,13 @@
 """`predict`, `evaluate` and `features`: use a saved model on images."""
 
+import argparse
+
 from artgan.cli.heavy import load_tensorflow
 from artgan.errors import ArtganError
 from artgan.model.saved import read_metadata
 
 
-def add_predict(commands):
+def add_predict(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "predict",
         help="top-k classes for image files with a saved model",
@@ -18,7 +20,7 @@ def add_predict(commands):
     parser.set_defaults(run=run_predict)
 
 
-def run_predict(args):
+def run_predict(args: argparse.Namespace) -> None:
     read_metadata(args.model)  # a wrong path fails fast, before TensorFlow loads
     load_tensorflow()
     from artgan.evaluation.predict import predict_files
@@ -36,7 +38,7 @@ def run_predict(args):
         raise ArtganError(f"none of the {unreadable} image(s) could be read (reasons above)")
 
 
-def add_evaluate(commands):
+def add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "evaluate",
         help="score a saved model on an ArtGAN-format label file",
@@ -48,7 +50,7 @@ def add_evaluate(commands):
     parser.set_defaults(run=run_evaluate)
 
 
-def add_labelled_images(parser):
+def add_labelled_images(parser: argparse.ArgumentParser) -> None:
     """The arguments naming a saved model and the labelled images to run it on."""
     parser.add_argument("model", help="a .keras file saved by artgan")
     parser.add_argument("--labels", required=True, help="label file (ArtGAN CSV / artist file)")
@@ -59,7 +61,7 @@ def add_labelled_images(parser):
     )
 
 
-def run_evaluate(args):
+def run_evaluate(args: argparse.Namespace) -> None:
     read_metadata(args.model)
     load_tensorflow()
     from artgan.evaluation.predict import evaluate_model
@@ -72,7 +74,7 @@ def run_evaluate(args):
     print(f"predictions      {result.write_predictions()}")
 
 
-def add_features(commands):
+def add_features(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "features",
         help="export a saved model's features of a layer for a label file (.npz/.parquet)",
@@ -86,7 +88,7 @@ def add_features(commands):
     parser.set_defaults(run=run_features)
 
 
-def run_features(args):
+def run_features(args: argparse.Namespace) -> None:
     read_metadata(args.model)
     load_tensorflow()
     from artgan.model.features import export_features
@@ -98,7 +100,7 @@ def run_features(args):
     print(f"wrote {rows} x {dim} features to {out}")
 
 
-def add_explain(commands):
+def add_explain(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "explain",
         help="Grad-CAM heat maps: where a saved model looks in image files",
@@ -113,7 +115,7 @@ def add_explain(commands):
     parser.set_defaults(run=run_explain)
 
 
-def run_explain(args):
+def run_explain(args: argparse.Namespace) -> None:
     read_metadata(args.model)
     load_tensorflow()
     from artgan.model.gradcam import explain_files

@@ -6,14 +6,14 @@ from artgan.cli.heavy import load_tensorflow
 from artgan.report.run import open_run
 
 
-def at_least_one(text):
+def at_least_one(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
-def add_report(commands):
+def add_report(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "report",
         help="write an HTML report of a search: leaderboard, confusion, feature similarity",
@@ -31,7 +31,7 @@ def add_report(commands):
     parser.set_defaults(run=run_report)
 
 
-def run_report(args):
+def run_report(args: argparse.Namespace) -> None:
     run = open_run(args.target)  # a wrong name or an unfinished run answers before TensorFlow
     load_tensorflow()
     from artgan.report.build import build_report
@@ -42,7 +42,7 @@ def run_report(args):
         print(f"  missing: {note}")
 
 
-def add_compare(commands):
+def add_compare(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "compare",
         help="compare searches on one HTML page: best so far, spread, per-class F1, spec diff",
@@ -57,7 +57,7 @@ def add_compare(commands):
     parser.set_defaults(run=run_compare)
 
 
-def run_compare(args):
+def run_compare(args: argparse.Namespace) -> None:
     runs = [open_run(target) for target in args.runs]
     load_tensorflow()
     from artgan.report.compare import compare_runs

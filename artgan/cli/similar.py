@@ -4,7 +4,11 @@ A command family of its own; like the rest of the CLI it imports TensorFlow only
 extractor other than `handcrafted` is used, after the collection and arguments are checked.
 """
 
+from __future__ import annotations
+
+import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -15,6 +19,9 @@ from artgan.similar.nga import joined, load_collection
 from artgan.similar.pages import caption as describe
 from artgan.similar.pages import write_evaluation, write_gallery
 from artgan.similar.retrieval import evaluate, format_table
+
+if TYPE_CHECKING:
+    from artgan.similar.extractors import Extractor
 
 
 def index_dir() -> Path:
@@ -29,7 +36,7 @@ EXTRACTOR_HELP = (
 )
 
 
-def add_similar(commands):
+def add_similar(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "similar",
         help="find similar paintings in the NGA collection and score the retrieval",
@@ -59,14 +66,14 @@ def add_similar(commands):
     evaluate.set_defaults(run=run_evaluate)
 
 
-def add_source(parser):
+def add_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extractor", default="handcrafted", help=f"default handcrafted; {EXTRACTOR_HELP}")
     parser.add_argument("--layer", help="feature layer of a model extractor (default: the model's own)")
     parser.add_argument("--nga", help="NGA data folder (default: $ARTGAN_DATA/nga)")
     parser.add_argument("--index", help="index file (default: runs/similar/<extractor>.npz)")
 
 
-def index_path(args, extractor=None):
+def index_path(args: argparse.Namespace, extractor: Extractor | None = None) -> Path:
     from artgan.similar.extractors import make_extractor
     from artgan.similar.index import default_index_path
 
@@ -75,7 +82,7 @@ def index_path(args, extractor=None):
     return default_index_path(extractor or make_extractor(args.extractor, args.layer), index_dir())
 
 
-def run_index(args):
+def run_index(args: argparse.Namespace) -> None:
     from artgan.similar.extractors import make_extractor
     from artgan.similar.index import build_index
 
@@ -88,7 +95,7 @@ def run_index(args):
     print(update.summary())
 
 
-def run_query(args):
+def run_query(args: argparse.Namespace) -> None:
     from artgan.similar.index import Index, query
 
     if args.extractor != "handcrafted":
@@ -119,7 +126,7 @@ def run_query(args):
         print(f"gallery: {page}")
 
 
-def run_evaluate(args):
+def run_evaluate(args: argparse.Namespace) -> None:
     from artgan.similar.extractors import make_extractor
     from artgan.similar.index import Index, default_index_path
 

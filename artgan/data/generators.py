@@ -88,7 +88,7 @@ class ImageLabelGenerator(_Batches):
 
 class EmbeddingGenerator(_Batches):
     """Yields `({tap: float32 activations}, labels)` from cached backbone taps
-    (`artgan.embeddings`). When augmenting and the cache holds mirrored copies, each
+    (`artgan.model.embeddings`). When augmenting and the cache holds mirrored copies, each
     painting is shown mirrored half the time."""
 
     def __init__(self, embeddings, labels, taps, batch_size=32, shuffle=False, augment=False,

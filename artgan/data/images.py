@@ -84,8 +84,7 @@ def _read_rgb(path: Path, size: int, resize: str) -> np.ndarray:
                 _check_pixels(path, im.size)
                 if im.format == "JPEG":
                     _draft_jpeg(im, size, resize)
-                im = ImageOps.exif_transpose(im)  # decodes the (first) frame
-                return _to_rgb(im)
+                return _to_rgb(ImageOps.exif_transpose(im))  # decodes the (first) frame
     except ImageError:
         raise
     except FileNotFoundError:

@@ -4,8 +4,9 @@ The tables come from github.com/NationalGalleryOfArt/opendata (`data/<name>.csv`
 are selected from `objects.csv` (by classification, e.g. paintings) when their primary image
 in `published_images.csv` is open access, and each image is fetched through its IIIF URL at
 a bounded size (`<iiifurl>/full/!SIZE,SIZE/0/default.jpg`) by a few threads at once. The
-result is the folder `artgan.nga.load_collection` (and so `similar`) reads: the tables beside
-`images/<objectid>.jpg`. Reruns skip images already present that decode, and refetch the rest.
+result is the folder `artgan.similar.nga.load_collection` (and so `similar`) reads: the
+tables beside `images/<objectid>.jpg`. Reruns skip images already present that decode, and
+refetch the rest.
 """
 
 from __future__ import annotations

@@ -36,7 +36,12 @@ from artgan.data.labels import read_label_rows
 from artgan.data.wikiart_download import IMAGES_FOLDER, LABEL_FILES, default_labels
 from artgan.errors import ArtganError
 from artgan.files import (
-    atomic_path, check_removable, check_space, clear_write_errors, gigabytes, make_folder,
+    atomic_path,
+    check_removable,
+    check_space,
+    clear_write_errors,
+    gigabytes,
+    make_folder,
 )
 from artgan.paths import data_root
 from artgan.progress import progress_bar
@@ -210,8 +215,8 @@ def _make_large(small, standins: Path, count) -> list[Path]:
         large = standins / "large" / f"{number:03d}.jpg"
         if not large.exists():
             large.parent.mkdir(parents=True, exist_ok=True)
-            with Image.open(source) as image:
-                image = image.convert("RGB")
+            with Image.open(source) as opened:
+                image = opened.convert("RGB")
                 scale = int(side) / max(image.size)
                 image = image.resize((round(image.width * scale), round(image.height * scale)),
                                      Image.Resampling.LANCZOS)

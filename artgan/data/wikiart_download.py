@@ -159,7 +159,8 @@ def check_entry(zip_path, info: zipfile.ZipInfo) -> None:
 def check_duplicates(zip_path, members) -> None:
     """Refuse entries that unpack to the same file (`wikiart/X` and `X`, or one name twice):
     the later would silently replace the earlier, and every rerun find it "differs"."""
-    first, clashes = {}, []
+    first: dict[str, zipfile.ZipInfo] = {}
+    clashes = []
     for info in members:
         earlier = first.setdefault(image_path(info), info)
         if earlier is not info:

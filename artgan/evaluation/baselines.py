@@ -5,6 +5,8 @@ Colour histograms (HSV, which separates hue from lighting) plus simple texture s
 need no model, so reports and similarity search work before any search has run.
 """
 
+from collections.abc import Iterable
+
 import cv2
 import numpy as np
 
@@ -12,7 +14,7 @@ HUE_BINS, SATURATION_BINS, VALUE_BINS = 12, 4, 4
 ORIENTATION_BINS = 8
 
 
-def colour_histogram(image):
+def colour_histogram(image: np.ndarray) -> np.ndarray:
     """Normalised joint HSV histogram of an (H, W, 3) uint8 RGB image."""
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
     histogram = cv2.calcHist(
@@ -21,7 +23,7 @@ def colour_histogram(image):
     return histogram / max(histogram.sum(), 1.0)
 
 
-def texture_statistics(image):
+def texture_statistics(image: np.ndarray) -> np.ndarray:
     """Magnitude-weighted gradient-orientation histogram plus edge density and contrast."""
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
     dx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
@@ -38,7 +40,7 @@ def texture_statistics(image):
     return np.concatenate([orientation, [edges, float(gray.std())]])
 
 
-def handcrafted_features(images):
+def handcrafted_features(images: Iterable[np.ndarray]) -> np.ndarray:
     """(N, D) float32 features for an (N, H, W, 3) uint8 array (e.g. a cache memmap)."""
     return np.stack(
         [np.concatenate([colour_histogram(image), texture_statistics(image)]) for image in images]

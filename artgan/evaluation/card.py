@@ -12,18 +12,34 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import jinja2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from artgan.data.generators import model_input
-from artgan.evaluation.metrics import expected_calibration_error, named_scores
+from artgan.evaluation.metrics import (
+    expected_calibration_error,
+    named_scores,
+    per_class_scores,
+)
+from artgan.formatting import duration, number
+from artgan.model.backbones import SCRATCH
+from artgan.runfolder import searched
+
+if TYPE_CHECKING:
+    import keras
 
 TIMED_BATCH = 32
 TIMED_REPEATS = 3
-NOT_MEASURED = "not measured in this run"
+NOT_RECORDED = "not recorded"
 
 
-def inference_ms(model, pixels, batch=TIMED_BATCH, repeats=TIMED_REPEATS):
+def inference_ms(model: keras.Model, pixels: np.ndarray, batch: int = TIMED_BATCH,
+                 repeats: int = TIMED_REPEATS) -> float | None:
     """Median milliseconds per image of one forward pass over a batch of (up to `batch`)
     uint8 `pixels`, after one untimed warm-up pass; None for no pixels."""
     if len(pixels) == 0:
@@ -38,19 +54,8 @@ def inference_ms(model, pixels, batch=TIMED_BATCH, repeats=TIMED_REPEATS):
     return float(np.median(times) * 1000 / len(images))
 
 
-def per_class_scores(labels, probabilities, class_names):
-    """[{class, precision, recall, f1, support}] for every class of the model."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    classes = np.arange(len(class_names))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, probabilities.argmax(axis=1), labels=classes, zero_division=0)
-    return [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
-             "support": int(s)}
-            for name, p, r, f, s in zip(class_names, precision, recall, f1, support)]
-
-
-def card_facts(labels, probabilities, class_names, train_labels, milliseconds=None):
+def card_facts(labels: ArrayLike, probabilities: np.ndarray, class_names: Sequence[str],
+               train_labels: ArrayLike, milliseconds: float | None = None) -> dict[str, Any]:
     """What a card reports that is measured rather than recorded, over the classes the
     training and validation labels have."""
     train_counts = np.bincount(np.asarray(train_labels, dtype=int), minlength=len(class_names))
@@ -58,131 +63,75 @@ def card_facts(labels, probabilities, class_names, train_labels, milliseconds=No
     classes = np.flatnonzero(train_counts + val_counts)
     return {"scores": named_scores(labels, probabilities, classes),
             "ece": expected_calibration_error(labels, probabilities),
-            "per_class": per_class_scores(labels, probabilities, class_names),
+            "per_class": per_class_scores(labels, probabilities.argmax(axis=1), class_names),
             "counts": {"train": train_counts.tolist(), "val": val_counts.tolist()},
             "inference_ms": milliseconds}
 
 
+TEMPLATES = Path(__file__).parent / "templates"
 #: Characters that make Markdown (or the HTML it may hold) out of text inside a line.
 MARKUP = re.compile(r"([\\`*_\[\]<>|~&])")
 
 
-def text(value):
+class Markdown(str):
+    """Text that is Markdown already (a code span), written into the card as it is."""
+
+
+def text(value: object) -> str:
     """`value` as literal Markdown text: markup characters backslash-escaped, line breaks
     folded, so a class name or path cannot add links, HTML, emphasis or table cells."""
+    if isinstance(value, Markdown):
+        return value
     return MARKUP.sub(r"\\\1", " ".join(str(value).split()))
 
 
-def code(value):
+def code(value: object) -> Markdown:
     """`value` as a Markdown code span, fenced by more backticks than it holds."""
     value = " ".join(str(value).split())
     fence = "`" * (max((len(run) for run in re.findall("`+", value)), default=0) + 1)
-    return f"{fence} {value} {fence}" if fence != "`" else f"`{value}`"
+    return Markdown(f"{fence} {value} {fence}" if fence != "`" else f"`{value}`")
 
 
-def table(headers, rows):
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(text(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def model_card(metadata, facts, budget=None, trial=None):
-    """The Markdown card of one saved model. `metadata`: what `save_model` stored;
-    `facts`: `card_facts`; `budget`: the spec's budget as a dict; `trial`: its trials-table
-    row as a dict (epochs, wall seconds, parameters)."""
-    budget, trial = budget or {}, trial or {}
-    names = metadata["class_names"]
-    scores, counts = facts["scores"], facts["counts"]
-    size = metadata["input_size"]
-    backbone = metadata.get("backbone") or "scratch"
-    weights = metadata.get("backbone_weights")
-    milliseconds = facts.get("inference_ms")
-    timing = (f"{milliseconds:.2f} ms per image (forward pass of a batch of {TIMED_BATCH}, "
-              "median of 3, on the machine that saved the model)"
-              if milliseconds is not None else NOT_MEASURED)
-    labels = metadata.get("labels", {})
-    hps = sorted((k, v) for k, v in (metadata.get("hyperparameters") or {}).items()
-                 if not k.startswith("tuner/"))
-    used = [n for n, tr in zip(names, counts["train"]) if tr > 0]
-    lines = [
-        f"# Model card: {metadata.get('task', 'artgan')} model {metadata.get('rank', '')}".rstrip(),
-        "",
-        f"Trial {metadata.get('trial_id')} of an artgan KerasTuner search, ranked "
-        f"{metadata.get('rank')} by {metadata.get('objective')} "
-        f"({_number(metadata.get('score'))}).",
-        "",
-        "## Data and splits",
-        "",
-        f"- train: {code(labels.get('train', '?'))} ({sum(counts['train'])} images used)",
-        f"- validation: {code(labels.get('val', '?'))} ({sum(counts['val'])} images used)",
-        f"- classes: {code(labels.get('classes', '?'))}; images: "
-        f"{code(labels.get('images', '?'))}",
-        "",
-        table(["class", "train", "validation"],
-              [(n, tr, va) for n, tr, va in zip(names, counts["train"], counts["val"])
-               if tr or va]),
-        "",
-        "## Metrics (validation split, re-evaluated when the card was written)",
-        "",
-        f"accuracy {scores['accuracy']:.4f} · "
-        + (f"top-5 accuracy {scores['top5_accuracy']:.4f} · "
-           if scores["top5_accuracy"] is not None else "")
-        + f"macro-F1 {scores['macro_f1']:.4f} · expected calibration error {facts['ece']:.4f}",
-        "",
-        table(["class", "precision", "recall", "F1", "support"],
-              [(c["class"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}",
-                c["support"]) for c in facts["per_class"] if c["support"]]),
-        "",
-        "## Input and preprocessing",
-        "",
-        f"- RGB image, {size} x {size} px, resized with `{metadata.get('resize')}` "
-        "(letterbox: the whole painting, padded; crop: the centre square)",
-        "- pixels scaled to [0, 1] (uint8 / 255); any backbone normalisation is inside the model",
-        f"- inference time: {timing}",
-        "",
-        "## Model",
-        "",
-        f"- backbone: {code(backbone)}; weights: "
-        + (text(weights) if weights
-           else "none pretrained (trained from scratch on the train split)"),
-        f"- parameters: {_number(trial.get('params'))}",
-        f"- feature layers: {', '.join(metadata.get('feature_layers', []))}",
-        "",
-        table(["hyperparameter", "value"], hps),
-        "",
-        "## Training budget",
-        "",
-        f"- epochs run: {_number(trial.get('epochs'))} (budget {budget.get('epochs', '?')}, "
-        f"early stopping on {metadata.get('objective')})",
-        f"- wall time of the trial: {_seconds(trial.get('wall_seconds'))}",
-        f"- search: {budget.get('max_trials', '?')} trials; images: "
-        f"{budget.get('max_train_images') or 'all'} training, "
-        f"{budget.get('max_val_images') or 'all'} validation",
-        "",
-        "## Known limits",
-        "",
-        f"- it only knows these {len(used)} classes: {', '.join(map(text, used))}; any "
-        "painting gets one of them",
-        f"- it sees the painting at {size} x {size} px: fine brushwork and small details are "
-        "lost; very elongated paintings are padded or cropped",
-        "- the scores above are on the validation split the search selected models with "
-        "(optimistic: no separate test split)",
-        "- labels come from WikiArt via ArtGAN; some paintings carry questionable or several "
-        "labels (see the report's suspect-labels section)",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _number(value):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "not recorded"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{value:.4g}"
-    return f"{int(value):,}"
-
-
-def _seconds(value):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "not recorded"
-    return f"{float(value):.1f} s"
+def model_card(metadata: dict[str, Any], facts: dict[str, Any], budget: dict | None = None,
+               trial: dict | None = None) -> str:
+    """The Markdown card of one saved model (`templates/model_card.md.j2`). `metadata`:
+    what `save_model` stored; `facts`: `card_facts`; `budget`: the spec's budget as a dict;
+    `trial`: its trials-table row as a dict (epochs, wall seconds, parameters)."""
+    names, counts = metadata["class_names"], facts["counts"]
+    context = {
+        "task": metadata.get("task") or "artgan",
+        "rank": metadata.get("rank") or "",
+        "trial_id": metadata.get("trial_id"),
+        "objective": metadata.get("objective"),
+        "score": metadata.get("score"),
+        "files": {role: metadata.get("labels", {}).get(role, "?")
+                  for role in ("train", "val", "classes", "images")},
+        "counts": counts,
+        "class_counts": [(n, tr, va) for n, tr, va in zip(names, counts["train"], counts["val"])
+                         if tr or va],
+        "scores": facts["scores"],
+        "ece": facts["ece"],
+        "per_class": [c for c in facts["per_class"] if c["support"]],
+        "size": metadata["input_size"],
+        "resize": metadata.get("resize"),
+        "milliseconds": facts.get("inference_ms"),
+        "timed_batch": TIMED_BATCH,
+        "timed_repeats": TIMED_REPEATS,
+        "backbone": metadata.get("backbone") or SCRATCH,
+        "weights": metadata.get("backbone_weights"),
+        "feature_layers": metadata.get("feature_layers", []),
+        "hyperparameters": sorted((k, v) for k, v in (metadata.get("hyperparameters") or {}).items()
+                                  if searched(k)),
+        "trial": {"epochs": None, "wall_seconds": None, "params": None, **(trial or {})},
+        "budget": {"epochs": "?", "max_trials": "?", "max_train_images": None,
+                   "max_val_images": None, **(budget or {})},
+        "used": [n for n, tr in zip(names, counts["train"]) if tr > 0],
+    }
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, finalize=text,
+    )
+    environment.filters.update(
+        code=code, number=lambda v: number(v, blank=NOT_RECORDED),
+        duration=lambda v: duration(v, blank=NOT_RECORDED))
+    return environment.get_template("model_card.md.j2").render(context)

@@ -2,16 +2,25 @@
 out (no files, no models), so each is checked on hand-made arrays in milliseconds."""
 
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
+from numpy.typing import ArrayLike
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
 
 TOP_K = 5
 SCORES = ("accuracy", "top5_accuracy", "macro_f1")
 NEIGHBOURS = 5  # k of the k-NN accuracy and of the neighbour thumbnails
 
 
-def score(labels, probabilities, classes):
+def score(labels: ArrayLike, probabilities: np.ndarray,
+          classes: ArrayLike) -> tuple[float, float | None, float]:
     """accuracy, top-5 accuracy and macro-F1 (scikit-learn). `classes`: the class ids the
     data has (columns of `probabilities`; the model gives the others 0). Top-5 accuracy is
     None unless there are more than 5 classes: with 5 or fewer it is always 1."""
@@ -33,13 +42,27 @@ def l2_normalise(vectors) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def named_scores(labels, probabilities, classes):
+def named_scores(labels: ArrayLike, probabilities: np.ndarray,
+                 classes: ArrayLike) -> dict[str, float | None]:
     """`score` as floats (or None) under the names metrics.json and the report template use."""
     values = score(labels, probabilities, classes)
     return {name: None if value is None else float(value) for name, value in zip(SCORES, values)}
 
 
-def most_confused(matrix, shown, names, limit=5):
+def per_class_scores(labels: ArrayLike, predicted: ArrayLike, class_names: Sequence[str],
+                     classes: ArrayLike | None = None) -> list[dict[str, Any]]:
+    """[{label, class, precision, recall, f1, support}] per class id in `classes` (default:
+    every class of `class_names`), from true and predicted class ids."""
+    classes = np.arange(len(class_names)) if classes is None else np.asarray(classes)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0)
+    return [{"label": int(c), "class": class_names[c], "precision": float(p), "recall": float(r),
+             "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support)]
+
+
+def most_confused(matrix: np.ndarray, shown: Sequence[int], names: Sequence[str],
+                  limit: int = 5) -> list[dict[str, Any]]:
     """The largest off-diagonal cells: (true, predicted, count, share of the true class)."""
     off = matrix.astype(float).copy()
     np.fill_diagonal(off, 0)
@@ -54,7 +77,7 @@ def most_confused(matrix, shown, names, limit=5):
     return pairs
 
 
-def nearest_neighbours(features, k):
+def nearest_neighbours(features: ArrayLike, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices, cosine distances) of each row's k nearest other rows."""
     from sklearn.neighbors import NearestNeighbors
 
@@ -68,7 +91,8 @@ def nearest_neighbours(features, k):
     return indices, distances
 
 
-def feature_scores(features, labels, k=NEIGHBOURS):
+def feature_scores(features: np.ndarray, labels: np.ndarray,
+                   k: int = NEIGHBOURS) -> dict[str, float | int]:
     """k-NN accuracy (leave-one-out vote), neighbour agreement, k-means purity and NMI."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
@@ -89,7 +113,7 @@ def feature_scores(features, labels, k=NEIGHBOURS):
 # ----------------------------------------------------------------------------- trade-offs
 
 
-def pareto_front(objective, costs, maximise=True):
+def pareto_front(objective: ArrayLike, costs: ArrayLike, maximise: bool = True) -> np.ndarray:
     """Boolean mask of the non-dominated rows: no other row is at least as good on the
     objective and every cost (costs are minimised) and strictly better on one. Rows with a
     missing (NaN) value are never on the front."""
@@ -106,15 +130,15 @@ def pareto_front(objective, costs, maximise=True):
     return front
 
 
-def correlation(x, y):
+def correlation(x: ArrayLike, y: ArrayLike) -> float | None:
     """Pearson correlation of the rows where both are present; None if either is constant
     or fewer than 3 rows remain."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
-    return float(np.corrcoef(x, y)[0, 1])
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -122,7 +146,8 @@ def correlation(x, y):
 CALIBRATION_BINS = 10
 
 
-def reliability_bins(labels, probabilities, bins=CALIBRATION_BINS):
+def reliability_bins(labels: ArrayLike, probabilities: ArrayLike,
+                     bins: int = CALIBRATION_BINS) -> dict[str, np.ndarray]:
     """Per equal-width confidence bin (first bin [0, 1/bins], then (lo, hi]): images,
     mean confidence (top-1 probability) and accuracy (NaN for an empty bin)."""
     labels = np.asarray(labels)
@@ -139,7 +164,8 @@ def reliability_bins(labels, probabilities, bins=CALIBRATION_BINS):
             "accuracy": accuracy}
 
 
-def expected_calibration_error(labels, probabilities, bins=CALIBRATION_BINS):
+def expected_calibration_error(labels: ArrayLike, probabilities: ArrayLike,
+                               bins: int = CALIBRATION_BINS) -> float:
     """ECE: the image-weighted mean gap |accuracy - confidence| over `reliability_bins`."""
     table = reliability_bins(labels, probabilities, bins)
     used = table["count"] > 0
@@ -153,8 +179,9 @@ SUSPECT_PROBABILITY = 0.2  # the model gives the label at most this probability 
 SUSPECT_AGREEMENT = 0.5    # ... and fewer than this share of the neighbours share it
 
 
-def label_suspicion(labels, probabilities, neighbour_labels,
-                    max_probability=SUSPECT_PROBABILITY, max_agreement=SUSPECT_AGREEMENT):
+def label_suspicion(labels: ArrayLike, probabilities: ArrayLike, neighbour_labels: ArrayLike,
+                    max_probability: float = SUSPECT_PROBABILITY,
+                    max_agreement: float = SUSPECT_AGREEMENT) -> dict[str, np.ndarray]:
     """Per image: the model's probability of the given label, the share of its feature
     neighbours (`neighbour_labels`, (N, k)) with that label, the neighbours' majority label,
     whether both disagree with the label (`suspect`), and a score (higher: more suspect,

@@ -4,8 +4,12 @@
 CSV (the input reports use); `predict_files` ranks classes for loose image files.
 """
 
-from dataclasses import dataclass, field
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +23,15 @@ from artgan.evaluation.metrics import TOP_K, score
 from artgan.files import csv_text, write_text_atomic
 from artgan.model.saved import load_model, model_classes
 
+if TYPE_CHECKING:
+    import keras
 
-def predict_files(model_path, image_paths, top=TOP_K):
+    from artgan.data.labels import SkippedRow
+    from artgan.data.splits import SplitImages
+
+
+def predict_files(model_path: str | Path, image_paths: Iterable[str | Path], top: int = TOP_K,
+                  ) -> Iterator[tuple[str | Path, list[tuple[str, float]] | str]]:
     """Yield (path, [(class name, probability), ...]) best first, among the classes the
     model was trained on, or (path, reason)."""
     if top < 1:
@@ -43,22 +54,22 @@ class Evaluation:
     """Scores of a model on one label file, plus what could not be scored and why."""
 
     accuracy: float
-    top5_accuracy: float  # None unless there are more than 5 classes
+    top5_accuracy: float | None  # None unless there are more than 5 classes
     macro_f1: float
     scored: int
-    skipped: list = field(default_factory=list)
-    class_names: list = field(default_factory=list)  # the classes scored over
-    predictions_file: Path = None
-    predictions: pd.DataFrame = None
+    skipped: list[SkippedRow]
+    class_names: list[str]  # the classes scored over
+    predictions_file: Path
+    predictions: pd.DataFrame
     written: bool = False
 
-    def write_predictions(self):
+    def write_predictions(self) -> Path:
         """Write the per-image predictions CSV (ArtganError naming the file if it cannot)."""
         write_text_atomic(self.predictions_file, csv_text(self.predictions))
         self.written = True
         return self.predictions_file
 
-    def summary(self):
+    def summary(self) -> str:
         lines = [
             f"images scored    {self.scored}",
             f"images skipped   {len(self.skipped)}",
@@ -75,17 +86,18 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def predict_split(model, split, batch_size=64):
+def predict_split(model: keras.Model, split: SplitImages, batch_size: int = 64) -> np.ndarray:
     """Class probabilities for every usable image of a `SplitImages`."""
     return model.predict(ImageLabelGenerator(split, batch_size), verbose=0)
 
 
-def scored_classes(metadata, labels):
+def scored_classes(metadata: dict[str, Any], labels: np.ndarray) -> np.ndarray:
     """The class ids to score and show: the model's classes and any other label present."""
     return np.union1d(model_classes(metadata), labels).astype(int)
 
 
-def predictions_frame(split, probabilities, class_names, classes):
+def predictions_frame(split: SplitImages, probabilities: np.ndarray, class_names: Sequence[str],
+                      classes: Iterable[int]) -> pd.DataFrame:
     """One row per image: path, line, true and predicted class (ArtGAN ids and names),
     confidence, and the probability of each of `classes` (the data's)."""
     predicted = probabilities.argmax(axis=1)
@@ -105,7 +117,9 @@ def predictions_frame(split, probabilities, class_names, classes):
     return frame
 
 
-def evaluate_model(model_path, labels, images, classes=None, out=None, on_error="raise", write=True):
+def evaluate_model(model_path: str | Path, labels: str | Path, images: str | Path | None,
+                   classes: str | Path | None = None, out: str | Path | None = None,
+                   on_error: str = "raise", write: bool = True) -> Evaluation:
     """Score a saved model on a label file; save predictions next to the model by default
     (`write=False`: later, by `Evaluation.write_predictions`, so scores come first)."""
     model, metadata = load_model(model_path)
@@ -123,12 +137,12 @@ def evaluate_model(model_path, labels, images, classes=None, out=None, on_error=
     if len(split) == 0:
         raise ArtganError(f"{labels}: no image could be scored")
     probabilities = predict_split(model, split)
-    classes = scored_classes(metadata, split.labels)
-    accuracy, top5, macro_f1 = score(split.labels, probabilities, classes)
+    scored = scored_classes(metadata, split.labels)
+    accuracy, top5, macro_f1 = score(split.labels, probabilities, scored)
     out = Path(out) if out else Path(model_path).with_suffix(".predictions.csv")
     result = Evaluation(accuracy, top5, macro_f1, len(split), list(table.skipped) + split.skipped,
-                        [class_names[i] for i in classes], out,
-                        predictions_frame(split, probabilities, class_names, classes))
+                        [class_names[i] for i in scored], out,
+                        predictions_frame(split, probabilities, class_names, scored))
     if write:
         result.write_predictions()
     return result

@@ -1,9 +1,9 @@
 """Embed once: a pretrained backbone's activations per image, cached on disk like the pixels.
 
 A frozen backbone gives every image the same activations in every trial and epoch, so its
-bottom part (`artgan.backbones`) runs once per (weights, input size, resize policy, image
-list) and trials train only what sits above. Each of the bottom's taps is a float16 `.npy`
-memory-mapped by every trial and worker process. With `flip`, rows N..2N-1 hold the
+bottom part (`artgan.model.backbones`) runs once per (weights, input size, resize policy,
+image list) and trials train only what sits above. Each of the bottom's taps is a float16
+`.npy` memory-mapped by every trial and worker process. With `flip`, rows N..2N-1 hold the
 horizontally mirrored images, so training can still augment by flipping.
 
     <cache>/embeddings/<key>.<tap>.npy   one per tap, (N or 2N, ...) float16
@@ -15,11 +15,15 @@ them once, and resumable: rows are written in order into `<key>.<tap>.npy.partia
 files are renamed into place when complete.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +31,10 @@ from artgan.data.generators import model_input
 from artgan.files import ResumableArrays, gigabytes, load_or_build, make_folder, write_text_atomic
 from artgan.paths import cache_root
 from artgan.progress import progress_bar, spending
+
+if TYPE_CHECKING:
+    from artgan.data.splits import SplitImages
+    from artgan.model.backbones import Backbone
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +46,16 @@ BATCH_SIZE = 32
 class Embeddings:
     """One split's cached backbone taps: {tap: (rows, ...) float16 memmap}."""
 
-    taps: dict
+    taps: dict[str, np.ndarray]
     count: int  # images; with `flipped`, rows count..2*count-1 are their mirror images
     flipped: bool
     built: bool  # True when this call computed them (False: read from the cache)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.count
 
 
-def embedding_key(backbone, split, flip):
+def embedding_key(backbone: Backbone, split: SplitImages, flip: bool) -> str:
     """sha256 over what changes the activations: weights, taps, pixels (which already key
     the image paths, file stamps, size and resize policy), the usable rows, flipping."""
     digest = hashlib.sha256(
@@ -58,7 +66,8 @@ def embedding_key(backbone, split, flip):
     return digest.hexdigest()
 
 
-def embed_split(backbone, split, flip=False, cache_dir=None, progress=True):
+def embed_split(backbone: Backbone, split: SplitImages, flip: bool = False,
+                cache_dir: str | Path | None = None, progress: bool = True) -> Embeddings:
     """The cached bottom taps of `split` (a `SplitImages` at the backbone's input size),
     computing them only when no valid cache exists."""
     cache_dir = make_folder(cache_dir if cache_dir is not None else cache_root() / "embeddings")

@@ -11,8 +11,12 @@ global-average-pooled; any layer by name) over a `SplitImages`;
 so clustering, retrieval or plotting can happen outside artgan.
 """
 
+from __future__ import annotations
+
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,10 +28,15 @@ from artgan.errors import ArtganError
 from artgan.files import atomic_path
 from artgan.model.saved import load_model
 
+if TYPE_CHECKING:
+    import keras
+
+    from artgan.data.splits import SplitImages
+
 BATCH_SIZE = 64
 
 
-def layer_model(model, layers):
+def layer_model(model: keras.Model, layers: Sequence[str]) -> keras.Model:
     """One Keras model giving [probabilities, features of each named layer] in one pass."""
     import keras
 
@@ -42,7 +51,8 @@ def layer_model(model, layers):
     return keras.Model(model.inputs, outputs, name="artgan_layers")
 
 
-def predict_with_features(model, split, layers, batch_size=BATCH_SIZE):
+def predict_with_features(model: keras.Model, split: SplitImages, layers: Sequence[str],
+                          batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(probabilities (N, C), {layer: features (N, D) float32}) for a `SplitImages`."""
     outputs = layer_model(model, layers).predict(
         ImageLabelGenerator(split, batch_size), verbose=0
@@ -52,7 +62,8 @@ def predict_with_features(model, split, layers, batch_size=BATCH_SIZE):
     return np.asarray(outputs[0]), features
 
 
-def extract_features(model, split, layer=None, batch_size=BATCH_SIZE):
+def extract_features(model: keras.Model, split: SplitImages, layer: str | None = None,
+                     batch_size: int = BATCH_SIZE) -> np.ndarray:
     """(N, D) float32 features of `split`'s images at `layer` (default: the first layer the
     model learned, `default_feature_layer`)."""
     from artgan.model.crnn import default_feature_layer
@@ -61,7 +72,8 @@ def extract_features(model, split, layer=None, batch_size=BATCH_SIZE):
     return predict_with_features(model, split, [layer], batch_size)[1][layer]
 
 
-def save_features(out, features, labels, paths, class_names, layer):
+def save_features(out: str | Path, features: np.ndarray, labels: np.ndarray, paths: Sequence[str],
+                  class_names: Sequence[str], layer: str) -> Path:
     """Write `.npz` (always available) or `.parquet` (when pyarrow is installed)."""
     out = check_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +92,7 @@ def save_features(out, features, labels, paths, class_names, layer):
     return out
 
 
-def check_output(out):
+def check_output(out: str | Path) -> Path:
     """`out` as a Path if artgan can write that kind of file here, else an `ArtganError`."""
     out = Path(out)
     if out.suffix not in (".npz", ".parquet"):
@@ -103,7 +115,7 @@ def _save_parquet(out, features, labels, paths, class_names, layer):
     return out
 
 
-def load_features(path):
+def load_features(path: str | Path) -> dict[str, Any]:
     """The arrays of a `.npz` written by `save_features`, as a dict."""
     with np.load(path, allow_pickle=False) as data:
         result = {key: data[key] for key in data.files}
@@ -112,7 +124,9 @@ def load_features(path):
     return result
 
 
-def export_features(model_path, labels, images, out, layer=None, classes=None, on_error="raise"):
+def export_features(model_path: str | Path, labels: str | Path, images: str | Path | None,
+                    out: str | Path, layer: str | None = None, classes: str | Path | None = None,
+                    on_error: str = "raise") -> tuple[Path, int, int]:
     """Features of every image of a label file, written to `out`; returns (out, count, dim)."""
     check_output(out)  # before the slow part
     model, metadata = load_model(model_path)

@@ -11,6 +11,7 @@ painting; `explain_files` does both for image files and writes one PNG per image
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,9 @@ def captioned(panel, text):
     return canvas
 
 
-def explain_files(model_path, image_paths, out, layer=None):
+def explain_files(model_path: str | Path, image_paths: Iterable[str | Path], out: str | Path,
+                  layer: str | None = None,
+                  ) -> Iterator[tuple[str | Path, Path | str, str | None, float | None]]:
     """Grad-CAM of a saved model's predicted class for image files: writes
     `out/<name>.gradcam.png` (painting | overlay, captioned with the class, its probability
     and the layer) per readable image; yields

@@ -9,20 +9,26 @@ data); `classes` are the ids the training data had, the only ones the model ever
 and the ones users read about (`model_classes`).
 """
 
+from __future__ import annotations
+
 import json
 import zipfile
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from artgan.errors import ArtganError
 from artgan.files import atomic_path, check_zip_sizes
+
+if TYPE_CHECKING:
+    import keras
 
 METADATA_MEMBER = "artgan.json"
 MAX_METADATA_BYTES = 1 << 20  # artgan.json: class names and settings, a few kB
 MAX_MODEL_BYTES = 2 << 30  # every member inflated (real models: 12 MB to about 0.2 GB)
 
 
-def save_model(model, path, metadata):
+def save_model(model: keras.Model, path: str | Path, metadata: dict[str, Any]) -> Path:
     """Write `model` and its metadata to `path` atomically (temp file, then rename)."""
     with atomic_path(path, suffix=".keras") as temporary:  # Keras insists on the suffix
         model.save(temporary)
@@ -31,7 +37,7 @@ def save_model(model, path, metadata):
     return Path(path)
 
 
-def read_metadata(path):
+def read_metadata(path: str | Path) -> dict[str, Any]:
     """The artgan metadata of a saved model, without loading TensorFlow; the file is checked
     first (`check_model_file`), so `load_model` hands Keras only checked files."""
     path = Path(path)
@@ -52,7 +58,7 @@ def read_metadata(path):
         ) from None
 
 
-def check_model_file(path):
+def check_model_file(path: Path) -> None:
     """ArtganError unless `path` is a regular file (a folder or a named pipe is named as such)."""
     if path.is_dir():
         raise ArtganError(f"{path}: is a directory, not a model file (.keras)")
@@ -62,13 +68,13 @@ def check_model_file(path):
         raise ArtganError(f"{path}: not a regular file (a named pipe or device), not a model file")
 
 
-def model_classes(metadata):
+def model_classes(metadata: dict[str, Any]) -> list[int]:
     """The class ids a saved model predicts, sorted: its training data's classes. Models
     saved before they were recorded: every class (`load_model` reads them off the model)."""
     return [int(i) for i in metadata.get("classes", range(len(metadata["class_names"])))]
 
 
-def load_model(path):
+def load_model(path: str | Path) -> tuple[keras.Model, dict[str, Any]]:
     """(model, metadata) for a saved artgan model, compiled-free for inference."""
     import keras
 

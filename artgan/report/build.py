@@ -7,6 +7,7 @@ import base64
 import hashlib
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,17 +19,17 @@ from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
 from artgan.evaluation.card import card_facts, model_card
 from artgan.files import folder_in_use
-from artgan.report.features import similarity_section
-from artgan.report.figures import (
-    MATPLOTLIB_STYLE,
-)
-from artgan.report.format import (
+from artgan.formatting import (
     count,
     decimal,
     duration,
     missing,
     percent,
     plain,
+)
+from artgan.report.features import similarity_section
+from artgan.report.figures import (
+    MATPLOTLIB_STYLE,
 )
 from artgan.report.insights import (
     calibration_section,
@@ -62,7 +63,7 @@ class Report:
     html: Path
     folder: Path
     seconds: float
-    notes: list
+    notes: list[str]
 
 
 def default_output(run):
@@ -98,7 +99,8 @@ def first_input_size(run, default=64):
     return int(sizes.iloc[0]) if len(sizes) else default
 
 
-def build_report(target, top=3, layer=None, out=None, log=print):
+def build_report(target: str | Path | Run, top: int = 3, layer: str | None = None,
+                 out: str | Path | None = None, log: Callable[[str], object] = print) -> Report:
     """Write the report for `target` (run folder, experiment YAML, task, or an opened `Run`);
     returns `Report`."""
     started = time.perf_counter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
@@ -27,11 +28,11 @@ from matplotlib import rc_context
 
 from artgan.data.splits import TaskData, load_split_images
 from artgan.errors import ArtganError
-from artgan.evaluation.card import per_class_scores
+from artgan.evaluation.metrics import per_class_scores
 from artgan.evaluation.predict import predict_split
+from artgan.formatting import decimal, duration, hp_text, percent, plain
 from artgan.model.saved import load_model
 from artgan.report.figures import MATPLOTLIB_STYLE
-from artgan.report.format import decimal, duration, hp_text, percent, plain
 from artgan.report.insight_figures import best_so_far_figure, per_class_figure
 from artgan.report.output import Writer
 from artgan.report.run import Run, open_run
@@ -150,7 +151,7 @@ def per_class_f1(runs, labels, data):
                                   run.spec.data.on_error, progress=False)
         probabilities = predict_split(model, split)
         names = metadata["class_names"]
-        scores = per_class_scores(split.labels, probabilities, names)
+        scores = per_class_scores(split.labels, probabilities.argmax(axis=1), names)
         columns[label] = {s["class"]: s["f1"] for s in scores if s["support"]}
     if not columns:
         return None
@@ -159,7 +160,8 @@ def per_class_f1(runs, labels, data):
                         index=classes)
 
 
-def compare_runs(targets, out=None, allow_mismatch=False):
+def compare_runs(targets: Sequence[str | Path | Run], out: str | Path | None = None,
+                 allow_mismatch: bool = False) -> Path:
     """Write the comparison page of `targets` (run folders, experiment YAMLs, tasks or opened
     `Run`s)."""
     started = time.perf_counter()

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from artgan.report.format import count, hp_text, missing, natural_key, numeric_values
+from artgan.formatting import count, hp_text, missing, natural_key, numeric_values
 
 MATPLOTLIB_STYLE = {
     "text.parse_math": False,  # a class name with "$" is text, not TeX

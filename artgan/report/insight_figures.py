@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from artgan.formatting import hp_text, missing, natural_key, numeric_values
 from artgan.report.figures import BLUE, PALETTE, new_figure, readable_axis, shorten
-from artgan.report.format import hp_text, missing, natural_key, numeric_values
 
 FRONT = PALETTE[3]
 

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -19,7 +20,7 @@ from artgan.config.spec import (
     validate,
 )
 from artgan.errors import ArtganError
-from artgan.runfolder import FINISHED, RunFolder, TrialRow
+from artgan.runfolder import FINISHED, RunFolder, TrialRow, hp_columns
 
 UNFINISHED = {"RUNNING": "still running", "IDLE": "not started",
               "INVALID": "invalid hyperparameters", "STOPPED": "stopped early by the tuner"}
@@ -33,28 +34,27 @@ class Run:
     """A finished (or partly finished) search, as read back from its folder."""
 
     folder: Path
-    spec: object  # artgan.config.spec.ExperimentSpec, rebuilt from spec.yaml
+    spec: ExperimentSpec  # rebuilt from spec.yaml
     spec_text: str
     trials: pd.DataFrame  # one row per trial, best first; hp/<name> columns
-    histories: dict  # trial_id -> {metric: [per-epoch values]}
-    models: list  # best/model_N.keras, best first
+    histories: dict[str, dict[str, list[float]]]  # trial_id -> {metric: per-epoch values}
+    models: list[Path]  # best/model_N.keras, best first
 
     @property
-    def objective(self):
+    def objective(self) -> str:
         return self.spec.tuner.objective
 
     @property
-    def finished(self):
+    def finished(self) -> pd.DataFrame:
         return self.trials[self.trials["status"].isin(FINISHED)]
 
     @property
-    def hp_columns(self):
+    def hp_columns(self) -> list[str]:
         """Searched hyperparameters (KerasTuner's own hp/tuner/* bookkeeping left out)."""
-        return [c for c in self.trials.columns
-                if c.startswith("hp/") and not c.startswith("hp/tuner/")]
+        return hp_columns(self.trials.columns)
 
 
-def find_run_folder(target):
+def find_run_folder(target: str | Path) -> Path:
     """A run folder from a run folder path, an experiment YAML or a task name."""
     path = Path(target)
     if path.is_dir():
@@ -69,7 +69,7 @@ def find_run_folder(target):
     return load_experiment(experiment).output_dir
 
 
-def open_run(target):
+def open_run(target: str | Path) -> Run:
     """Read a run folder; no folder, no table or no finished trial is an `ArtganError`."""
     folder = find_run_folder(target)
     hint = ("finish the search that writes there first" if Path(target).is_dir()
@@ -93,7 +93,7 @@ def open_run(target):
     return run
 
 
-def read_trials(folder):
+def read_trials(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """(table, histories): trials.json when present (it has the curves), else trials.csv."""
     layout = RunFolder(folder)
     try:  # trials.json of older versions was rewritten in place; trials.csv atomically
@@ -112,7 +112,7 @@ def read_trials(folder):
     return table, histories
 
 
-def run_spec(path, text):
+def run_spec(path: Path, text: str) -> ExperimentSpec:
     """The run's resolved spec (search space inlined) as an `ExperimentSpec` again."""
     raw = parse_yaml(text, path)
     space = dict(raw.get("search_space") or {})
@@ -122,7 +122,7 @@ def run_spec(path, text):
     return spec.model_copy(update={"source": str(path), "space": space})
 
 
-def sort_trials(trials, spec):
+def sort_trials(trials: pd.DataFrame, spec: ExperimentSpec) -> pd.DataFrame:
     """Finished trials best first, then the others in trial order."""
     trials = trials.copy()
     trials["score"] = pd.to_numeric(trials["score"], errors="coerce")

@@ -1,6 +1,6 @@
 """One self-contained HTML report per search: what won, why, where it errs, what it sees.
 
-`build_report(target)` reads a run folder written by `artgan.search` (`spec.yaml`,
+`build_report(target)` reads a run folder written by a search (`artgan.tuning`; `spec.yaml`,
 `trials.json`/`trials.csv`, `best/model_N.keras`), re-evaluates the best models on the
 search's own validation split and writes, under `reports/<run>/`:
 
@@ -9,7 +9,7 @@ search's own validation split and writes, under `reports/<run>/`:
     metrics.json                every number shown in the report
     predictions_model_N.csv     per-image predictions of the N-th best model
     per_class_model_N.csv       precision / recall / F1 / support per class
-    features_model_1_LAYER.npz  validation-image features (see `artgan.features`)
+    features_model_1_LAYER.npz  validation-image features (see `artgan.model.features`)
     suspect_labels.csv          paintings whose label the model and their neighbours doubt
     model_N.md                  the model card of the N-th best model
     *.png, *.svg                the figures
@@ -18,7 +18,7 @@ Each section is built by one `*_section` function that returns plain data for th
 template (`templates/report.html.j2`, autoescaped: class names, paths and spec values are
 text, never markup). A section that cannot be computed says what is missing and why.
 The figures are drawn in `artgan.report.figures` (and `insight_figures`), values are
-formatted for the page by `artgan.report.format`, and files are written (and embedded) by
+formatted for the page by `artgan.formatting`, and files are written (and embedded) by
 `artgan.report.output`. The trade-off, calibration, examples (Grad-CAM) and suspect-label
 sections are in `artgan.report.insights`; the comparison of runs in `artgan.report.compare`.
 """
@@ -32,24 +32,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from artgan import __version__
 from artgan.data.labels import load_labels, read_class_file
-from artgan.data.splits import load_split_images
+from artgan.data.splits import SplitImages, load_split_images
 from artgan.evaluation.baselines import handcrafted_features
-from artgan.evaluation.metrics import correlation, most_confused, named_scores
-from artgan.model.saved import load_model
-from artgan.paths import REPO_ROOT
-from artgan.report.figures import (
-    confusion_figure,
-    curves_figure,
-    hp_figure,
-    importance_figure,
+from artgan.evaluation.metrics import (
+    correlation,
+    most_confused,
+    named_scores,
+    per_class_scores,
 )
-from artgan.report.format import (
+from artgan.formatting import (
     BLANK,
     cell,
     count,
@@ -63,9 +61,20 @@ from artgan.report.format import (
     percent,
     value_cell,
 )
+from artgan.model.saved import load_model
+from artgan.paths import REPO_ROOT
+from artgan.report.figures import (
+    confusion_figure,
+    curves_figure,
+    hp_figure,
+    importance_figure,
+)
 from artgan.report.insight_figures import parallel_figure
 from artgan.report.run import UNFINISHED
 from artgan.runfolder import FINISHED
+
+if TYPE_CHECKING:
+    import keras
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
 
@@ -83,16 +92,16 @@ class Evaluated:
 
     rank: int
     path: Path
-    metadata: dict
-    split: object  # SplitImages at the model's input size
+    metadata: dict[str, Any]
+    split: SplitImages  # at the model's input size
     probabilities: np.ndarray
     predictions: pd.DataFrame
-    features: dict  # layer name -> (N, D) float32
-    scores: dict = field(default_factory=dict)  # accuracy, top5_accuracy, macro_f1
-    model: object = None  # the Keras model, for Grad-CAM
+    features: dict[str, np.ndarray]  # layer name -> (N, D) float32
+    scores: dict[str, float | None] = field(default_factory=dict)  # accuracy, top5, macro_f1
+    model: keras.Model | None = None  # for Grad-CAM
 
     @property
-    def trial_id(self):
+    def trial_id(self) -> str:
         return str(self.metadata.get("trial_id"))
 
 
@@ -320,8 +329,6 @@ def confusion_section(evaluated, run, writer):
     rows = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
 
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=shown, zero_division=0)
     present = np.unique(truth)
     averages = {}
     for average in ("macro", "weighted"):
@@ -329,9 +336,7 @@ def confusion_section(evaluated, run, writer):
             truth, predicted, labels=present, average=average, zero_division=0)
         averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f),
                              "support": int(len(truth))}
-    per_class = pd.DataFrame({"label": shown, "class": label_names,
-                              "precision": precision, "recall": recall, "f1": f1,
-                              "support": support})
+    per_class = pd.DataFrame(per_class_scores(truth, predicted, names, shown))
     suffix = f"model_{evaluated.rank}"
     writer.csv(per_class, f"per_class_{suffix}.csv")
     writer.csv(evaluated.predictions, f"predictions_{suffix}.csv")

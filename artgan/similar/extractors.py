@@ -42,6 +42,8 @@ class Extractor(ABC):
 
     name = "extractor"
     description: dict = {}
+    size: int  # the side images are decoded at
+    resize: str  # how they are brought to it (`artgan.data.images` modes)
 
     def embed(self, paths, progress=True) -> Embedded:
         cached = cache_images(paths, self.size, self.resize, progress=progress, desc="decoding")
@@ -184,6 +186,7 @@ def experiment_model(experiment) -> Path:
 
 def extractor_from_description(description: dict) -> Extractor:
     """Rebuild the extractor an index was made with (to embed a query image the same way)."""
+    extractor: Extractor
     if description.get("kind") == "handcrafted":
         extractor = HandcraftedExtractor()
     elif description.get("kind") == "model":

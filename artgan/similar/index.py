@@ -71,7 +71,7 @@ class Index:
         return Path(path)
 
     @classmethod
-    def load(cls, path) -> "Index":
+    def load(cls, path) -> Index:
         path = Path(path)
         if not path.is_file():
             raise ArtganError(f"{path}: similarity index not found; build it with `python -m artgan similar index`")
@@ -115,7 +115,7 @@ class Index:
 class IndexUpdate:
     """What `build_index` did: counts for the log line, and images that failed to embed."""
 
-    index: Index
+    index: Index | None  # None until built
     path: Path
     embedded: int = 0
     reused: int = 0

@@ -30,6 +30,7 @@ variables of its distributed mode.
 """
 
 import collections
+import functools
 import importlib
 import json
 import logging
@@ -322,7 +323,7 @@ def expire_trials(oracle, seen, timeout, now=None, say=log.info):
                   f"{timeout:g} s): the worker stopped reporting")
         ended = trial_module.Trial(trial.hyperparameters, trial_id=trial.trial_id,
                                    status=trial_module.TrialStatus.FAILED, message=reason)
-        _then_save(oracle, lambda: oracle.end_trial(ended))
+        _then_save(oracle, functools.partial(oracle.end_trial, ended))
         oracle.tuner_ids.discard(tuner_id)
         seen.pop(trial.trial_id, None)
         say(f"chief: trial {trial.trial_id} is marked FAILED: {reason}")

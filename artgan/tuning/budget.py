@@ -6,19 +6,26 @@ search's chief hands out no trial after it (workers, whose clocks may differ by 
 never read it). No trial starts after it; the running one finishes (or is pruned).
 """
 
+from __future__ import annotations
+
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from artgan.files import read_json, write_text_atomic
 from artgan.runfolder import RunFolder
+
+if TYPE_CHECKING:
+    from artgan.config.spec import ExperimentSpec
 
 
 class SearchDeadline(Exception):
     """Raised before a new trial when the time budget is spent (ends the trial loop)."""
 
 
-def start_clock(spec, now=None):
+def start_clock(spec: ExperimentSpec, now: float | None = None) -> dict[str, Any]:
     """Start this run's clock in `<output>/search.json`; returns the state written."""
     now = time.time() if now is None else now
     minutes = spec.budget.max_minutes
@@ -29,17 +36,17 @@ def start_clock(spec, now=None):
     return state
 
 
-def search_state(output):
+def search_state(output: Path) -> dict[str, Any]:
     return read_json(RunFolder(output).search_state)
 
 
-def past_deadline(output, now=None):
+def past_deadline(output: Path, now: float | None = None) -> bool:
     """True once this run's time budget is spent (False without one)."""
     deadline = search_state(output).get("deadline_at")
     return deadline is not None and (time.time() if now is None else now) >= deadline
 
 
-def record_stop(output, reason):
+def record_stop(output: Path, reason: str) -> dict[str, Any]:
     """Say in search.json why the search stopped (shown under the leaderboard)."""
     state = search_state(output)
     state.update(stopped=reason, ended=_stamp(time.time()))
@@ -52,7 +59,7 @@ def record_stop(output, reason):
 TIME_PARTS = ("decoding", "embedding", "training", "saving best models")
 
 
-def record_time(output, spent, total):
+def record_time(output: Path, spent: dict[str, float], total: float) -> dict[str, float]:
     """Split the search's wall time `total` (seconds) into `spent` (`progress.time_spent`
     over the search, by kind) and the rest, in search.json (`seconds`); returns the split."""
     seconds = {part: round(spent.get(part, 0.0), 1) for part in TIME_PARTS}
@@ -64,7 +71,7 @@ def record_time(output, spent, total):
     return seconds
 
 
-def time_split(seconds):
+def time_split(seconds: dict[str, float]) -> str:
     """One line from search.json's `seconds`: `12:04 in all: decoding 1:10 (10%), ...`."""
     total = seconds.get("total") or 0.0
     parts = [f"{part} {_minutes(seconds[part])} ({seconds[part] / total:.0%})"
@@ -72,11 +79,11 @@ def time_split(seconds):
     return f"{_minutes(total)} in all" + (": " + ", ".join(parts) if parts else "")
 
 
-def _minutes(seconds):
+def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
-def stop_reason(output, finished, max_trials):
+def stop_reason(output: Path, finished: int, max_trials: int) -> str:
     """Why a search that ended normally stopped: its time budget or its trial count."""
     state = search_state(output)
     if past_deadline(output) and finished < max_trials:
@@ -85,5 +92,5 @@ def stop_reason(output, finished, max_trials):
     return f"trial budget: {finished} of {max_trials} trials ran"
 
 
-def _stamp(seconds):
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")

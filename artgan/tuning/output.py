@@ -1,12 +1,16 @@
 """The run folder as a search writes it: created or resumed, locked while a search runs,
 and refused when it holds a search that was scored differently (`fingerprint`)."""
 
+from __future__ import annotations
+
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import yaml
 
-from artgan.config.spec import differences
+from artgan.config.spec import ExperimentSpec, differences
 from artgan.errors import ArtganError
 from artgan.files import (
     check_removable,
@@ -20,7 +24,7 @@ from artgan.runfolder import RunFolder
 
 
 @contextmanager
-def run_folder(spec, fresh):
+def run_folder(spec: ExperimentSpec, fresh: bool) -> Iterator[Path]:
     """The prepared run folder, locked while the block runs: a second search on it is
     refused. `fresh` refuses a folder artgan did not make before writing anything there."""
     if fresh:
@@ -29,7 +33,7 @@ def run_folder(spec, fresh):
         yield prepare_output(spec, fresh)
 
 
-def prepare_output(spec, fresh):
+def prepare_output(spec: ExperimentSpec, fresh: bool) -> Path:
     """Create (or, with `fresh`, empty) the run folder; refuse to resume a different search.
     Only `fresh` deletes, and only in a folder artgan made (see `clear_folder`)."""
     output = spec.output_dir

@@ -26,7 +26,14 @@ from artgan.model.crnn import (
 )
 from artgan.model.ensemble import ensemble_model
 from artgan.model.saved import save_model
-from artgan.runfolder import FINISHED, METRICS, RunFolder, TrialRow, model_rank
+from artgan.runfolder import (
+    FINISHED,
+    METRICS,
+    RunFolder,
+    TrialRow,
+    hp_columns,
+    model_rank,
+)
 from artgan.tuning._kt_compat import all_trials
 
 log = logging.getLogger(__name__)
@@ -283,12 +290,11 @@ def leaderboard(table, top=10):
     """A compact text leaderboard of the best trials."""
     if table.empty:
         return "no trials"
-    hp_columns = [c for c in table.columns if c.startswith("hp/") and not c.startswith("hp/tuner/")]
     columns = ["trial_id", "status", "score", "val_accuracy", "val_top5_accuracy", "epochs",
                "wall_seconds", "params"]
     if "failure" in table and table["failure"].notna().any():
         columns.append("failure")
-    columns += hp_columns
+    columns += hp_columns(table.columns)
     view = table[[c for c in columns if c in table.columns]].head(top).copy()
     view = view.dropna(axis=1, how="all")  # e.g. top-5 accuracy on 4 classes, unused params
     view.columns = [c.removeprefix("hp/") for c in view.columns]

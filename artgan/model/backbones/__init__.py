@@ -32,10 +32,21 @@ class Backbone(Protocol):
     """What artgan needs of a pretrained front end. Models must use built-in Keras layers
     only, so saved models load with plain Keras; every layer has a fixed name."""
 
-    name: str  # the search-space value, e.g. "efficientnet_lite1"
-    input_size: int  # the side of the square [0, 1] RGB image `bottom` reads
-    weights_id: str  # changes whenever the weights do (part of every embedding cache key)
-    origin: str  # where the weights come from (package, licence, sha256), for model cards
+    @property
+    def name(self) -> str:
+        """The search-space value, e.g. "efficientnet_lite1"."""
+
+    @property
+    def input_size(self) -> int:
+        """The side of the square [0, 1] RGB image `bottom` reads."""
+
+    @property
+    def weights_id(self) -> str:
+        """Changes whenever the weights do (part of every embedding cache key)."""
+
+    @property
+    def origin(self) -> str:
+        """Where the weights come from (package, licence, sha256), for model cards."""
 
     def bottom(self, input_size: int | None = None):
         """keras.Model: image -> {tap: tensor} for every name in `BOTTOM_TAPS`."""

@@ -1,7 +1,8 @@
-"""How the report shows values: table cells, percentages, durations, counts, JSON scalars.
+"""How values read for people, in the report's pages and the model cards: percentages,
+durations, counts, numbers, table cells, JSON scalars.
 
 Every formatter turns a missing value (None or NaN, as pandas reads an empty cell) into
-"–", so a failed trial's row reads as blank rather than as "nan".
+`blank` ("–" unless told), so a failed trial's row reads as blank rather than as "nan".
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ def decimal(value, digits=3):
     return BLANK if missing(value) else f"{value:.{digits}f}"
 
 
-def duration(seconds):
+def duration(seconds, blank=BLANK):
     if missing(seconds):
-        return BLANK
+        return blank
     seconds = float(seconds)
     if seconds < 120:
         return f"{seconds:.1f} s"
@@ -48,6 +49,15 @@ def count(value):
         if value >= limit:
             return f"{value / limit:.3g}{suffix}"
     return f"{value:.0f}"
+
+
+def number(value, blank=BLANK):
+    """A whole number with thousands separators ("1,234,567"), else 4 significant digits."""
+    if missing(value):
+        return blank
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4g}"
+    return f"{int(value):,}"
 
 
 def hp_text(value):
