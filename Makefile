@@ -44,8 +44,8 @@ venv: $(VENV)/.installed
 search: venv
 	$(PY) -m artgan search $(TASK) $(SEARCH_SETS) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
-# Join a distributed search from another machine (same data path and output folder; README
-# "Scaling out"):  make worker TASK=genre CHIEF=host:port [ID=gpu-box-1] [TRIALS=...]
+# Join a distributed search from another machine (same data path and output folder;
+# docs/distributed.md):  make worker TASK=genre CHIEF=host:port [ID=gpu-box-1] [TRIALS=...]
 .PHONY: worker
 worker: venv
 	$(PY) -m artgan worker $(TASK) $(filter-out --fresh,$(SEARCH_SETS)) --chief $(CHIEF) \
@@ -100,7 +100,7 @@ similar: venv
 	$(PY) -m artgan similar evaluate --k $(K) --extractor handcrafted --extractor efficientnet_lite0 \
 	    $(addprefix --extractor model:,$(SIMILAR_MODELS)) $(ARGS)
 
-# Download the full data (README "Getting the full data"); reruns resume and skip what is done.
+# Download the full data (docs/data.md "Getting the full data"); reruns resume and skip what is done.
 # WIKIART=1: the ArtGAN WikiArt zip, unpacked for the label files; NGA=1: NGA tables + images.
 .PHONY: data
 data: venv
