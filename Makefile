@@ -8,7 +8,7 @@
 #   make similar [MODEL=runs/style/best/model_1.keras] [K=10]   (NGA similar-painting search)
 #   make data WIKIART=1 [TO=DIR]   make data NGA=1 [LIMIT=N] [CLASSIFICATION=Painting] [SIZE=800] [TO=DIR]
 #   make test [ARGS=...]   make test-fast   make deps (what the tests need)   make venv
-#   make bench [ARGS="--only search"]   make clean-cache (empty .cache/images)
+#   make bench [ARGS="--only search"] (writes docs/benchmarks.md)   make clean-cache (empty .cache/images)
 #   make rehearse [FRACTION=0.1] [TO=DIR] [MEASURE=1]   (stand-in WikiArt tree; docs/rehearsal.md)
 
 PYTHON ?= python3
