@@ -8,7 +8,7 @@
 #   make similar [MODEL=runs/style/best/model_1.keras] [K=10]   (NGA similar-painting search)
 #   make data WIKIART=1 [TO=DIR]   make data NGA=1 [LIMIT=N] [CLASSIFICATION=Painting] [SIZE=800] [TO=DIR]
 #   make test [ARGS=...]   make test-fast   make lint   make deps (what the tests need)   make venv
-#   make bench [ARGS="--only search"]   make clean-cache (empty .cache/images)
+#   make bench [ARGS="--only search"] (writes docs/benchmarks.md)   make clean-cache (empty .cache/images)
 #   make rehearse [FRACTION=0.1] [TO=DIR] [MEASURE=1]   (stand-in WikiArt tree; docs/rehearsal.md)
 
 PYTHON ?= python3
@@ -44,8 +44,8 @@ venv: $(VENV)/.installed
 search: venv
 	$(PY) -m artgan search $(TASK) $(SEARCH_SETS) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
-# Join a distributed search from another machine (same data path and output folder; README
-# "Scaling out"):  make worker TASK=genre CHIEF=host:port [ID=gpu-box-1] [TRIALS=...]
+# Join a distributed search from another machine (same data path and output folder;
+# docs/distributed.md):  make worker TASK=genre CHIEF=host:port [ID=gpu-box-1] [TRIALS=...]
 .PHONY: worker
 worker: venv
 	$(PY) -m artgan worker $(TASK) $(filter-out --fresh,$(SEARCH_SETS)) --chief $(CHIEF) \
@@ -107,7 +107,7 @@ similar: venv
 	$(PY) -m artgan similar evaluate --k $(K) --extractor handcrafted --extractor efficientnet_lite0 \
 	    $(addprefix --extractor model:,$(SIMILAR_MODELS)) $(ARGS)
 
-# Download the full data (README "Getting the full data"); reruns resume and skip what is done.
+# Download the full data (docs/data.md "Getting the full data"); reruns resume and skip what is done.
 # WIKIART=1: the ArtGAN WikiArt zip, unpacked for the label files; NGA=1: NGA tables + images.
 .PHONY: data
 data: venv

@@ -16,7 +16,9 @@
    (`bench/plain.py`, `--only search`): both wall times, their ratio, the best scores, and
    artgan's resident memory trial after trial.
 
-Not part of the tests: it takes a few minutes and its numbers depend on the machine.
+Not part of the tests: it takes a few minutes and its numbers depend on the machine. What
+each section prints is also written to docs/benchmarks.md (`bench/benchdoc.py`; `--no-doc`
+leaves the page alone).
 """
 
 import argparse
@@ -33,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+from benchdoc import SECTIONS, captured, update  # noqa: E402
 
 from artgan.data.labels import load_labels  # noqa: E402
 from artgan.paths import data_root  # noqa: E402
@@ -322,7 +326,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=20, help="batches timed in training")
     parser.add_argument("--only", action="append",
-                        choices=("pipeline", "training", "backbone", "workers", "search"),
+                        choices=tuple(SECTIONS),
                         help="run only these sections (repeatable; default: all)")
     parser.add_argument("--search-trials", type=int, default=4, help="trials in the workers search")
     parser.add_argument("--search-epochs", type=int, default=2)
@@ -337,25 +341,39 @@ def main():
     parser.add_argument("--compare-epochs", type=int, default=4)
     parser.add_argument("--compare-images", type=int, default=240,
                         help="training images of that search (half as many for validation)")
+    parser.add_argument("--no-doc", action="store_true",
+                        help="do not write the results into docs/benchmarks.md")
     args = parser.parse_args()
-    sections = set(args.only or ("pipeline", "training", "backbone", "workers", "search"))
+    sections = set(args.only or SECTIONS)
 
     root = data_root() / "wikiart-style7"
     table = load_labels(root / "style_train.csv", root / "style_class.txt", root / "images")
     table = table.sample(args.images, seed=0)
     print(f"machine: {os.cpu_count()} CPU cores; data: {root}")
-    if "pipeline" in sections:
-        bench_pipeline(table, args.size, args.batch_size)
-    if "training" in sections:
-        bench_training(table, args.size, args.batch_size, args.train_steps)
-    if "backbone" in sections:
-        bench_backbone(table, args.backbone_images, args.backbone_epochs, args.batch_size)
-    if "workers" in sections:
-        bench_workers(args.search_trials, args.search_epochs, args.search_images, args.search_size)
-    if "search" in sections:
-        from plain import bench_search  # beside this file; loads KerasTuner
+    runs = {
+        "pipeline": lambda: bench_pipeline(table, args.size, args.batch_size),
+        "training": lambda: bench_training(table, args.size, args.batch_size, args.train_steps),
+        "backbone": lambda: bench_backbone(table, args.backbone_images, args.backbone_epochs,
+                                           args.batch_size),
+        "workers": lambda: bench_workers(args.search_trials, args.search_epochs,
+                                         args.search_images, args.search_size),
+        "search": lambda: bench_against_plain(args.compare_trials, args.compare_epochs,
+                                              args.compare_images),
+    }
+    measured = {}
+    for name, run in runs.items():
+        if name in sections:
+            with captured() as printed:
+                run()
+            measured[name] = printed.copy.getvalue()
+    if not args.no_doc:
+        print(f"\nwritten: {update(measured, sys.argv[1:])}")
 
-        bench_search(args.compare_trials, args.compare_epochs, args.compare_images)
+
+def bench_against_plain(trials, epochs, images):
+    from plain import bench_search  # beside this file; loads KerasTuner
+
+    bench_search(trials, epochs, images)
 
 
 if __name__ == "__main__":

@@ -56,8 +56,10 @@ examples:
       --labels ../shared/data/louvre-genre4/genre_val.csv --images ../shared/data/louvre-genre4/images --out val.npz
 
 environment:
-  ARTGAN_DATA     root of the real data (default: ../shared/data beside the checkout)
-  ARTGAN_CACHE    decoded-image cache (default: .cache/images in the checkout)
+  ARTGAN_DATA     root of the real data (default: ../shared/data beside the checkout;
+                  required when artgan is installed)
+  ARTGAN_CACHE    decoded-image cache (default: .cache/images in the checkout, else
+                  ~/.cache/artgan)
   WIKIART_IMAGES  the unpacked WikiArt images, for the *-full and artist experiments
   ARTGAN_LABELS   the ArtGAN label-file folder (default: $ARTGAN_DATA/artgan)
   TF_ENABLE_ONEDNN_OPTS  TensorFlow's oneDNN CPU kernels (default here: 1, also on CPUs
@@ -107,7 +109,8 @@ def show_logs(stream: TextIO | None = None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     show_logs()
-    os.environ.setdefault("ARTGAN_CACHE", str(checkout_cache()))
+    if checkout_cache():  # an installed artgan keeps the user's cache folder
+        os.environ.setdefault("ARTGAN_CACHE", str(checkout_cache()))
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # read once, when TensorFlow loads
     try:
         args.run(args)

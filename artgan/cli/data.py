@@ -12,7 +12,7 @@ from artgan.data.nga_download import DEFAULT_CLASSIFICATION, DEFAULT_SIZE, DEFAU
 from artgan.data.rehearsal import rehearse
 from artgan.data.wikiart_download import get_wikiart
 from artgan.errors import ArtganError
-from artgan.paths import REPO_ROOT
+from artgan.paths import work_root
 
 EPILOG = """\
 environment (a mirror can be set once instead of passing --url):
@@ -40,8 +40,8 @@ def add_data(commands: argparse._SubParsersAction) -> None:
         "(and sha256 when given), unpack the images the ArtGAN label files name, and check that "
         "every labelled image is present. Prints the WIKIART_IMAGES setting to use.",
     )
-    wikiart.add_argument("--to", default=str(REPO_ROOT / "data" / "wikiart"),
-                         help="download folder (default: data/wikiart in the checkout)")
+    wikiart.add_argument("--to", default=str(work_root() / "data" / "wikiart"),
+                         help="download folder (default: data/wikiart in the checkout, else the current folder)")
     wikiart.add_argument("--url", help="zip URL, e.g. a mirror (default: $ARTGAN_WIKIART_URL, "
                          "else the ArtGAN README's link)")
     wikiart.add_argument("--sha256", help="expected sha256 of the zip (default: $ARTGAN_WIKIART_SHA256)")
@@ -59,8 +59,8 @@ def add_data(commands: argparse._SubParsersAction) -> None:
         "primary image, and fetch each image through IIIF into <folder>/images/<objectid>.jpg, "
         "the layout `similar --nga FOLDER` reads.",
     )
-    nga.add_argument("--to", default=str(REPO_ROOT / "data" / "nga"),
-                     help="NGA folder (default: data/nga in the checkout)")
+    nga.add_argument("--to", default=str(work_root() / "data" / "nga"),
+                     help="NGA folder (default: data/nga in the checkout, else the current folder)")
     nga.add_argument("--url", help="base URL of the tables (default: $ARTGAN_NGA_URL, else the "
                      "NGA opendata repository's data/ folder)")
     nga.add_argument("--classification", default=DEFAULT_CLASSIFICATION,
@@ -86,8 +86,8 @@ def add_rehearse(commands: argparse._SubParsersAction) -> None:
         "States the disk it needs first and refuses when it is short; a rerun completes it. "
         "docs/rehearsal.md measures searches on it.",
     )
-    parser.add_argument("--to", default=str(REPO_ROOT / "data" / "rehearsal"),
-                        help="folder to build (default: data/rehearsal in the checkout, ignored by git)")
+    parser.add_argument("--to", default=str(work_root() / "data" / "rehearsal"),
+                        help="folder to build (default: data/rehearsal in the checkout, ignored by git; else the current folder)")
     parser.add_argument("--fraction", type=float, default=1.0,
                         help="share of the paintings, 0 < F <= 1 (default 1: all 81,446)")
     parser.add_argument("--labels", help="ArtGAN label folder (default: $ARTGAN_LABELS, "

@@ -33,7 +33,7 @@ def add_search(commands):
     )
     parser.add_argument("--fresh", action="store_true", help="discard earlier trials and start over")
     scale = parser.add_argument_group(
-        "scaling out (KerasTuner chief/worker; README 'Scaling out')")
+        "scaling out (KerasTuner chief/worker; docs/distributed.md)")
     scale.add_argument(
         "--workers", type=int, metavar="N",
         help="run a chief and N worker processes here (0: only the chief, for workers that "

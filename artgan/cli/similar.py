@@ -14,7 +14,7 @@ import pandas as pd
 
 from artgan.cli.heavy import load_tensorflow
 from artgan.errors import ArtganError
-from artgan.paths import REPO_ROOT
+from artgan.paths import work_root
 from artgan.similar.nga import joined, load_collection
 from artgan.similar.pages import caption as describe
 from artgan.similar.pages import write_evaluation, write_gallery
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 
 def index_dir() -> Path:
-    """Where `similar index` keeps its indexes (one per extractor) in a checkout."""
-    return REPO_ROOT / "runs" / "similar"
+    """Where `similar index` keeps its indexes (one per extractor): runs/similar in the
+    checkout, else in the current folder."""
+    return work_root() / "runs" / "similar"
 
 
 EXTRACTOR_HELP = (
@@ -61,7 +62,7 @@ def add_similar(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--extractor", action="append", help=f"repeatable; {EXTRACTOR_HELP}")
     evaluate.add_argument("--index", action="append", help="repeatable; index file(s) to compare")
     evaluate.add_argument("--nga", help="NGA data folder (default: $ARTGAN_DATA/nga)")
-    evaluate.add_argument("--out", default=str(REPO_ROOT / "reports" / "similar"),
+    evaluate.add_argument("--out", default=str(work_root() / "reports" / "similar"),
                           help="report folder (default: reports/similar)")
     evaluate.set_defaults(run=run_evaluate)
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from artgan.config.space import SearchSpace, Strict
 from artgan.errors import ArtganError
 from artgan.files import file_sha256, not_a_file
-from artgan.paths import REPO_ROOT, data_root
+from artgan.paths import EXPERIMENTS, data_root
 
 TASKS = ("style", "genre", "artist")
 
@@ -220,16 +220,16 @@ def expand_vars(text, where):
 
     def substitute(match):
         name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
         if name == "ARTGAN_DATA":
             return str(data_root())
+        if name in os.environ:
+            return os.environ[name]
         if default is not None:
             return default
         hint = VARIABLE_HINTS.get(name, "the folder it names")
         raise ArtganError(
             f"{where} uses ${{{name}}}, which is not set. Set the environment variable "
-            f"{name} to {hint} (README.md, 'Full WikiArt data'), e.g. {name}=/data/wikiart."
+            f"{name} to {hint} (docs/data.md, 'Full WikiArt data'), e.g. {name}=/data/wikiart."
         )
 
     expanded = _VAR.sub(substitute, text)
@@ -330,9 +330,6 @@ def set_dotted(data, key, value, path):
             raise ArtganError(f"`overrides` {key}: {path}: {part!r} is not a section")
         node = child
     node[parts[-1]] = value
-
-
-EXPERIMENTS = REPO_ROOT / "experiments"
 
 
 def experiment_names():

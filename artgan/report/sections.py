@@ -62,7 +62,7 @@ from artgan.formatting import (
     value_cell,
 )
 from artgan.model.saved import load_model
-from artgan.paths import REPO_ROOT
+from artgan.paths import checkout
 from artgan.report.figures import (
     confusion_figure,
     curves_figure,
@@ -390,8 +390,10 @@ def provenance_section(run, data, seconds=None):
 
 
 def git_commit():
+    if checkout() is None:  # installed from a wheel: no commit to name
+        return None
     try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout(),
                                 capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None

@@ -17,7 +17,7 @@ from artgan.evaluation.metrics import l2_normalise
 from artgan.files import file_sha256
 from artgan.model.backbones import BACKBONES
 from artgan.model.saved import load_model, read_metadata
-from artgan.paths import REPO_ROOT
+from artgan.paths import work_root
 from artgan.progress import progress_bar
 from artgan.runfolder import RunFolder
 
@@ -212,6 +212,6 @@ def file_digest(path) -> str:
 
 def display_path(path: Path) -> str:
     try:
-        return str(path.relative_to(REPO_ROOT))
+        return str(path.relative_to(work_root()))
     except ValueError:
         return str(path)
