@@ -108,8 +108,12 @@ def allocate_array(path, dtype, shape):
     needed = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize + 4096  # + header
     check_space(path, needed)
     if needed >= ANNOUNCED_BYTES:
-        log.info("%s: writing %s (%s free there)", Path(path).name, gigabytes(needed),
-                 gigabytes(shutil.disk_usage(Path(path).parent).free))
+        log.info(
+            "%s: writing %s (%s free there)",
+            Path(path).name,
+            gigabytes(needed),
+            gigabytes(shutil.disk_usage(Path(path).parent).free),
+        )
     with clear_write_errors(path):
         array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
         try:
@@ -131,6 +135,7 @@ def csv_text(frame, **options):
     """`frame` as CSV text (no index) that is safe to open in a spreadsheet: a text cell or
     header that starts like a formula gets a leading single quote, as OWASP advises, so a
     class name or title `=HYPERLINK(...)` stays text. Numbers are written as they are."""
+
     def neutral(value):
         formula = isinstance(value, str) and len(value) > 1 and value.startswith(FORMULA_START)
         return "'" + value if formula else value  # a lone "-" (no value) stays as it is
@@ -175,12 +180,15 @@ class ResumableArrays:
         if not isinstance(saved, dict) or saved.get("key") != self.key:
             return None
         try:
-            opened = {name: np.load(_partial(path), mmap_mode="r+")
-                      for name, (path, _) in arrays.items()}
+            opened = {
+                name: np.load(_partial(path), mmap_mode="r+") for name, (path, _) in arrays.items()
+            }
         except (OSError, ValueError):
             return None
-        if any(opened[name].shape != tuple(shape) or opened[name].dtype != np.dtype(dtype)
-               for name, (_, shape) in arrays.items()):
+        if any(
+            opened[name].shape != tuple(shape) or opened[name].dtype != np.dtype(dtype)
+            for name, (_, shape) in arrays.items()
+        ):
             return None
         self.done, self.state = int(saved.get("done", 0)), dict(saved.get("state", {}))
         return opened
@@ -208,8 +216,9 @@ class ResumableArrays:
     def _save(self):
         for array in self.arrays.values():
             array.flush()  # the rows first, then the record that says they are there
-        write_text_atomic(self.record, json.dumps(
-            {"key": self.key, "done": self.done, "state": self.state}))
+        write_text_atomic(
+            self.record, json.dumps({"key": self.key, "done": self.done, "state": self.state})
+        )
 
     def finish(self):
         """Make every array durable and rename it into place; drop the progress record."""
@@ -301,7 +310,9 @@ def folder_lock(folder):
             ) from None
         handle.truncate(0)
         command = " ".join(shlex.join(sys.orig_argv).split())  # one line, even for `python -c`
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command}))
+        handle.write(
+            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command})
+        )
         handle.flush()
         try:
             yield folder
@@ -403,13 +414,17 @@ def check_zip_sizes(zip_path, members, max_total) -> None:
     The sizes are those the archive declares: reading an entry never goes past its own."""
     total = sum(info.file_size for info in members)
     if total > max_total:
-        raise ArtganError(f"{zip_path}: refused: its entries inflate to {total} bytes, more than "
-                          f"the limit of {max_total} (zip bomb?)")
+        raise ArtganError(
+            f"{zip_path}: refused: its entries inflate to {total} bytes, more than "
+            f"the limit of {max_total} (zip bomb?)"
+        )
     for info in members:
         inflated = info.file_size > MAX_ZIP_RATIO * max(info.compress_size, 1)
         if inflated and info.file_size > 1 << 20:
-            raise ArtganError(f"{zip_path}: refused: entry {info.filename!r} inflates "
-                              f"{info.compress_size} to {info.file_size} bytes (zip bomb?)")
+            raise ArtganError(
+                f"{zip_path}: refused: entry {info.filename!r} inflates "
+                f"{info.compress_size} to {info.file_size} bytes (zip bomb?)"
+            )
 
 
 def file_sha256(path) -> str:

@@ -40,13 +40,17 @@ def data_root() -> Path:
     if os.environ.get("ARTGAN_DATA"):
         root = Path(os.environ["ARTGAN_DATA"]).expanduser()
         if not root.is_dir():
-            raise ArtganError(f"ARTGAN_DATA={root}: no such folder; set it to the folder "
-                              "holding the data (louvre-genre4/, wikiart-style7/, ...)")
+            raise ArtganError(
+                f"ARTGAN_DATA={root}: no such folder; set it to the folder "
+                "holding the data (louvre-genre4/, wikiart-style7/, ...)"
+            )
         return root
     if checkout() is None:
-        raise ArtganError("ARTGAN_DATA is not set: an installed artgan has no default data "
-                          "folder; set it to the folder holding the data (louvre-genre4/, "
-                          "wikiart-style7/, ...), e.g. ARTGAN_DATA=~/paintings")
+        raise ArtganError(
+            "ARTGAN_DATA is not set: an installed artgan has no default data "
+            "folder; set it to the folder holding the data (louvre-genre4/, "
+            "wikiart-style7/, ...), e.g. ARTGAN_DATA=~/paintings"
+        )
     return REPO_ROOT.parent / "shared" / "data"
 
 

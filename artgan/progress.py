@@ -37,16 +37,36 @@ def time_spent() -> dict[str, float]:
     return dict(_SPENT)
 
 
-def progress_bar(iterable=None, *, total=None, desc="", unit="it", disable=False, stream=None,
-             initial=0, unit_scale=False, **bar_options):
+def progress_bar(
+    iterable=None,
+    *,
+    total=None,
+    desc="",
+    unit="it",
+    disable=False,
+    stream=None,
+    initial=0,
+    unit_scale=False,
+    **bar_options,
+):
     """A tqdm-like progress object (iterate it, or `update(n)` it inside a `with`): a bar
     when `stream` (default stderr) is a terminal, logged lines otherwise."""
     stream = stream or sys.stderr
     if disable or _is_terminal(stream):
-        return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, file=stream,
-                    initial=initial, unit_scale=unit_scale, **bar_options)
-    return ProgressLines(iterable, total=total, desc=desc, unit=unit, initial=initial,
-                         unit_scale=unit_scale)
+        return tqdm(
+            iterable,
+            total=total,
+            desc=desc,
+            unit=unit,
+            disable=disable,
+            file=stream,
+            initial=initial,
+            unit_scale=unit_scale,
+            **bar_options,
+        )
+    return ProgressLines(
+        iterable, total=total, desc=desc, unit=unit, initial=initial, unit_scale=unit_scale
+    )
 
 
 def _is_terminal(stream):
@@ -61,8 +81,16 @@ class ProgressLines:
     (every minute when the total is unknown or slow), and a closing line with the total time.
     `initial` counts work done before (a resumed build); rates count this run only."""
 
-    def __init__(self, iterable=None, total=None, desc="", unit="it", initial=0,
-                 unit_scale=False, clock=time.monotonic):
+    def __init__(
+        self,
+        iterable=None,
+        total=None,
+        desc="",
+        unit="it",
+        initial=0,
+        unit_scale=False,
+        clock=time.monotonic,
+    ):
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
         self.iterable, self.desc, self.unit = iterable, desc, unit
@@ -118,8 +146,13 @@ class ProgressLines:
         seconds = self.clock() - self.started
         done = self.n - self.initial
         if done:
-            log.info("%s: %s in %s (%s)", self.desc, self._amount(self.n), _duration(seconds),
-                     self._rate(done, seconds))
+            log.info(
+                "%s: %s in %s (%s)",
+                self.desc,
+                self._amount(self.n),
+                _duration(seconds),
+                self._rate(done, seconds),
+            )
 
     def _next_step(self, n):
         """The next tenth (1..10) of the total to report at."""
@@ -140,7 +173,11 @@ class ProgressLines:
 
     def _amount(self, *counts):
         """Counts with the unit: "12 img", "12/100 img", "1.21M/2.00MB"."""
-        number = (lambda n: tqdm.format_sizeof(n, divisor=1024)) if self.unit_scale else "{:,.0f}".format
+        number = (
+            (lambda n: tqdm.format_sizeof(n, divisor=1024))
+            if self.unit_scale
+            else "{:,.0f}".format
+        )
         return "/".join(map(number, counts)) + ("" if self.unit_scale else " ") + self.unit
 
     def _rate(self, done, seconds):

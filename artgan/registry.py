@@ -12,7 +12,8 @@ from artgan.errors import ArtganError
 
 
 class Named(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
 
 T = TypeVar("T", bound=Named)

@@ -182,12 +182,20 @@ class TrialRow:
     extra: dict = field(default_factory=dict)  # columns this version does not know
 
     def to_json(self) -> dict[str, Any]:
-        row = {k: v for k, v in asdict(self).items()
-               if k not in ("metrics", "hyperparameters", "history", "extra")}
+        row = {
+            k: v
+            for k, v in asdict(self).items()
+            if k not in ("metrics", "hyperparameters", "history", "extra")
+        }
         head = {k: row.pop(k) for k in ("trial_id", "status", "score", "best_epoch")}
-        return {**head, **{m: self.metrics.get(m) for m in METRICS}, **row, **self.extra,
-                **{HP_PREFIX + k: v for k, v in self.hyperparameters.items()},
-                "history": self.history}
+        return {
+            **head,
+            **{m: self.metrics.get(m) for m in METRICS},
+            **row,
+            **self.extra,
+            **{HP_PREFIX + k: v for k, v in self.hyperparameters.items()},
+            "history": self.history,
+        }
 
     def flat(self) -> dict[str, Any]:
         """The row of trials.csv: `to_json` without the curves."""
@@ -198,8 +206,9 @@ class TrialRow:
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> TrialRow:
         row = dict(row)
-        known = {f for f in cls.__dataclass_fields__ if f not in ("metrics", "hyperparameters",
-                                                                   "extra")}
+        known = {
+            f for f in cls.__dataclass_fields__ if f not in ("metrics", "hyperparameters", "extra")
+        }
         values = {k: row.pop(k) for k in list(row) if k in known}
         values["trial_id"] = str(values.get("trial_id"))
         values["message"] = values.get("message") or ""
@@ -207,5 +216,3 @@ class TrialRow:
         metrics = {m: row.pop(m) for m in METRICS if m in row}
         hps = {k.removeprefix(HP_PREFIX): row.pop(k) for k in list(row) if k.startswith(HP_PREFIX)}
         return cls(**values, metrics=metrics, hyperparameters=hps, extra=row)
-
-

@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
 from benchdoc import SECTIONS, captured, update  # noqa: E402
 
 from artgan.data.labels import load_labels  # noqa: E402
@@ -84,7 +83,9 @@ def bench_pipeline(table, size, batch_size):
 
         def first_epoch():
             split = load_split_images(table, size, progress=False)
-            generator = ImageLabelGenerator(split, batch_size, shuffle=True)  # same work as baseline
+            generator = ImageLabelGenerator(
+                split, batch_size, shuffle=True
+            )  # same work as baseline
             return artgan_epoch(generator), generator
 
         (_, generator), ours_first = timed(first_epoch)
@@ -163,11 +164,15 @@ def bench_training(table, size, batch_size, steps):
     achieved = 3 * forward * images_per_second  # forward + backward ~ 3x forward
     peak, n = matmul_rate()
 
-    print(f"\n== training: default CRNN at {size} px ({model.count_params():,} parameters), "
-          f"batch {batch_size}, {len(split)} real images, best of {REPEATS} epochs")
+    print(
+        f"\n== training: default CRNN at {size} px ({model.count_params():,} parameters), "
+        f"batch {batch_size}, {len(split)} real images, best of {REPEATS} epochs"
+    )
     print(f"forward cost        {forward / 1e9:8.3f} GFLOP/image")
     print(f"Keras batch norm    {plain:8.1f} images/s (plain baseline, same run)")
-    print(f"training            {images_per_second:8.1f} images/s ({images_per_second / plain:.2f}x)")
+    print(
+        f"training            {images_per_second:8.1f} images/s ({images_per_second / plain:.2f}x)"
+    )
     print(f"achieved            {achieved / 1e9:8.2f} GFLOP/s (3x forward per image)")
     print(f"tf.matmul {n}x{n}   {peak / 1e9:8.2f} GFLOP/s (this machine, same run)")
     print(f"fraction of matmul  {achieved / peak:8.1%}")
@@ -194,15 +199,23 @@ def cpu_facts():
     from artgan.model._tf_compat import onednn_enabled
 
     threading = tf.config.threading
-    settings = {name: os.environ.get(name, "unset") for name in (
-        "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
-        "OMP_NUM_THREADS")}
-    return (f"CPU: {' '.join(f for f in SIMD_FLAGS if f in flags) or 'unknown'}; "
-            f"{len(os.sched_getaffinity(0))} usable cores; TensorFlow intra-op threads "
-            f"{threading.get_intra_op_parallelism_threads() or 'auto'}, inter-op "
-            f"{threading.get_inter_op_parallelism_threads() or 'auto'}; "
-            f"oneDNN {'on' if onednn_enabled() else 'off'}; "
-            + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    settings = {
+        name: os.environ.get(name, "unset")
+        for name in (
+            "TF_ENABLE_ONEDNN_OPTS",
+            "TF_NUM_INTRAOP_THREADS",
+            "TF_NUM_INTEROP_THREADS",
+            "OMP_NUM_THREADS",
+        )
+    }
+    return (
+        f"CPU: {' '.join(f for f in SIMD_FLAGS if f in flags) or 'unknown'}; "
+        f"{len(os.sched_getaffinity(0))} usable cores; TensorFlow intra-op threads "
+        f"{threading.get_intra_op_parallelism_threads() or 'auto'}, inter-op "
+        f"{threading.get_inter_op_parallelism_threads() or 'auto'}; "
+        f"oneDNN {'on' if onednn_enabled() else 'off'}; "
+        + ", ".join(f"{k}={v}" for k, v in settings.items())
+    )
 
 
 def matmul_rate(n=MATMUL_SIZE, repeats=10):
@@ -253,25 +266,44 @@ def bench_backbone(table, images, epochs, batch_size):
             _, seconds = timed(model.fit, generator, epochs=epochs, verbose=0)
             return seconds, model.count_params()
 
-        head = trial({"backbone": backbone.name}, EmbeddingGenerator(
-            embedded, pixels.labels, ["stage6"], batch_size, shuffle=True, augment=True,
-            classes=classes))
+        head = trial(
+            {"backbone": backbone.name},
+            EmbeddingGenerator(
+                embedded,
+                pixels.labels,
+                ["stage6"],
+                batch_size,
+                shuffle=True,
+                augment=True,
+                classes=classes,
+            ),
+        )
         small = load_split_images(table, 64, progress=False)
-        scratch = trial({"backbone": "scratch", "input_size": 64, "conv_blocks": 4}, ImageLabelGenerator(
-            small, batch_size, shuffle=True, augment=True, classes=classes))
-    print(f"\n== pretrained backbone: {backbone.name} at {backbone.input_size} px, "
-          f"{images} real images (+ mirrored copies)")
-    print(f"embedding           {embed_rate:8.1f} images/s ({embed_seconds:.1f} s for {2 * images})")
-    print(f"achieved            {forward * embed_rate / 1e9:8.2f} GFLOP/s "
-          f"({forward / 1e9:.3f} GFLOP/image forward)")
+        scratch = trial(
+            {"backbone": "scratch", "input_size": 64, "conv_blocks": 4},
+            ImageLabelGenerator(small, batch_size, shuffle=True, augment=True, classes=classes),
+        )
+    print(
+        f"\n== pretrained backbone: {backbone.name} at {backbone.input_size} px, "
+        f"{images} real images (+ mirrored copies)"
+    )
+    print(
+        f"embedding           {embed_rate:8.1f} images/s ({embed_seconds:.1f} s for {2 * images})"
+    )
+    print(
+        f"achieved            {forward * embed_rate / 1e9:8.2f} GFLOP/s "
+        f"({forward / 1e9:.3f} GFLOP/image forward)"
+    )
     print(f"tf.matmul {n}x{n}   {peak / 1e9:8.2f} GFLOP/s (same run)")
     print(f"fraction of matmul  {forward * embed_rate / peak:8.1%}")
     print(f"{epochs}-epoch trial      {'seconds':>8} {'params':>10}")
     print(f"  head on cache     {head[0]:8.1f} {head[1]:>10,}")
     print(f"  scratch CRNN 64px {scratch[0]:8.1f} {scratch[1]:>10,}")
-    print(f"head-only trial vs scratch trial: {head[0] / scratch[0]:.2f}x the time "
-          f"({scratch[0] / head[0]:.1f}x faster); with the one-off embedding counted: "
-          f"{(head[0] + embed_seconds) / scratch[0]:.2f}x")
+    print(
+        f"head-only trial vs scratch trial: {head[0] / scratch[0]:.2f}x the time "
+        f"({scratch[0] / head[0]:.1f}x faster); with the one-off embedding counted: "
+        f"{(head[0] + embed_seconds) / scratch[0]:.2f}x"
+    )
 
 
 def bench_workers(trials, epochs, images, size):
@@ -283,9 +315,15 @@ def bench_workers(trials, epochs, images, size):
     from artgan.data.splits import TaskData
     from artgan.paths import REPO_ROOT
 
-    sets = [f"space.input_size={size}", f"budget.max_trials={trials}", f"budget.epochs={epochs}",
-            f"budget.max_train_images={images}", f"budget.max_val_images={images // 2}",
-            "tuner.type=random", "early_stopping.enabled=false"]
+    sets = [
+        f"space.input_size={size}",
+        f"budget.max_trials={trials}",
+        f"budget.epochs={epochs}",
+        f"budget.max_train_images={images}",
+        f"budget.max_val_images={images // 2}",
+        "tuner.type=random",
+        "early_stopping.enabled=false",
+    ]
     rows = []
     with tempfile.TemporaryDirectory() as work:
         env = dict(os.environ, ARTGAN_CACHE=os.path.join(work, "cache"), TF_CPP_MIN_LOG_LEVEL="3")
@@ -293,30 +331,52 @@ def bench_workers(trials, epochs, images, size):
         spec = load_experiment(experiment_file("genre"), [*sets, f"output={work}/warm"])
         TaskData.from_spec(spec).splits(size)  # decode once, shared by every run below
         load = os.getloadavg()[0]
-        for name, workers in (("single process", None), ("chief + 1 worker", 1),
-                              ("chief + 2 workers", 2)):
+        for name, workers in (
+            ("single process", None),
+            ("chief + 1 worker", 1),
+            ("chief + 2 workers", 2),
+        ):
             output = Path(work) / f"run{workers or 0}"
-            command = [sys.executable, "-m", "artgan", "search", "genre",
-                       *sum((["--set", s] for s in [*sets, f"output={output}"]), [])]
+            command = [
+                sys.executable,
+                "-m",
+                "artgan",
+                "search",
+                "genre",
+                *sum((["--set", s] for s in [*sets, f"output={output}"]), []),
+            ]
             if workers:
                 command += ["--workers", str(workers)]
             started = time.perf_counter()
-            result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+            result = subprocess.run(
+                command, env=env, cwd=REPO_ROOT, capture_output=True, text=True
+            )
             seconds = time.perf_counter() - started
             if result.returncode:
                 sys.exit(f"{name} search failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
             table = pd.read_csv(output / "trials.csv")
-            rows.append((name, seconds, len(table), table["wall_seconds"].mean(),
-                         table["wall_seconds"].sum()))
-    print(f"\n== scaling out: one {trials}-trial search (genre, {size} px, {images} train / "
-          f"{images // 2} val images, {epochs} epochs), {os.cpu_count()} CPU cores, "
-          f"load average {load:.1f} before the runs")
+            rows.append(
+                (
+                    name,
+                    seconds,
+                    len(table),
+                    table["wall_seconds"].mean(),
+                    table["wall_seconds"].sum(),
+                )
+            )
+    print(
+        f"\n== scaling out: one {trials}-trial search (genre, {size} px, {images} train / "
+        f"{images // 2} val images, {epochs} epochs), {os.cpu_count()} CPU cores, "
+        f"load average {load:.1f} before the runs"
+    )
     print(f"{'':20}{'wall':>9}{'trials':>8}{'mean trial':>12}{'sum of trials':>15}")
     for name, seconds, count, mean, total in rows:
         print(f"{name:20}{seconds:>7.1f} s{count:>8}{mean:>10.1f} s{total:>13.1f} s")
     one, two = rows[1][1], rows[2][1]
-    print(f"speed-up of 2 workers over 1 worker: {one / two:.2f}x (wall {one:.1f} s -> {two:.1f} s); "
-          f"a chief + 1 worker vs a single process: {rows[1][1] - rows[0][1]:+.1f} s")
+    print(
+        f"speed-up of 2 workers over 1 worker: {one / two:.2f}x (wall {one:.1f} s -> {two:.1f} s); "
+        f"a chief + 1 worker vs a single process: {rows[1][1] - rows[0][1]:+.1f} s"
+    )
 
 
 def main():
@@ -325,24 +385,43 @@ def main():
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=20, help="batches timed in training")
-    parser.add_argument("--only", action="append",
-                        choices=tuple(SECTIONS),
-                        help="run only these sections (repeatable; default: all)")
-    parser.add_argument("--search-trials", type=int, default=4, help="trials in the workers search")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=tuple(SECTIONS),
+        help="run only these sections (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--search-trials", type=int, default=4, help="trials in the workers search"
+    )
     parser.add_argument("--search-epochs", type=int, default=2)
-    parser.add_argument("--search-images", type=int, default=200,
-                        help="training images in the workers search (half as many for validation)")
+    parser.add_argument(
+        "--search-images",
+        type=int,
+        default=200,
+        help="training images in the workers search (half as many for validation)",
+    )
     parser.add_argument("--search-size", type=int, default=64)
-    parser.add_argument("--backbone-images", type=int, default=500,
-                        help="images embedded and trained on in the backbone section")
+    parser.add_argument(
+        "--backbone-images",
+        type=int,
+        default=500,
+        help="images embedded and trained on in the backbone section",
+    )
     parser.add_argument("--backbone-epochs", type=int, default=3)
-    parser.add_argument("--compare-trials", type=int, default=6,
-                        help="trials of the artgan-vs-plain search")
+    parser.add_argument(
+        "--compare-trials", type=int, default=6, help="trials of the artgan-vs-plain search"
+    )
     parser.add_argument("--compare-epochs", type=int, default=4)
-    parser.add_argument("--compare-images", type=int, default=240,
-                        help="training images of that search (half as many for validation)")
-    parser.add_argument("--no-doc", action="store_true",
-                        help="do not write the results into docs/benchmarks.md")
+    parser.add_argument(
+        "--compare-images",
+        type=int,
+        default=240,
+        help="training images of that search (half as many for validation)",
+    )
+    parser.add_argument(
+        "--no-doc", action="store_true", help="do not write the results into docs/benchmarks.md"
+    )
     args = parser.parse_args()
     sections = set(args.only or SECTIONS)
 
@@ -353,12 +432,15 @@ def main():
     runs = {
         "pipeline": lambda: bench_pipeline(table, args.size, args.batch_size),
         "training": lambda: bench_training(table, args.size, args.batch_size, args.train_steps),
-        "backbone": lambda: bench_backbone(table, args.backbone_images, args.backbone_epochs,
-                                           args.batch_size),
-        "workers": lambda: bench_workers(args.search_trials, args.search_epochs,
-                                         args.search_images, args.search_size),
-        "search": lambda: bench_against_plain(args.compare_trials, args.compare_epochs,
-                                              args.compare_images),
+        "backbone": lambda: bench_backbone(
+            table, args.backbone_images, args.backbone_epochs, args.batch_size
+        ),
+        "workers": lambda: bench_workers(
+            args.search_trials, args.search_epochs, args.search_images, args.search_size
+        ),
+        "search": lambda: bench_against_plain(
+            args.compare_trials, args.compare_epochs, args.compare_images
+        ),
     }
     measured = {}
     for name, run in runs.items():

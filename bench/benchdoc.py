@@ -39,13 +39,18 @@ make bench ARGS="--only training"   # one section: pipeline, training, backbone,
 
 #: name -> (title, what the section measures and how to read it; no figures here).
 SECTIONS = {
-    "pipeline": ("Input pipeline", """\
+    "pipeline": (
+        "Input pipeline",
+        """\
 Images per second of artgan's decode cache and batch generator against a plain per-image
 `cv2.imread` + `cv2.resize` generator, on real WikiArt JPEGs. The first epoch does more than
 the plain loop (content sniffing and bomb checks in Pillow, letterboxing, area-averaging for
 large shrinks, an atomic cache write); every later epoch of every trial reads the
-memory-mapped cache and skips decoding, so input is never what limits training."""),
-    "training": ("Training speed", """\
+memory-mapped cache and skips decoding, so input is never what limits training.""",
+    ),
+    "training": (
+        "Training speed",
+        """\
 The default CRNN at the given size: images per second and achieved FLOP/s with artgan's
 fused batch norm and, as the plain baseline in the same run, with Keras' own
 `BatchNormalization`, beside a 2048x2048 `tf.matmul` (what the machine achieves right now).
@@ -65,21 +70,30 @@ threads, which decide the speed:
    and Keras' own ops otherwise. Saved models load anywhere.
 
 Tried and not kept: XLA (`jit_compile=True`), one inter-op thread, unrolling the LSTM (under
-10 % of a step), reordering pool and ReLU."""),
-    "backbone": ("Pretrained backbone", """\
+10 % of a step), reordering pool and ReLU.""",
+    ),
+    "backbone": (
+        "Pretrained backbone",
+        """\
 Embedding throughput of the EfficientNet-Lite0 bottom at 224 px (each painting and its
 mirror image; images/s and as a share of the same run's matmul rate), then a head-only trial
 on the cached activations against a scratch-CRNN trial at 64 px on the same paintings.
 Depthwise convolutions are memory-bound, so the backbone reaches a smaller share of the
 matmul rate than the plain CNN; it runs once per image, and every later trial reads the
-cache."""),
-    "workers": ("Scaling out", """\
+cache.""",
+    ),
+    "workers": (
+        "Scaling out",
+        """\
 One small search (same seed, so the same trials) as a single process, as a KerasTuner chief
 + 1 worker and as a chief + 2 workers, with the decoded images cached first. On a CPU-only
 machine more workers than cores is not faster: each trial already uses the cores it can.
 Workers pay off with several GPUs, machines or many idle cores
-([distributed.md](distributed.md))."""),
-    "search": ("The same search, artgan and plain KerasTuner", """\
+([distributed.md](distributed.md)).""",
+    ),
+    "search": (
+        "The same search, artgan and plain KerasTuner",
+        """\
 The default genre search shrunk to a few trials, with artgan and the plain way
 (`bench/plain.py`: a `kt.HyperModel` over the same space and model builders, fed by a
 per-item `cv2.imread` + resize generator with the frozen backbone inside the model, Keras'
@@ -87,7 +101,8 @@ stock batch norm, no caches, no pruning), same tuner and seed, cold caches. The 
 artgan's resident memory after each trial: it stays flat because `model/_tf_compat.py`
 removes the `CustomGradient-N` entries each trial's traced train steps add to TensorFlow's
 global gradient registry, which TensorFlow never removes and which pin each step's graph
-after `clear_session()` (tensorflow/tensorflow#80895)."""),
+after `clear_session()` (tensorflow/tensorflow#80895).""",
+    ),
 }
 
 _BLOCK = re.compile(r"<!-- bench:(\w+) -->\n.*?<!-- /bench:\1 -->\n", re.S)
@@ -128,16 +143,23 @@ def machine():
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     import tensorflow as tf
 
-    return (f"{model}, {len(os.sched_getaffinity(0))} usable of {os.cpu_count()} cores, "
-            f"{memory:.0f} GiB memory, load average {os.getloadavg()[0]:.1f} at the end; "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-            f"TensorFlow {tf.__version__}")
+    return (
+        f"{model}, {len(os.sched_getaffinity(0))} usable of {os.cpu_count()} cores, "
+        f"{memory:.0f} GiB memory, load average {os.getloadavg()[0]:.1f} at the end; "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}"
+    )
 
 
 def commit():
     try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return result.stdout.strip() or "unknown"
@@ -148,7 +170,7 @@ def results(printed):
     printed before it, is left out)."""
     lines = printed.strip().splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("== ")]
-    return "\n".join(lines[starts[-1]:] if starts else lines)
+    return "\n".join(lines[starts[-1] :] if starts else lines)
 
 
 def section(name, printed, argv):
@@ -156,12 +178,20 @@ def section(name, printed, argv):
     when = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     command = f"make bench ARGS={shlex.quote(shlex.join(argv))}" if argv else "make bench"
     resized = [arg for arg in argv if arg.startswith("--") and arg not in ("--only", "--no-doc")]
-    caveat = (" Sizes below the defaults: in runs this small, start-up costs (processes,"
-              " TensorFlow, the first epoch's tracing) weigh more than in a real search; "
-              "`make bench` gives the representative figures.") if resized else ""
-    return (f"<!-- bench:{name} -->\n## {title}\n\n{intro}\n\n"
-            f"Measured {when} (commit {commit()}) with `{command}` on {machine()}:{caveat}\n\n"
-            f"```text\n{results(printed)}\n```\n<!-- /bench:{name} -->\n")
+    caveat = (
+        (
+            " Sizes below the defaults: in runs this small, start-up costs (processes,"
+            " TensorFlow, the first epoch's tracing) weigh more than in a real search; "
+            "`make bench` gives the representative figures."
+        )
+        if resized
+        else ""
+    )
+    return (
+        f"<!-- bench:{name} -->\n## {title}\n\n{intro}\n\n"
+        f"Measured {when} (commit {commit()}) with `{command}` on {machine()}:{caveat}\n\n"
+        f"```text\n{results(printed)}\n```\n<!-- /bench:{name} -->\n"
+    )
 
 
 def update(measured, argv, doc=DOC):
@@ -174,8 +204,12 @@ def update(measured, argv, doc=DOC):
         if name in measured:
             parts.append(section(name, measured[name], argv))
         else:
-            parts.append(old.get(name) or (
-                f"<!-- bench:{name} -->\n## {title}\n\nNot measured yet: "
-                f"`make bench ARGS=\"--only {name}\"`.\n<!-- /bench:{name} -->\n"))
+            parts.append(
+                old.get(name)
+                or (
+                    f"<!-- bench:{name} -->\n## {title}\n\nNot measured yet: "
+                    f'`make bench ARGS="--only {name}"`.\n<!-- /bench:{name} -->\n'
+                )
+            )
     doc.write_text("\n".join(parts))
     return doc

@@ -52,7 +52,7 @@ class Cv2Batches(keras.utils.PyDataset):
         return -(-len(self.paths) // self.batch_size)
 
     def __getitem__(self, index):
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         images = []
         for path in self.paths[rows]:
             image = cv2.resize(cv2.imread(str(path)), (self.size, self.size))
@@ -88,10 +88,16 @@ class PlainHyperModel(kt.HyperModel):
     def fit(self, hp, model, *args, **kwargs):
         size = input_size(hp)
         batch_size = value(hp, "batch_size", default=self.batch_size)
-        train, val = (Cv2Batches(table.image_paths(),
-                                 output_labels(table.labels(), self.data.classes), size,
-                                 batch_size, shuffle)
-                      for table, shuffle in ((self.data.train, True), (self.data.val, False)))
+        train, val = (
+            Cv2Batches(
+                table.image_paths(),
+                output_labels(table.labels(), self.data.classes),
+                size,
+                batch_size,
+                shuffle,
+            )
+            for table, shuffle in ((self.data.train, True), (self.data.val, False))
+        )
         kwargs.setdefault("verbose", 0)
         return model.fit(train, validation_data=val, **kwargs)
 
@@ -103,38 +109,60 @@ def plain_search(spec, folder):
     spec.space.register(space)
     kind = get_tuner(spec.tuner.type)
     tuner = kind.tuner_class()(
-        PlainHyperModel(spec.space, data, spec.training.batch_size), objective=spec.tuner.objective,
-        seed=spec.seed, hyperparameters=space, tune_new_entries=False, directory=str(folder),
-        project_name="plain", **kind.arguments(spec))
+        PlainHyperModel(spec.space, data, spec.training.batch_size),
+        objective=spec.tuner.objective,
+        seed=spec.seed,
+        hyperparameters=space,
+        tune_new_entries=False,
+        directory=str(folder),
+        project_name="plain",
+        **kind.arguments(spec),
+    )
     started = time.perf_counter()
     stop = [c for c in callbacks(spec) if isinstance(c, keras.callbacks.EarlyStopping)]
     tuner.search(epochs=spec.budget.epochs, callbacks=stop, verbose=0)
     seconds = time.perf_counter() - started
-    rows = [{"trial_id": t.trial_id, "status": t.status, "score": t.score,
-             **{f"hp/{k}": v for k, v in t.hyperparameters.values.items()}}
-            for t in tuner.oracle.trials.values()]
+    rows = [
+        {
+            "trial_id": t.trial_id,
+            "status": t.status,
+            "score": t.score,
+            **{f"hp/{k}": v for k, v in t.hyperparameters.values.items()},
+        }
+        for t in tuner.oracle.trials.values()
+    ]
     return pd.DataFrame(rows), seconds
 
 
 def bench_search(trials, epochs, images, task="genre"):
     with tempfile.TemporaryDirectory() as work:
-        sets = [f"budget.max_trials={trials}", f"budget.epochs={epochs}",
-                f"budget.max_train_images={images}", f"budget.max_val_images={images // 2}",
-                f"output={Path(work) / 'artgan'}"]
+        sets = [
+            f"budget.max_trials={trials}",
+            f"budget.epochs={epochs}",
+            f"budget.max_train_images={images}",
+            f"budget.max_val_images={images // 2}",
+            f"output={Path(work) / 'artgan'}",
+        ]
         spec = load_experiment(experiment_file(task), sets)
         started = time.perf_counter()
         ours = run_search(spec, fresh=True)  # from cold caches: decoding and embedding included
         ours_seconds = time.perf_counter() - started
         plain, plain_seconds = plain_search(spec, Path(work) / "plain")
-    print(f"\n== the same search, artgan vs plain KerasTuner: {task}, {spec.tuner.type}, "
-          f"{trials} trials x up to {epochs} epochs, {images} train / {images // 2} val images, "
-          "cold caches")
+    print(
+        f"\n== the same search, artgan vs plain KerasTuner: {task}, {spec.tuner.type}, "
+        f"{trials} trials x up to {epochs} epochs, {images} train / {images // 2} val images, "
+        "cold caches"
+    )
     print(f"{'':22}{'wall':>9}{'best ' + spec.tuner.objective:>22}{'finished':>10}")
-    for name, table, seconds in (("plain KerasTuner", plain, plain_seconds),
-                                 ("artgan", ours, ours_seconds)):
+    for name, table, seconds in (
+        ("plain KerasTuner", plain, plain_seconds),
+        ("artgan", ours, ours_seconds),
+    ):
         finished = table[table["status"].isin(FINISHED)]  # pruned trials finished early
         print(f"{name:22}{seconds:>7.1f} s{finished['score'].max():>22.4f}{len(finished):>10}")
-    print(f"artgan's wall time: {ours_seconds / plain_seconds:.2f}x the plain one (target <= 0.5x)")
+    print(
+        f"artgan's wall time: {ours_seconds / plain_seconds:.2f}x the plain one (target <= 0.5x)"
+    )
     in_order = ours.assign(trial=ours["trial_id"].astype(str)).sort_values("trial")
     memory = in_order["memory_mb"].dropna().round().astype(int).tolist()
     print(f"artgan's resident memory after each trial (MB, trial order): {memory}")

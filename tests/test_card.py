@@ -13,20 +13,39 @@ def card(milliseconds=1.234, **metadata):
     labels = np.array([0, 0, 1, 2, 1, 2])
     probabilities = np.eye(4)[[0, 1, 1, 2, 0, 2]] * 0.7 + 0.075
     facts = card_facts(labels, probabilities, NAMES, [0, 1, 1, 2, 2, 0], milliseconds)
-    metadata = {"class_names": NAMES, "input_size": 64, "resize": "letterbox", "task": "genre",
-                "rank": 1, "trial_id": "03", "objective": "val_accuracy", "score": 0.8333,
-                "labels": {"train": "/d/train.csv", "val": "/d/va`l.csv"},
-                "hyperparameters": {"lstm_units": 64, "tuner/epochs": 2, "dropout": 0.25},
-                "feature_layers": ["features_lstm", "pool"], **metadata}
-    return model_card(metadata, facts, {"epochs": 5, "max_trials": 4},
-                      {"epochs": 3, "wall_seconds": 185.0, "params": 1234567})
+    metadata = {
+        "class_names": NAMES,
+        "input_size": 64,
+        "resize": "letterbox",
+        "task": "genre",
+        "rank": 1,
+        "trial_id": "03",
+        "objective": "val_accuracy",
+        "score": 0.8333,
+        "labels": {"train": "/d/train.csv", "val": "/d/va`l.csv"},
+        "hyperparameters": {"lstm_units": 64, "tuner/epochs": 2, "dropout": 0.25},
+        "feature_layers": ["features_lstm", "pool"],
+        **metadata,
+    }
+    return model_card(
+        metadata,
+        facts,
+        {"epochs": 5, "max_trials": 4},
+        {"epochs": 3, "wall_seconds": 185.0, "params": 1234567},
+    )
 
 
 def test_the_card_has_every_section_and_the_measured_numbers():
     text = card()
-    for heading in ("# Model card: genre model 1", "## Data and splits", "## Metrics",
-                    "## Input and preprocessing", "## Model", "## Training budget",
-                    "## Known limits"):
+    for heading in (
+        "# Model card: genre model 1",
+        "## Data and splits",
+        "## Metrics",
+        "## Input and preprocessing",
+        "## Model",
+        "## Training budget",
+        "## Known limits",
+    ):
         assert f"\n{heading}" in f"\n{text}"
     assert "accuracy 0.6667 · macro-F1 0.6667" in text and "top-5" not in text  # 4 classes
     assert "| Impressionism | 0.500 | 0.500 | 0.500 | 2 |" in text
@@ -48,8 +67,10 @@ def test_names_and_paths_are_text_not_markup():
 
 
 def test_what_was_not_measured_or_recorded_says_so():
-    text = model_card({"class_names": ["a", "b"], "input_size": 32},
-                      card_facts([0, 1], np.eye(2), ["a", "b"], [0, 1]))
+    text = model_card(
+        {"class_names": ["a", "b"], "input_size": 32},
+        card_facts([0, 1], np.eye(2), ["a", "b"], [0, 1]),
+    )
     assert "# Model card: artgan model\n" in text
     assert "inference time: not measured in this run" in text
     assert "epochs run: not recorded (budget ?" in text

@@ -22,8 +22,14 @@ from support import TINY
 def artgan(*args, env=None):
     environment = dict(os.environ, **(env or {}))
     environment.pop("WIKIART_IMAGES", None)
-    return subprocess.run([sys.executable, "-m", "artgan", *args], capture_output=True,
-                          text=True, cwd=REPO_ROOT, env=environment, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "artgan", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=environment,
+        timeout=300,
+    )
 
 
 def test_help_lists_commands():
@@ -37,19 +43,29 @@ def test_help_lists_commands():
 
 #: Mistakes every command should answer at once, before TensorFlow loads (it takes ~6 s).
 MISTAKES = {
-    "typo": (["search", "genra"], "'genra' is not a task or an experiment file; tasks: artist, "
-             "genre, genre-full, style, style-full (did you mean 'genre'?)"),
+    "typo": (
+        ["search", "genra"],
+        "'genra' is not a task or an experiment file; tasks: artist, "
+        "genre, genre-full, style, style-full (did you mean 'genre'?)",
+    ),
     "missing file": (["search", "nope.yaml"], "nope.yaml: file not found"),
     "bad spec": (["search", "{bad}"], "bad.yaml: budget.max_trials"),
     "bad override": (["search", "genre", "--set", "budget.epochs=zero"], "budget.epochs"),
-    "space typo": (["search", "genre", "--set", "space.conv_block=3"],
-                   "parameters.conv_block: unknown parameter (no model builder reads it); did "
-                   "you mean 'conv_blocks'?"),
-    "tuner typo": (["worker", "genre", "--set", "tuner.type=bayesain"],
-                   "tuner.type: unknown 'bayesain'; known: random, bayesian, hyperband"),
+    "space typo": (
+        ["search", "genre", "--set", "space.conv_block=3"],
+        "parameters.conv_block: unknown parameter (no model builder reads it); did "
+        "you mean 'conv_blocks'?",
+    ),
+    "tuner typo": (
+        ["worker", "genre", "--set", "tuner.type=bayesain"],
+        "tuner.type: unknown 'bayesain'; known: random, bayesian, hyperband",
+    ),
     "missing model": (["predict", "nope.keras", "x.jpg"], "nope.keras: model file not found"),
-    "report typo": (["report", "genra"], "genra: not a run folder, an experiment YAML or a "
-                    "task (artist, genre, genre-full, style, style-full)"),
+    "report typo": (
+        ["report", "genra"],
+        "genra: not a run folder, an experiment YAML or a "
+        "task (artist, genre, genre-full, style, style-full)",
+    ),
     "compare typo": (["compare", "genra", "genre"], "genra: not a run folder"),
     "similar": (["similar", "index", "--nga", "{tmp}/no-nga"], "no-nga"),
 }
@@ -59,8 +75,10 @@ def test_mistakes_answer_before_tensorflow_loads(tmp_path):
     """Arguments, task names and specs are checked before TensorFlow is imported: each
     mistake is a clean error (exit 2) and TensorFlow is not even in sys.modules."""
     (tmp_path / "bad.yaml").write_text("task: genre\nbudget: {max_trials: -1}\n")
-    cases = {name: [a.format(bad=tmp_path / "bad.yaml", tmp=tmp_path) for a in args]
-             for name, (args, _) in MISTAKES.items()}
+    cases = {
+        name: [a.format(bad=tmp_path / "bad.yaml", tmp=tmp_path) for a in args]
+        for name, (args, _) in MISTAKES.items()
+    }
     script = (
         "import contextlib, io, json, sys\n"
         "from artgan.cli import main\n"
@@ -72,8 +90,9 @@ def test_mistakes_answer_before_tensorflow_loads(tmp_path):
         "    out[name] = [code, err.getvalue(), 'tensorflow' in sys.modules]\n"
         "print(json.dumps(out))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            cwd=REPO_ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300
+    )
     answers = json.loads(result.stdout)
     for name, (_, message) in MISTAKES.items():
         code, stderr, tensorflow = answers[name]
@@ -82,8 +101,10 @@ def test_mistakes_answer_before_tensorflow_loads(tmp_path):
         assert stderr.startswith("artgan: error: "), (name, stderr)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["search", "genra"], ["search", "nope.yaml"],
-                                  ["predict", "nope.keras", "x.jpg"]])
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["search", "genra"], ["search", "nope.yaml"], ["predict", "nope.keras", "x.jpg"]],
+)
 def test_help_and_mistakes_answer_in_a_second(args):
     """The whole command, Python's start-up included, in CPU seconds (wall time on a 2-core
     machine shared by several jobs says more about the others): about 1 s, against 6 s when
@@ -136,8 +157,9 @@ def test_the_cli_turns_onednn_on_unless_told_otherwise(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trials", [1, 3])  # 3: KerasTuner itself gives up (3 failures in a row)
-def test_search_where_every_trial_failed_exits_non_zero(tmp_path, data_dir, cache_dir, capsys,
-                                                        monkeypatch, trials):
+def test_search_where_every_trial_failed_exits_non_zero(
+    tmp_path, data_dir, cache_dir, capsys, monkeypatch, trials
+):
     def unreadable(self, size):
         raise OSError("the disk is on fire")
 
@@ -160,7 +182,10 @@ def test_predict_exits_non_zero_when_no_image_could_be_read(tmp_path, data_dir, 
     assert main(["predict", str(model), str(broken), str(tmp_path / "missing.jpg")]) == 2
     captured = capsys.readouterr()
     assert captured.out.count("could not read") == 2
-    assert captured.err.strip() == "artgan: error: none of the 2 image(s) could be read (reasons above)"
+    assert (
+        captured.err.strip()
+        == "artgan: error: none of the 2 image(s) could be read (reasons above)"
+    )
     painting = next((data_dir / "louvre-genre4" / "images").rglob("*.jpg"))
     assert main(["predict", str(model), str(broken), str(painting)]) == 0  # one is enough
 
@@ -198,23 +223,27 @@ def test_bad_arguments_are_one_line_errors(tmp_path, data_dir, capsys):
     taken = tmp_path / "taken.png"
     taken.write_text("mine")
     assert main(["explain", str(model), str(painting), "--out", str(taken)]) == 2
-    assert capsys.readouterr().err == (f"artgan: error: --out {taken}: is a file; give a folder "
-                                       "for the heat maps\n")
+    assert capsys.readouterr().err == (
+        f"artgan: error: --out {taken}: is a file; give a folder for the heat maps\n"
+    )
     assert taken.read_text() == "mine"
-    index = Index(np.array([6]), np.array(["0" * 64]), np.ones((1, 4), np.float32),
-                  {"name": "handcrafted"}).save(tmp_path / "index.npz")
+    index = Index(
+        np.array([6]), np.array(["0" * 64]), np.ones((1, 4), np.float32), {"name": "handcrafted"}
+    ).save(tmp_path / "index.npz")
     for target in ("²", "1" * 5000):
         assert main(["similar", "query", target, "--index", str(index)]) == 2
-        assert capsys.readouterr().err == (f"artgan: error: {target}: neither an object id in "
-                                           "the index nor an image file\n")
+        assert capsys.readouterr().err == (
+            f"artgan: error: {target}: neither an object id in the index nor an image file\n"
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
 def test_a_typo_in_the_space_stops_the_search_before_anything_is_written(tmp_path, workers):
     output = tmp_path / "run"
-    result = artgan("search", "genre", "--set", "space.lstm_unit=32", "--set", f"output={output}",
-                    *workers)
+    result = artgan(
+        "search", "genre", "--set", "space.lstm_unit=32", "--set", f"output={output}", *workers
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "parameters.lstm_unit: unknown parameter" in result.stderr
     assert "did you mean 'lstm_units'" in result.stderr
@@ -225,14 +254,20 @@ def tiny_model(path, class_names, size=8):
     import keras
 
     inputs = keras.Input((size, size, 3))
-    outputs = keras.layers.Dense(len(class_names), activation="softmax")(keras.layers.Flatten()(inputs))
-    return save_model(keras.Model(inputs, outputs), path,
-                      {"class_names": class_names, "input_size": size, "resize": "letterbox"})
+    outputs = keras.layers.Dense(len(class_names), activation="softmax")(
+        keras.layers.Flatten()(inputs)
+    )
+    return save_model(
+        keras.Model(inputs, outputs),
+        path,
+        {"class_names": class_names, "input_size": size, "resize": "letterbox"},
+    )
 
 
 @pytest.mark.slow
-def test_evaluate_prints_the_scores_before_saying_where_it_could_not_write(tmp_path, data_dir,
-                                                                          cache_dir, capsys):
+def test_evaluate_prints_the_scores_before_saying_where_it_could_not_write(
+    tmp_path, data_dir, cache_dir, capsys
+):
     from artgan.data.labels import read_class_file
 
     genre = data_dir / "louvre-genre4"
@@ -240,9 +275,21 @@ def test_evaluate_prints_the_scores_before_saying_where_it_could_not_write(tmp_p
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     out = blocked / "predictions.csv"
-    assert main(["evaluate", str(model), "--labels", str(genre / "genre_val.csv"),
-                 "--images", str(genre / "images"),
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                str(model),
+                "--labels",
+                str(genre / "genre_val.csv"),
+                "--images",
+                str(genre / "images"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     captured = capsys.readouterr()
     assert "accuracy" in captured.out and "images scored    200" in captured.out
     error = captured.err.strip().splitlines()[-1]  # after the progress bar
@@ -258,7 +305,10 @@ def test_unwritable_output_and_cache_folders_are_one_line_errors(tmp_path, capsy
     blocked.write_text("not a folder")
     assert main(["search", "genre", "--set", f"output={blocked / 'run'}"]) == 2
     error = capsys.readouterr().err.strip()
-    assert error.startswith(f"artgan: error: cannot write {blocked / 'run'}") and "Traceback" not in error
+    assert (
+        error.startswith(f"artgan: error: cannot write {blocked / 'run'}")
+        and "Traceback" not in error
+    )
     with pytest.raises(ArtganError, match=f"cannot write {blocked / 'cache'}"):
         cache_images([blocked], 8, cache_dir=blocked / "cache", progress=False)
     with pytest.raises(ArtganError, match=f"cannot write {blocked / 'report'}"):
@@ -270,8 +320,11 @@ def test_an_unsafe_keras_file_is_refused_in_one_line(tmp_path, capsys):
 
     inputs = keras.Input((8, 8, 3))
     outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)  # Keras will not deserialize this
-    model = save_model(keras.Model(inputs, outputs), tmp_path / "unsafe.keras",
-                       {"class_names": ["a"], "input_size": 8, "resize": "letterbox"})
+    model = save_model(
+        keras.Model(inputs, outputs),
+        tmp_path / "unsafe.keras",
+        {"class_names": ["a"], "input_size": 8, "resize": "letterbox"},
+    )
     assert main(["predict", str(model), str(tmp_path / "x.jpg")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"artgan: error: {model}: Keras refused to load this model: ")

@@ -97,7 +97,9 @@ def test_a_generator_never_holds_the_whole_cache(tmp_path, data_dir, cache_dir):
     (images / "notes.jpg").write_text("not an image")
     labels = tmp_path / "train.csv"
     labels.write_text("\r\n".join(rows + ["Baroque/notes.jpg,4"]) + "\r\n")
-    table = load_labels(labels, data_dir / "wikiart-style7" / "style_class.txt", tmp_path / "images")
+    table = load_labels(
+        labels, data_dir / "wikiart-style7" / "style_class.txt", tmp_path / "images"
+    )
     load_split_images(table, 64, on_error="skip", progress=False)  # the cache is built
 
     tracemalloc.start()

@@ -81,8 +81,9 @@ def test_keras_tuner_state_survives_a_full_disk(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_full_disk_stops_the_search_without_spending_trials(tmp_path, data_dir, cache_dir,
-                                                              monkeypatch, capsys):
+def test_a_full_disk_stops_the_search_without_spending_trials(
+    tmp_path, data_dir, cache_dir, monkeypatch, capsys
+):
     """The image cache is built inside a trial: a full disk used to fail trial after trial
     (a traceback each), KerasTuner gave up after three, and the rerun ran none of them."""
     from artgan.config.spec import load_experiment
@@ -93,11 +94,16 @@ def test_a_full_disk_stops_the_search_without_spending_trials(tmp_path, data_dir
 
     from support import TINY
 
-    spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
-                           [*TINY, "budget.max_trials=2", f"output={tmp_path / 'run'}"])
+    spec = load_experiment(
+        REPO_ROOT / "experiments" / "genre.yaml",
+        [*TINY, "budget.max_trials=2", f"output={tmp_path / 'run'}"],
+    )
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**6, 10**6 - 100, 100))
-    with pytest.raises(DiskFull, match=r"^disk full: needs about \d+ MB .*trial 0 was stopped, "
-                                       "not counted: the rerun runs it\\)$"):
+    with pytest.raises(
+        DiskFull,
+        match=r"^disk full: needs about \d+ MB .*trial 0 was stopped, "
+        "not counted: the rerun runs it\\)$",
+    ):
         run_search(spec)
     trials = sorted((spec.output_dir / "tuner").glob("trial_*/trial.json"))
     assert [read_json(t)["status"] for t in trials] == ["RUNNING"]  # the one begun, not spent

@@ -29,8 +29,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 def search_command(output, trials, epochs, *extra):
     sets = [*TINY, f"budget.max_trials={trials}", f"budget.epochs={epochs}", f"output={output}"]
-    return [sys.executable, "-m", "artgan", "search", "genre", "--workers", "2",
-            *sum((["--set", s] for s in sets), []), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "artgan",
+        "search",
+        "genre",
+        "--workers",
+        "2",
+        *sum((["--set", s] for s in sets), []),
+        *extra,
+    ]
 
 
 @pytest.fixture()
@@ -40,8 +49,14 @@ def env(tmp_path, data_dir):
 
 def start(command, env):
     """The search in the background, its output (stdout and stderr) readable as text."""
-    return subprocess.Popen(command, env=env, cwd=REPO_ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command,
+        env=env,
+        cwd=REPO_ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def read_table(output):
@@ -65,8 +80,14 @@ def running_trial(output, worker=None, attempts=None):
 
 def test_chief_and_two_workers_share_one_search(tmp_path, env):
     output = tmp_path / "run"
-    result = subprocess.run(search_command(output, trials=4, epochs=1), env=env, cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        search_command(output, trials=4, epochs=1),
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     table = read_table(output)
@@ -89,8 +110,14 @@ def test_chief_and_two_workers_share_one_search(tmp_path, env):
     # used to be: attempts 1 -> 2, its score and best model overwritten).
     trial_files = sorted((output / "tuner").glob("trial_*/trial.json"))
     scores = {p.parent.name: read_json(p)["score"] for p in trial_files}
-    again = subprocess.run(search_command(output, trials=4, epochs=1), env=env, cwd=REPO_ROOT,
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        search_command(output, trials=4, epochs=1),
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "resuming: 4 finished trial(s) kept" in again.stdout
     rerun = read_table(output)
@@ -105,6 +132,7 @@ def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env
     output = tmp_path / "run"
     command = search_command(output, 4, 3, "--max-restarts", "1")
     with killed_on_exit(start(command, env)) as process:
+
         def both_running():
             pair = running_trial(output, "worker1"), running_trial(output, "worker2")
             return all(pair) and pair
@@ -112,8 +140,12 @@ def test_killed_workers_trials_are_retried_or_failed_with_a_reason(tmp_path, env
         first, second = wait_for(both_running, 240, "both workers to run a trial", process)
         os.kill(first[1]["pid"], signal.SIGKILL)
         os.kill(second[1]["pid"], signal.SIGKILL)
-        lost_id, retry = wait_for(lambda: running_trial(output, "worker1", attempts=2), 240,
-                                  "worker1 to retry its trial", process)
+        lost_id, retry = wait_for(
+            lambda: running_trial(output, "worker1", attempts=2),
+            240,
+            "worker1 to retry its trial",
+            process,
+        )
         assert lost_id == first[0]  # the oracle handed the restarted worker1 the same trial
         os.kill(retry["pid"], signal.SIGKILL)
         out, _ = process.communicate(timeout=300)
@@ -150,10 +182,20 @@ def test_workers_prune_against_the_curves_in_the_run_folder(tmp_path, env):
         planted = output / "tuner" / f"trial_planted{number}" / "artgan_trial.json"
         planted.parent.mkdir(parents=True)
         planted.write_text(json.dumps({"history": {"val_accuracy": [1.0] * 4}}))
-    command = search_command(output, 2, 4, "--set", "pruning.type=median",
-                             "--set", "pruning.min_epochs=2", "--set", "pruning.min_trials=3")
-    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=300)
+    command = search_command(
+        output,
+        2,
+        4,
+        "--set",
+        "pruning.type=median",
+        "--set",
+        "pruning.min_epochs=2",
+        "--set",
+        "pruning.min_trials=3",
+    )
+    result = subprocess.run(
+        command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = read_table(output)
     assert sorted(table["trial_id"]) == ["0", "1"]
@@ -169,8 +211,12 @@ def test_killing_the_chief_then_rerunning_resumes(tmp_path, env):
     command = search_command(output, trials=3, epochs=2)
     first = output / "tuner" / "trial_0" / "trial.json"
     with killed_on_exit(start(command, env)) as process:
-        wait_for(lambda: read_json(first).get("status") == "COMPLETED", 240, "trial 0 to finish",
-                 process)
+        wait_for(
+            lambda: read_json(first).get("status") == "COMPLETED",
+            240,
+            "trial 0 to finish",
+            process,
+        )
         chief = json.loads((output / "workers.json").read_text())["chief"]["pid"]
         os.kill(chief, signal.SIGKILL)
         out, _ = process.communicate(timeout=120)
@@ -181,8 +227,9 @@ def test_killing_the_chief_then_rerunning_resumes(tmp_path, env):
     finished = int((kept["status"] == "COMPLETED").sum())
     assert finished >= 1
 
-    result = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"resuming: {finished} finished trial(s) kept" in result.stdout
     table = read_table(output)
@@ -200,12 +247,14 @@ def test_a_full_disk_stops_the_search_and_the_rerun_spends_the_budget(tmp_path, 
     (site / "sitecustomize.py").write_text(
         "import collections, shutil\n"
         "Usage = collections.namedtuple('Usage', 'total used free')\n"
-        "shutil.disk_usage = lambda path: Usage(10**6, 10**6 - 100, 100)\n")
+        "shutil.disk_usage = lambda path: Usage(10**6, 10**6 - 100, 100)\n"
+    )
     output = tmp_path / "run"
     command = search_command(output, trials=2, epochs=1)
     full = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")])))
-    result = subprocess.run(command, env=full, cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        command, env=full, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-3000:]
     assert "stopped the search: the disk is full" in result.stderr.splitlines()[-1]
     assert "disk full: needs about" in result.stdout  # the worker's own line, echoed
@@ -213,8 +262,9 @@ def test_a_full_disk_stops_the_search_and_the_rerun_spends_the_budget(tmp_path, 
     statuses = [read_json(p)["status"] for p in (output / "tuner").glob("trial_*/trial.json")]
     assert statuses and set(statuses) == {"RUNNING"}  # begun, stopped, none spent
 
-    again = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                           timeout=300)
+    again = subprocess.run(
+        command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     table = read_table(output)
     assert sorted(table["trial_id"]) == ["0", "1"] and (table["status"] == "COMPLETED").all()
@@ -249,11 +299,15 @@ def test_worker_refuses_a_spec_that_differs_from_the_chiefs(tmp_path):
     experiment = REPO_ROOT / "experiments" / "genre.yaml"
     chief = load_experiment(experiment, [*TINY, f"output={tmp_path}"])
     prepare_output(chief, fresh=False)
-    same = load_experiment(experiment, [*TINY, f"output={tmp_path}", "budget.max_trials=99",
-                                        "distribution.strategy=mirrored"])
+    same = load_experiment(
+        experiment,
+        [*TINY, f"output={tmp_path}", "budget.max_trials=99", "distribution.strategy=mirrored"],
+    )
     check_same_search(same)  # max_trials is the chief's business, devices each worker's
-    for change, key in (("budget.epochs=5", "budget.epochs"),
-                        ("budget.max_train_images=40", "budget.max_train_images")):
+    for change, key in (
+        ("budget.epochs=5", "budget.epochs"),
+        ("budget.max_train_images=40", "budget.max_train_images"),
+    ):
         other = load_experiment(experiment, [*TINY, f"output={tmp_path}", change])
         with pytest.raises(ArtganError, match=f"{key}: there"):
             check_same_search(other)
@@ -266,7 +320,10 @@ def test_worker_command_needs_a_chief(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
     result = subprocess.run(
         [sys.executable, "-m", "artgan", "worker", "genre", "--set", f"output={tmp_path}"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2 and "--chief HOST:PORT" in result.stderr
 
@@ -313,9 +370,14 @@ def test_spec_distribution_selects_mirrored_strategy(tmp_path):
     from artgan.tuning.tuner import make_tuner
 
     experiment = REPO_ROOT / "experiments" / "genre.yaml"
-    for strategy, expected in (("mirrored", tf.distribute.MirroredStrategy), ("default", type(None))):
-        spec = load_experiment(experiment, [*TINY, f"output={tmp_path / strategy}",
-                                            f"distribution.strategy={strategy}"])
+    for strategy, expected in (
+        ("mirrored", tf.distribute.MirroredStrategy),
+        ("default", type(None)),
+    ):
+        spec = load_experiment(
+            experiment,
+            [*TINY, f"output={tmp_path / strategy}", f"distribution.strategy={strategy}"],
+        )
         tuner = make_tuner(spec, CRNNHyperModel(spec.space, TaskData.from_spec(spec)))
         assert isinstance(tuner.distribution_strategy, expected)
     with pytest.raises(ArtganError, match="distribution.strategy"):
@@ -345,14 +407,26 @@ def serving(tmp_path, spent=None):
 
     hps = kt.HyperParameters()
     hps.Choice("units", [8, 16, 32])
-    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"),
-                                           max_trials=5, hyperparameters=hps, seed=1)
+    oracle = kt.oracles.RandomSearchOracle(
+        objective=kt.Objective("score", "max"), max_trials=5, hyperparameters=hps, seed=1
+    )
     oracle._set_project_dir(str(tmp_path), "tuner")
     port, token, lines, stop = free_port(), new_token(), [], threading.Event()
-    thread = threading.Thread(target=serve_oracle, daemon=True,
-                              args=(oracle, "127.0.0.1", port,
-                                    [server_interceptor(token, lines.append)], 2.0, stop,
-                                    lines.append, 0.2, spent))
+    thread = threading.Thread(
+        target=serve_oracle,
+        daemon=True,
+        args=(
+            oracle,
+            "127.0.0.1",
+            port,
+            [server_interceptor(token, lines.append)],
+            2.0,
+            stop,
+            lines.append,
+            0.2,
+            spent,
+        ),
+    )
     thread.start()
     yield oracle, f"127.0.0.1:{port}", token, lines
     stop.set()
@@ -398,7 +472,9 @@ def test_the_chief_refuses_calls_without_the_token(chief):
             with pytest.raises(grpc.RpcError) as refused:
                 method(request, metadata=metadata, timeout=10)
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert oracle.trials == {} and oracle.ongoing_trials == {} and "intruder" not in oracle.tuner_ids
+    assert (
+        oracle.trials == {} and oracle.ongoing_trials == {} and "intruder" not in oracle.tuner_ids
+    )
     assert oracle.get_best_trials(1) == []
     assert any("refused an unauthenticated call from ipv4:127.0.0.1" in line for line in lines)
 
@@ -410,18 +486,27 @@ def test_the_chief_serves_a_worker_with_the_token_and_refuses_made_up_reports(ch
     oracle, address, token, _ = chief
     messages = protos.get_service()
     service, metadata = stub(address, token)
-    trial = service.CreateTrial(messages.CreateTrialRequest(tuner_id="worker1"),
-                                metadata=metadata, timeout=10).trial
+    trial = service.CreateTrial(
+        messages.CreateTrialRequest(tuner_id="worker1"), metadata=metadata, timeout=10
+    ).trial
     assert trial.status == protos.get_proto().TrialStatus.RUNNING
     # Even with the token, a report on a trial that was never handed out is refused.
     with pytest.raises(grpc.RpcError) as refused:
-        service.EndTrial(messages.EndTrialRequest(trial=fabricated_trial("9").to_proto()),
-                         metadata=metadata, timeout=10)
+        service.EndTrial(
+            messages.EndTrialRequest(trial=fabricated_trial("9").to_proto()),
+            metadata=metadata,
+            timeout=10,
+        )
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     real = fabricated_trial(trial.trial_id, 0.5)
-    service.UpdateTrial(messages.UpdateTrialRequest(trial_id=trial.trial_id, metrics={"score": 0.5}),
-                        metadata=metadata, timeout=10)
-    service.EndTrial(messages.EndTrialRequest(trial=real.to_proto()), metadata=metadata, timeout=10)
+    service.UpdateTrial(
+        messages.UpdateTrialRequest(trial_id=trial.trial_id, metrics={"score": 0.5}),
+        metadata=metadata,
+        timeout=10,
+    )
+    service.EndTrial(
+        messages.EndTrialRequest(trial=real.to_proto()), metadata=metadata, timeout=10
+    )
     assert list(oracle.trials) == [trial.trial_id]
     assert oracle.trials[trial.trial_id].status == "COMPLETED"
     assert oracle.trials[trial.trial_id].score == 0.5 and oracle.ongoing_trials == {}
@@ -437,8 +522,9 @@ def test_a_trial_held_by_a_silent_worker_times_out(chief):
 
     oracle, address, token, lines = chief
     service, metadata = stub(address, token)
-    trial = service.CreateTrial(protos.get_service().CreateTrialRequest(tuner_id="silent"),
-                                metadata=metadata, timeout=10).trial
+    trial = service.CreateTrial(
+        protos.get_service().CreateTrialRequest(tuner_id="silent"), metadata=metadata, timeout=10
+    ).trial
     wait_for(lambda: not oracle.ongoing_trials, 20, "the silent worker's trial to time out")
     ended = oracle.trials[trial.trial_id]
     assert ended.status == "FAILED"
@@ -498,8 +584,9 @@ def test_a_worker_with_the_token_keeps_its_trial_alive_by_heartbeat(chief):
     stop = authenticate_client(tuner, host, int(port), ("artgan-oracle-token", token), beat=0.3)
     from keras_tuner.src import protos
 
-    trial = tuner.oracle.stub.CreateTrial(protos.get_service().CreateTrialRequest(
-        tuner_id="worker1"), timeout=10).trial
+    trial = tuner.oracle.stub.CreateTrial(
+        protos.get_service().CreateTrialRequest(tuner_id="worker1"), timeout=10
+    ).trial
     time.sleep(4)
     assert oracle.ongoing_trials["worker1"].trial_id == trial.trial_id
     assert oracle.trials[trial.trial_id].status == "RUNNING"
@@ -513,14 +600,34 @@ def test_a_worker_with_a_wrong_token_stops_with_a_clear_error(chief, tmp_path, d
 
     oracle, address, token, lines = chief
     output = tmp_path / "run"
-    prepare_output(load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
-                                   [*TINY, f"output={output}"]), fresh=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KERASTUNER_", "ARTGAN_ORACLE"))}
+    prepare_output(
+        load_experiment(REPO_ROOT / "experiments" / "genre.yaml", [*TINY, f"output={output}"]),
+        fresh=False,
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KERASTUNER_", "ARTGAN_ORACLE"))
+    }
     env.update(ARTGAN_ORACLE_TOKEN="wrong", ARTGAN_CACHE=str(tmp_path / "cache"))
     result = subprocess.run(
-        [sys.executable, "-m", "artgan", "worker", "genre", *sum((["--set", s] for s in TINY), []),
-         "--set", f"output={output}", "--chief", address, "--id", "intruder"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "artgan",
+            "worker",
+            "genre",
+            *sum((["--set", s] for s in TINY), []),
+            "--set",
+            f"output={output}",
+            "--chief",
+            address,
+            "--id",
+            "intruder",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert "refused this worker's token" in result.stderr
@@ -543,8 +650,10 @@ def test_the_time_budget_is_kept_on_the_chiefs_clock(tmp_path, monkeypatch):
     from artgan.tuning.tuner import TrialRecorder
 
     # A worker whose clock runs an hour ahead of the chief's, with 10 minutes left there.
-    spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
-                           [*TINY, f"output={tmp_path}", "budget.max_minutes=10"])
+    spec = load_experiment(
+        REPO_ROOT / "experiments" / "genre.yaml",
+        [*TINY, f"output={tmp_path}", "budget.max_minutes=10"],
+    )
     budget.start_clock(spec)
     monkeypatch.setattr(budget, "time", SimpleNamespace(time=lambda: time.time() + 3600))
     monkeypatch.setenv("KERASTUNER_TUNER_ID", "worker1")

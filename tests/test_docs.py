@@ -16,8 +16,11 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 def test_readme_is_short_and_every_link_resolves():
     readme = (REPO_ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 200
-    for page in [REPO_ROOT / "README.md", REPO_ROOT / "CONTRIBUTING.md",
-                 *(REPO_ROOT / "docs").glob("*.md")]:
+    for page in [
+        REPO_ROOT / "README.md",
+        REPO_ROOT / "CONTRIBUTING.md",
+        *(REPO_ROOT / "docs").glob("*.md"),
+    ]:
         for target in LINK.findall(page.read_text()):
             if not target.startswith("http"):
                 assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
@@ -27,16 +30,18 @@ def test_readme_is_short_and_every_link_resolves():
 
 def test_bench_rewrites_what_it_measured_and_keeps_the_rest(tmp_path):
     doc = tmp_path / "benchmarks.md"
-    benchdoc.update({"pipeline": "== input pipeline\nlater epochs 1 i/s"}, ["--only", "pipeline"],
-                    doc)
+    benchdoc.update(
+        {"pipeline": "== input pipeline\nlater epochs 1 i/s"}, ["--only", "pipeline"], doc
+    )
     benchdoc.update({"training": "== training\ntraining 2 images/s"}, ["--only", "training"], doc)
     text = doc.read_text()
     assert "later epochs 1 i/s" in text and "training 2 images/s" in text
     assert "`make bench ARGS='--only training'`" in text and "Sizes below" not in text
     assert 'Not measured yet: `make bench ARGS="--only search"`' in text
     chatter = "Search: Running Trial #1\nTrial 1 Complete\n"  # KerasTuner's, before the results
-    benchdoc.update({"pipeline": chatter + "== input pipeline\nlater epochs 3 i/s"},
-                    ["--images", "200"], doc)
+    benchdoc.update(
+        {"pipeline": chatter + "== input pipeline\nlater epochs 3 i/s"}, ["--images", "200"], doc
+    )
     text = doc.read_text()
     assert "later epochs 3 i/s" in text and "later epochs 1 i/s" not in text
     assert "Running Trial" not in text and "Sizes below the defaults" in text

@@ -16,15 +16,22 @@ from artgan.runfolder import RunFolder
 from artgan.tuning.budget import TIME_PARTS, search_state, time_split
 from artgan.tuning.results import swap_in
 from artgan.tuning.tuner import run_search
+
 from support import TINY, TINY_PRETRAINED
 
 pytestmark = pytest.mark.slow
 
 
 def search(tmp_path, overrides):
-    spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
-                           [*overrides, "budget.max_trials=2", "training.best_models=2",
-                            f"output={tmp_path / 'run'}"])
+    spec = load_experiment(
+        REPO_ROOT / "experiments" / "genre.yaml",
+        [
+            *overrides,
+            "budget.max_trials=2",
+            "training.best_models=2",
+            f"output={tmp_path / 'run'}",
+        ],
+    )
     return spec, run_search(spec)
 
 
@@ -37,8 +44,9 @@ def val_pixels(data_dir, size, count=4):
 def pretrained_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ensemble")
     os.environ["ARTGAN_CACHE"] = str(tmp_path / "cache")
-    return search(tmp_path, [*TINY_PRETRAINED, "space.backbone_trainable=frozen",
-                             "space.head=pooled"])
+    return search(
+        tmp_path, [*TINY_PRETRAINED, "space.backbone_trainable=frozen", "space.head=pooled"]
+    )
 
 
 def test_the_ensemble_averages_the_best_models_with_one_backbone(pretrained_run, data_dir):
@@ -67,8 +75,14 @@ def test_the_ensemble_averages_the_best_models_with_one_backbone(pretrained_run,
         f"print(json.dumps(m.predict(np.load({str(spec.output_dir / 'x.npy')!r}), verbose=0).tolist()))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=spec.output_dir, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=spec.output_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_allclose(json.loads(done.stdout.splitlines()[-1]), expected, atol=1e-5)
 
@@ -79,20 +93,23 @@ def test_search_json_splits_the_wall_time(pretrained_run):
     assert set(seconds) == {*TIME_PARTS, "other", "total"}
     # a fresh cache: the images were decoded and embedded in this search, heads trained
     assert all(seconds[part] > 0 for part in ("decoding", "embedding", "training"))
-    assert sum(seconds[p] for p in (*TIME_PARTS, "other")) == pytest.approx(seconds["total"],
-                                                                            abs=0.5)
+    assert sum(seconds[p] for p in (*TIME_PARTS, "other")) == pytest.approx(
+        seconds["total"], abs=0.5
+    )
     line = time_split(seconds)
     assert line.startswith(f"{int(seconds['total'] // 60)}:") and "embedding" in line
 
 
 def test_images_members_are_averaged_whole_and_a_stale_ensemble_goes(
-        tmp_path, cache_dir, data_dir):
+    tmp_path, cache_dir, data_dir
+):
     spec, _ = search(tmp_path, TINY)
     folder = RunFolder(spec.output_dir)
     ensemble, metadata = load_model(folder.ensemble)
     pixels = val_pixels(data_dir, metadata["input_size"])
-    expected = np.mean([load_model(p)[0].predict(pixels, verbose=0) for p in folder.models()],
-                       axis=0)
+    expected = np.mean(
+        [load_model(p)[0].predict(pixels, verbose=0) for p in folder.models()], axis=0
+    )
     np.testing.assert_allclose(ensemble.predict(pixels, verbose=0), expected, atol=1e-5)
 
     # the next save without an ensemble removes ours (it averaged other trials)

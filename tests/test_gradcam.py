@@ -17,7 +17,7 @@ def quadrant_model():
     masks = np.zeros((SIZE, SIZE, 4), np.float32)
     half = SIZE // 2
     for q, (r, c) in enumerate([(0, 0), (0, half), (half, 0), (half, half)]):
-        masks[r:r + half, c:c + half, q] = 1
+        masks[r : r + half, c : c + half, q] = 1
     image = keras.Input((SIZE, SIZE, 3), name="image")
     brightness = layers.Conv2D(4, 1, use_bias=False, name="brightness")(image)
     feature_map = layers.Lambda(lambda x: x * masks, name="features_conv")(brightness)
@@ -25,8 +25,9 @@ def quadrant_model():
     output = layers.Dense(2, activation="softmax", name="predictions")(pooled)
     model = keras.Model(image, output)
     model.get_layer("brightness").set_weights([np.ones((1, 1, 3, 4), np.float32) / 3])
-    model.get_layer("predictions").set_weights([
-        np.array([[8.0, -8.0], [0, 0], [0, 0], [0, 0]], np.float32), np.zeros(2, np.float32)])
+    model.get_layer("predictions").set_weights(
+        [np.array([[8.0, -8.0], [0, 0], [0, 0], [0, 0]], np.float32), np.zeros(2, np.float32)]
+    )
     return model
 
 

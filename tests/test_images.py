@@ -59,7 +59,12 @@ def save(img, path, fmt, **kwargs):
 def png_header_only(path, width, height):
     """A PNG signature plus an IHDR chunk claiming width x height, and no pixel data."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    chunk = (
+        struct.pack(">I", len(ihdr))
+        + b"IHDR"
+        + ihdr
+        + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    )
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
     return path
 
@@ -148,7 +153,9 @@ def test_palette_with_and_without_transparency(tmp_path):
 
 
 def test_cmyk_jpeg(tmp_path):
-    path = save(Image.new("CMYK", (32, 32), (0, 255, 255, 0)), tmp_path / "cmyk.jpg", "JPEG", quality=95)
+    path = save(
+        Image.new("CMYK", (32, 32), (0, 255, 255, 0)), tmp_path / "cmyk.jpg", "JPEG", quality=95
+    )
     with Image.open(path) as im:
         assert im.mode == "CMYK"
     out = decode_image(path, 16).astype(int)
@@ -168,7 +175,9 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
 def test_animation_gives_first_frame(tmp_path, fmt):
     red, blue = Image.new("RGB", (16, 16), (255, 0, 0)), Image.new("RGB", (16, 16), (0, 0, 255))
     extra = {"lossless": True} if fmt == "WEBP" else {}
-    path = save(red, tmp_path / "anim.jpg", fmt, save_all=True, append_images=[blue], duration=100, **extra)
+    path = save(
+        red, tmp_path / "anim.jpg", fmt, save_all=True, append_images=[blue], duration=100, **extra
+    )
     with Image.open(path) as im:
         assert im.n_frames == 2
     out = decode_image(path, 16, "stretch").astype(int)
@@ -178,9 +187,16 @@ def test_animation_gives_first_frame(tmp_path, fmt):
 def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees: the stored 40x20 landscape shows as 20x40 portrait
-    path = save(Image.new("RGB", (40, 20), (200, 0, 0)), tmp_path / "rotated.jpg", "JPEG", exif=exif.tobytes())
+    path = save(
+        Image.new("RGB", (40, 20), (200, 0, 0)),
+        tmp_path / "rotated.jpg",
+        "JPEG",
+        exif=exif.tobytes(),
+    )
     out = decode_image(path, 40)
-    assert (out[:, :10] == 0).all() and (out[:, 30:] == 0).all()  # padded left/right, not top/bottom
+    assert (out[:, :10] == 0).all() and (
+        out[:, 30:] == 0
+    ).all()  # padded left/right, not top/bottom
     assert out[:, 12:28].min(axis=(0, 1))[0] > 150
 
 
@@ -338,8 +354,9 @@ def test_a_named_pipe_is_refused_at_once_not_read(tmp_path):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         worker.join(10)
     assert time.monotonic() - started < 5, "decoding a FIFO blocked"
-    assert str(outcome[0]) == (f"{fifo}: not a regular file but a named pipe (FIFO); "
-                               "only image files are read")
+    assert str(outcome[0]) == (
+        f"{fifo}: not a regular file but a named pipe (FIFO); only image files are read"
+    )
     with pytest.raises(ImageError, match="not a regular file but a character device"):
         decode_image("/dev/zero", 32)
 
@@ -443,7 +460,9 @@ def test_two_processes_decode_only_once(tmp_path, data_dir):
     paths_file.write_text(json.dumps(paths))
     go = tmp_path / "go"
     readies = [tmp_path / f"ready{i}" for i in range(2)]
-    children = [run_child(CONCURRENT_CHILD, tmp_path / "cache", paths_file, r, go) for r in readies]
+    children = [
+        run_child(CONCURRENT_CHILD, tmp_path / "cache", paths_file, r, go) for r in readies
+    ]
     wait_for(lambda: all(r.exists() for r in readies), 30, "both children to be ready")
     go.touch()  # both start at once: one builds, the other waits on the lock, then reuses
     reports = []
@@ -481,8 +500,12 @@ def test_killed_build_resumes_where_it_stopped(tmp_path, data_dir):
     record = cache / f"{key}.progress.json"
     child = run_child(KILLED_CHILD, cache, paths_file)
     try:
-        wait_for(lambda: record.exists() and json.loads(record.read_text())["done"] >= 5, 60,
-                 "the child to decode 5 rows", child)
+        wait_for(
+            lambda: record.exists() and json.loads(record.read_text())["done"] >= 5,
+            60,
+            "the child to decode 5 rows",
+            child,
+        )
     finally:
         child.send_signal(signal.SIGKILL)
         child.communicate()
@@ -569,7 +592,12 @@ def test_kill_9_during_a_pool_build_leaves_no_process_behind(tmp_path, data_dir)
 
     try:
         with killed_on_exit(child):
-            wait_for(lambda: any((tmp_path / "cache").glob("*.partial")), 60, "the build to start", child)
+            wait_for(
+                lambda: any((tmp_path / "cache").glob("*.partial")),
+                60,
+                "the build to start",
+                child,
+            )
             tree = wait_for(pool_started, 60, "the forkserver and 2 workers", child)
             child.send_signal(signal.SIGKILL)
             child.wait()

@@ -18,8 +18,12 @@ pytestmark = [pytest.mark.slow]
 
 
 def pip(*args):
-    result = subprocess.run([sys.executable, "-m", "pip", *args, "--no-deps", "--no-index",
-                             "--quiet"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", *args, "--no-deps", "--no-index", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -32,8 +36,9 @@ def installed(tmp_path_factory):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, source / name)
-    shutil.copytree(REPO_ROOT / "artgan", source / "artgan",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO_ROOT / "artgan", source / "artgan", ignore=shutil.ignore_patterns("__pycache__")
+    )
     pip("wheel", "--no-build-isolation", "--wheel-dir", str(tmp / "dist"), str(source))
     (wheel,) = (tmp / "dist").glob("artgan-*.whl")
     pip("install", "--target", str(tmp / "site"), str(wheel))
@@ -42,23 +47,39 @@ def installed(tmp_path_factory):
 
 def run(installed, tmp_path, *args, data=True):
     """The installed `artgan` command, run from a folder outside the checkout."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("ARTGAN_DATA", "ARTGAN_CACHE", "WIKIART_IMAGES")}
-    env.update(PYTHONPATH=str(installed), XDG_CACHE_HOME=str(tmp_path / "user-cache"),
-               TF_CPP_MIN_LOG_LEVEL="3")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("ARTGAN_DATA", "ARTGAN_CACHE", "WIKIART_IMAGES")
+    }
+    env.update(
+        PYTHONPATH=str(installed),
+        XDG_CACHE_HOME=str(tmp_path / "user-cache"),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
     if data:
         env["ARTGAN_DATA"] = str(REPO_ROOT.parent / "shared" / "data")
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
-    return subprocess.run([str(installed / "bin" / "artgan"), *args], capture_output=True,
-                          text=True, cwd=work, env=env, timeout=600)
+    return subprocess.run(
+        [str(installed / "bin" / "artgan"), *args],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=env,
+        timeout=600,
+    )
 
 
 def test_the_installed_package_is_the_one_that_runs(installed, tmp_path):
     """The wheel's package, not the checkout's, is what `artgan` imports; it has help."""
-    where = subprocess.run([sys.executable, "-c", "import artgan; print(artgan.__file__)"],
-                           capture_output=True, text=True, cwd=tmp_path,
-                           env=dict(os.environ, PYTHONPATH=str(installed)))
+    where = subprocess.run(
+        [sys.executable, "-c", "import artgan; print(artgan.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(installed)),
+    )
     assert where.stdout.strip() == str(installed / "artgan" / "__init__.py")
     result = run(installed, tmp_path, "--help")
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,8 @@ from artgan.tuning import _kt_compat
 def test_kerastuner_is_a_tested_version():
     assert kt.__version__ in _kt_compat.TESTED_VERSIONS, (
         f"keras-tuner {kt.__version__} is untested: read artgan/tuning/_kt_compat.py against it, "
-        "then add it to TESTED_VERSIONS")
+        "then add it to TESTED_VERSIONS"
+    )
 
 
 def test_every_private_part_used_still_exists():
@@ -20,7 +21,8 @@ def test_the_guard_notices_a_missing_part(monkeypatch):
     monkeypatch.delattr(kt.src.engine.oracle.Oracle, "_record_values")
     assert _kt_compat.missing_private_parts() == [
         "keras_tuner.src.distribute.oracle_chief.exit_chief",
-        "keras_tuner.src.engine.oracle.Oracle._record_values"]
+        "keras_tuner.src.engine.oracle.Oracle._record_values",
+    ]
 
 
 def test_the_atomic_writer_is_installed_by_a_call_not_an_import():
@@ -45,14 +47,23 @@ def test_a_reloaded_oracle_never_trains_an_ended_trial_again(tmp_path):
     hps.Choice("units", [8, 16, 32, 64])
 
     def oracle():
-        made = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=4,
-                                             hyperparameters=hps, seed=1, max_retries_per_trial=1)
+        made = kt.oracles.RandomSearchOracle(
+            objective=kt.Objective("score", "max"),
+            max_trials=4,
+            hyperparameters=hps,
+            seed=1,
+            max_retries_per_trial=1,
+        )
         made._set_project_dir(str(tmp_path), "tuner")
         return made
 
     first = oracle()
     ended = {}
-    for worker, status in (("worker1", "COMPLETED"), ("worker2", "FAILED"), ("worker3", "INVALID")):
+    for worker, status in (
+        ("worker1", "COMPLETED"),
+        ("worker2", "FAILED"),
+        ("worker3", "INVALID"),
+    ):
         trial = first.create_trial(worker)
         first.update_trial(trial.trial_id, {"score": 0.5})
         trial.status = status

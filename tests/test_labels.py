@@ -23,19 +23,54 @@ ARTIST = ("artgan/Artist", "artist_class", 23)
 
 # (label file, rows, first path, first label, first line)
 ARTGAN_FILES = {
-    "style_train": (STYLE, "style_train.csv", 57025,
-                    "Impressionism/edgar-degas_landscape-on-the-orne.jpg", 12, 1),
-    "style_val": (STYLE, "style_val.csv", 24421,
-                  "Impressionism/edgar-degas_dancers-on-set-1880.jpg", 12, 1),
-    "genre_train": (GENRE, "genre_train.csv", 45503,
-                    "Northern_Renaissance/hieronymus-bosch_st-jacques-and-the-magician-hermogenes.jpg",
-                    7, 1),
-    "genre_val": (GENRE, "genre_val.csv", 19492,
-                  "Rococo/william-hogarth_w-a-rake-s-progress-the-gaming-house-1735.jpg", 2, 1),
-    "artist_train": (ARTIST, "artist_train", 13346,
-                     "Realism/vincent-van-gogh_pine-trees-in-the-fen-1884.jpg", 22, 3),
-    "artist_val": (ARTIST, "artist_val", 5706,
-                   "Impressionism/claude-monet_water-lilies-6.jpg", 4, 3),
+    "style_train": (
+        STYLE,
+        "style_train.csv",
+        57025,
+        "Impressionism/edgar-degas_landscape-on-the-orne.jpg",
+        12,
+        1,
+    ),
+    "style_val": (
+        STYLE,
+        "style_val.csv",
+        24421,
+        "Impressionism/edgar-degas_dancers-on-set-1880.jpg",
+        12,
+        1,
+    ),
+    "genre_train": (
+        GENRE,
+        "genre_train.csv",
+        45503,
+        "Northern_Renaissance/hieronymus-bosch_st-jacques-and-the-magician-hermogenes.jpg",
+        7,
+        1,
+    ),
+    "genre_val": (
+        GENRE,
+        "genre_val.csv",
+        19492,
+        "Rococo/william-hogarth_w-a-rake-s-progress-the-gaming-house-1735.jpg",
+        2,
+        1,
+    ),
+    "artist_train": (
+        ARTIST,
+        "artist_train",
+        13346,
+        "Realism/vincent-van-gogh_pine-trees-in-the-fen-1884.jpg",
+        22,
+        3,
+    ),
+    "artist_val": (
+        ARTIST,
+        "artist_val",
+        5706,
+        "Impressionism/claude-monet_water-lilies-6.jpg",
+        4,
+        3,
+    ),
 }
 
 # genre_val.csv lists one painting twice with different labels: lines 6088 (1) and 8094 (4)
@@ -57,7 +92,11 @@ def test_artgan_label_rows_exact(data_dir, name):
     assert len(frame) == rows
     assert list(frame.columns) == ["path", "label", "line"]
     assert frame["label"].dtype == np.int64
-    assert frame.iloc[0][["path", "label", "line"]].tolist() == [first_path, first_label, first_line]
+    assert frame.iloc[0][["path", "label", "line"]].tolist() == [
+        first_path,
+        first_label,
+        first_line,
+    ]
     # line numbers are the file's own: no row is lost or shifted by CRLF / header handling
     assert frame["line"].iloc[-1] == first_line + rows - 1
 
@@ -95,7 +134,11 @@ def test_artgan_class_files(data_dir):
     genre = read_class_file(data_dir / "artgan/Genre/genre_class")
     artist = read_class_file(data_dir / "artgan/Artist/artist_class")
     assert (len(style), len(genre), len(artist)) == (27, 10, 23)
-    assert (style[0], style[12], style[26]) == ("Abstract_Expressionism", "Impressionism", "Ukiyo_e")
+    assert (style[0], style[12], style[26]) == (
+        "Abstract_Expressionism",
+        "Impressionism",
+        "Ukiyo_e",
+    )
     assert (genre[2], genre[9]) == ("genre_painting", "still_life")
     assert (artist[0], artist[22]) == ("Albrecht_Durer", "Vincent_van_Gogh")
 
@@ -104,25 +147,57 @@ def test_artgan_style_train_loads_fast(data_dir):
     import time
 
     start = time.perf_counter()
-    load_labels(data_dir / "artgan/Style/style_train.csv", data_dir / "artgan/Style/style_class.txt")
+    load_labels(
+        data_dir / "artgan/Style/style_train.csv", data_dir / "artgan/Style/style_class.txt"
+    )
     assert time.perf_counter() - start < 2.0
 
 
 # ------------------------------------------------------------ small real sets with images
 
 SMALL_SETS = {
-    "wikiart-style7 train": ("wikiart-style7", "style_train.csv", "style_class.txt", 4200,
-                             {3: 600, 4: 600, 9: 600, 12: 600, 20: 600, 23: 600, 24: 600}),
-    "wikiart-style7 val": ("wikiart-style7", "style_val.csv", "style_class.txt", 1050,
-                           {3: 150, 4: 150, 9: 150, 12: 150, 20: 150, 23: 150, 24: 150}),
-    "louvre-genre4 train": ("louvre-genre4", "genre_train.csv", "genre_class", 950,
-                            {2: 210, 4: 250, 6: 250, 9: 240}),
-    "louvre-genre4 val": ("louvre-genre4", "genre_val.csv", "genre_class", 200,
-                          {2: 50, 4: 50, 6: 50, 9: 50}),
-    "web-genre-wild": ("web-genre-wild", "genre_wild.csv", "genre_class", 71,
-                       {2: 4, 4: 9, 7: 1, 9: 57}),
-    "web-genre-wild provenance": ("web-genre-wild", "provenance.csv", "genre_class", 71,
-                                  {2: 4, 4: 9, 7: 1, 9: 57}),
+    "wikiart-style7 train": (
+        "wikiart-style7",
+        "style_train.csv",
+        "style_class.txt",
+        4200,
+        {3: 600, 4: 600, 9: 600, 12: 600, 20: 600, 23: 600, 24: 600},
+    ),
+    "wikiart-style7 val": (
+        "wikiart-style7",
+        "style_val.csv",
+        "style_class.txt",
+        1050,
+        {3: 150, 4: 150, 9: 150, 12: 150, 20: 150, 23: 150, 24: 150},
+    ),
+    "louvre-genre4 train": (
+        "louvre-genre4",
+        "genre_train.csv",
+        "genre_class",
+        950,
+        {2: 210, 4: 250, 6: 250, 9: 240},
+    ),
+    "louvre-genre4 val": (
+        "louvre-genre4",
+        "genre_val.csv",
+        "genre_class",
+        200,
+        {2: 50, 4: 50, 6: 50, 9: 50},
+    ),
+    "web-genre-wild": (
+        "web-genre-wild",
+        "genre_wild.csv",
+        "genre_class",
+        71,
+        {2: 4, 4: 9, 7: 1, 9: 57},
+    ),
+    "web-genre-wild provenance": (
+        "web-genre-wild",
+        "provenance.csv",
+        "genre_class",
+        71,
+        {2: 4, 4: 9, 7: 1, 9: 57},
+    ),
 }
 
 
@@ -205,8 +280,9 @@ def test_artist_layout_line_numbers(tiny):
     table = load(tiny, tiny / "artist_x", on_error="skip")
     assert table.frame["line"].tolist() == [3, 5]
     assert [row.line for row in table.skipped] == [4, 6]
-    assert all(row.reason.startswith("malformed line: expected 'path,,label'")
-               for row in table.skipped)
+    assert all(
+        row.reason.startswith("malformed line: expected 'path,,label'") for row in table.skipped
+    )
 
 
 # each case: label file text, the bad line, the reason's start, paths kept with on_error="skip"
@@ -218,8 +294,12 @@ BAD_ROWS = {
     "empty path": ("a.jpg,0\n,1\n", 2, "malformed line: empty image path", ["a.jpg"]),
     "label too large": ("a.jpg,0\nb.jpg,3\n", 2, "label out of range: 3 not in 0..2", ["a.jpg"]),
     "negative label": ("a.jpg,-1\nb.jpg,1\n", 1, "label out of range: -1", ["b.jpg"]),
-    "duplicate path": ("a.jpg,0\nb.jpg,1\na.jpg,2\n", 3,
-                       "duplicate path: first listed on line 1 (label 0, here 2)", ["a.jpg", "b.jpg"]),
+    "duplicate path": (
+        "a.jpg,0\nb.jpg,1\na.jpg,2\n",
+        3,
+        "duplicate path: first listed on line 1 (label 0, here 2)",
+        ["a.jpg", "b.jpg"],
+    ),
     "absolute path": ("a.jpg,0\n/etc/passwd,1\n", 2, "unsafe path: absolute", ["a.jpg"]),
     "windows absolute path": ("a.jpg,0\nC:\\x.jpg,1\n", 2, "unsafe path: absolute", ["a.jpg"]),
     "parent directory": ("a.jpg,0\n../images/b.jpg,1\n", 2, "unsafe path: '..'", ["a.jpg"]),
@@ -311,8 +391,11 @@ def test_a_fifo_or_folder_as_label_or_class_file_is_named_for_what_it_is(tiny):
 
     label_file = write(tiny, "a.jpg,0\n")
     os.mkfifo(tiny / "fifo")
-    with pytest.raises(ArtganError, match=r"fifo: file is not a regular file \(a FIFO, device "
-                                          r"or socket\); give a regular file$"):
+    with pytest.raises(
+        ArtganError,
+        match=r"fifo: file is not a regular file \(a FIFO, device "
+        r"or socket\); give a regular file$",
+    ):
         load_labels(label_file, tiny / "fifo")
     with pytest.raises(ArtganError, match=r"fifo: file is not a regular file"):
         load_labels(tiny / "fifo", tiny / "classes.txt")
@@ -345,16 +428,23 @@ def test_not_utf8_names_the_line(tiny):
 
 
 @pytest.mark.parametrize("on_error", ["raise", "skip"])
-def test_missing_image_root_is_one_error_without_stat_per_row(data_dir, tmp_path, monkeypatch,
-                                                              on_error):
+def test_missing_image_root_is_one_error_without_stat_per_row(
+    data_dir, tmp_path, monkeypatch, on_error
+):
     def no_stat(path):
         raise AssertionError("stat called on a row although the image root is missing")
 
     monkeypatch.setattr(labels_module.os.path, "isfile", no_stat)
     folder = data_dir / "artgan/Style"
-    with pytest.raises(ArtganError, match=r"style_train\.csv: image root .*nowhere does not exist"):
-        load_labels(folder / "style_train.csv", folder / "style_class.txt", tmp_path / "nowhere",
-                    on_error=on_error)
+    with pytest.raises(
+        ArtganError, match=r"style_train\.csv: image root .*nowhere does not exist"
+    ):
+        load_labels(
+            folder / "style_train.csv",
+            folder / "style_class.txt",
+            tmp_path / "nowhere",
+            on_error=on_error,
+        )
 
 
 def test_on_error_must_be_known(tiny):
@@ -465,12 +555,15 @@ def test_links_out_of_the_image_root_are_refused(tiny, tmp_path):
     (tiny / "images" / "link.jpg").symlink_to(secret)
     (tiny / "images" / "linked").symlink_to(outside / "folder")
     (tiny / "images" / "inside.jpg").symlink_to(tiny / "images" / "a.jpg")  # stays inside: fine
-    table = load(tiny, write(tiny, "a.jpg,0\nlink.jpg,1\nlinked/x.jpg,1\ninside.jpg,2\n"),
-                 on_error="skip")
+    table = load(
+        tiny, write(tiny, "a.jpg,0\nlink.jpg,1\nlinked/x.jpg,1\ninside.jpg,2\n"), on_error="skip"
+    )
     assert table.frame["path"].tolist() == ["a.jpg", "inside.jpg"]
     assert [row.line for row in table.skipped] == [2, 3]
-    assert all(row.reason.startswith("unsafe path: ") and "outside the image root" in row.reason
-               for row in table.skipped)
+    assert all(
+        row.reason.startswith("unsafe path: ") and "outside the image root" in row.reason
+        for row in table.skipped
+    )
 
 
 def test_special_files_are_not_images(tiny):

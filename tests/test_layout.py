@@ -22,9 +22,20 @@ LAYERS = (
     {"report", "similar"},
     {"cli", "__main__"},
 )
-RUN_FOLDER_FILES = {"spec.yaml", "trials.csv", "trials.json", "fingerprint", "comparable.json",
-                    "skipped.txt", "workers.json", "artgan_trial.json", "best",
-                    "tuner", "tensorboard", "logs"}
+RUN_FOLDER_FILES = {
+    "spec.yaml",
+    "trials.csv",
+    "trials.json",
+    "fingerprint",
+    "comparable.json",
+    "skipped.txt",
+    "workers.json",
+    "artgan_trial.json",
+    "best",
+    "tuner",
+    "tensorboard",
+    "logs",
+}
 
 
 class Module:
@@ -38,8 +49,11 @@ class Module:
         #: and load nothing heavy.
         self.top_imports, self.inner_imports, self.typing_imports = [], [], []
         for node, where in _imports(self.tree):
-            imported = {"top": self.top_imports, "inner": self.inner_imports,
-                        "typing": self.typing_imports}[where]
+            imported = {
+                "top": self.top_imports,
+                "inner": self.inner_imports,
+                "typing": self.typing_imports,
+            }[where]
             imported += [(target, node.lineno) for target in _targets(node, name)]
 
     @property
@@ -52,18 +66,25 @@ class Module:
 
     def strings(self):
         """String constants that are not docstrings, with their line."""
-        docstrings = {id(n.body[0].value) for n in ast.walk(self.tree)
-                      if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
-                      and n.body and isinstance(n.body[0], ast.Expr)
-                      and isinstance(n.body[0].value, ast.Constant)}
-        return [(n.value, n.lineno) for n in ast.walk(self.tree)
-                if isinstance(n, ast.Constant) and isinstance(n.value, str)
-                and id(n) not in docstrings]
+        docstrings = {
+            id(n.body[0].value)
+            for n in ast.walk(self.tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+            and n.body
+            and isinstance(n.body[0], ast.Expr)
+            and isinstance(n.body[0].value, ast.Constant)
+        }
+        return [
+            (n.value, n.lineno)
+            for n in ast.walk(self.tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+        ]
 
 
 def _imports(tree):
     """(import node, "top", "inner" (in a function) or "typing" (under `if TYPE_CHECKING:`))
     for every import in `tree`."""
+
     def visit(node, where):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.Import, ast.ImportFrom)):
@@ -74,6 +95,7 @@ def _imports(tree):
                 yield from visit(child, "typing")
             else:
                 yield from visit(child, where)
+
     return list(visit(tree, "top"))
 
 
@@ -81,14 +103,15 @@ def _type_checking(node):
     """An `if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`) block."""
     return isinstance(node, ast.If) and (
         (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
-        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"))
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+    )
 
 
 def _targets(node, importer):
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
     if node.level:  # relative: resolve against the importer's package
-        base = importer.split(".")[:-node.level]
+        base = importer.split(".")[: -node.level]
         module = ".".join(base + ([node.module] if node.module else []))
     else:
         module = node.module
@@ -121,8 +144,11 @@ def layer(room):
 def lower_layers_only(modules):
     """Rules 1, 3, 4: a module imports its own layer or lower ones (data/model never import
     tuning, report or cli; report and similar never import tuning; ...)."""
-    bad = [f"{m.name} is in no layer: add its room to LAYERS" for m in modules.values()
-           if m.room and room_of(m.name) is None]
+    bad = [
+        f"{m.name} is in no layer: add its room to LAYERS"
+        for m in modules.values()
+        if m.room and room_of(m.name) is None
+    ]
     for m in modules.values():
         for target, line in m.imports():
             room = room_of(target)
@@ -148,9 +174,12 @@ def kerastuner_in_tuning_only(modules):
                     bad.append(f"{m.name}:{line} imports KerasTuner's private {target}")
         if m.room == "tuning" and not compat:
             for node in ast.walk(m.tree):
-                if (isinstance(node, ast.Attribute) and node.attr in ("src", "_retry_queue",
-                                                                      "_is_worker",
-                                                                      "_record_values")):
+                if isinstance(node, ast.Attribute) and node.attr in (
+                    "src",
+                    "_retry_queue",
+                    "_is_worker",
+                    "_record_values",
+                ):
                     bad.append(f"{m.name}:{node.lineno} touches KerasTuner's private .{node.attr}")
     return bad
 
@@ -162,18 +191,25 @@ def run_folder_through_one_layout(modules):
         if m.name == "artgan.runfolder":
             continue
         for node in ast.walk(m.tree):
-            if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
-                    and isinstance(node.right, ast.Constant)
-                    and node.right.value in RUN_FOLDER_FILES):
-                bad.append(f"{m.name}:{node.lineno} joins {node.right.value!r} by hand "
-                           "(use artgan.runfolder.RunFolder)")
+            if (
+                isinstance(node, ast.BinOp)
+                and isinstance(node.op, ast.Div)
+                and isinstance(node.right, ast.Constant)
+                and node.right.value in RUN_FOLDER_FILES
+            ):
+                bad.append(
+                    f"{m.name}:{node.lineno} joins {node.right.value!r} by hand "
+                    "(use artgan.runfolder.RunFolder)"
+                )
     return bad
 
 
 def no_cycles(modules):
     """Rule 5: the module-level import graph has no cycle."""
-    graph = {name: {t for t, _ in m.top_imports if t in modules and t != name}
-             for name, m in modules.items()}
+    graph = {
+        name: {t for t, _ in m.top_imports if t in modules and t != name}
+        for name, m in modules.items()
+    }
     for name, m in modules.items():  # `from artgan.x import y` also runs artgan/x/__init__
         for target, _ in m.top_imports:
             parent = target.rsplit(".", 1)[0]
@@ -185,8 +221,11 @@ def no_cycles(modules):
         state[node] = "open"
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                bad.append(" -> ".join(path[path.index(nxt):] + [nxt]) if nxt in path
-                           else f"{node} -> {nxt}")
+                bad.append(
+                    " -> ".join(path[path.index(nxt) :] + [nxt])
+                    if nxt in path
+                    else f"{node} -> {nxt}"
+                )
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = "done"
@@ -199,8 +238,9 @@ def no_cycles(modules):
 
 def heavy_modules(modules):
     """artgan modules that load TensorFlow (or scikit-learn, matplotlib) when imported."""
-    heavy = {n for n, m in modules.items()
-             if any(t.split(".")[0] in HEAVY for t, _ in m.top_imports)}
+    heavy = {
+        n for n, m in modules.items() if any(t.split(".")[0] in HEAVY for t, _ in m.top_imports)
+    }
     grew = True
     while grew:
         grew = False
@@ -222,8 +262,10 @@ def inner_imports_only_for_heavy_loads(modules):
             by_line.setdefault(line, []).append(target)
         for line, targets in by_line.items():
             if not any(t.split(".")[0] in HEAVY or t in heavy for t in targets):
-                bad.append(f"{m.name}:{line} imports {targets[0]} inside a function (not "
-                           "heavy: import it at the top)")
+                bad.append(
+                    f"{m.name}:{line} imports {targets[0]} inside a function (not "
+                    "heavy: import it at the top)"
+                )
     return bad
 
 
@@ -238,21 +280,31 @@ def library_is_quiet_and_flagless(modules):
         if m.room in ("cli", "__main__"):
             continue
         for node in ast.walk(m.tree):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id == "print"):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "print"
+            ):
                 bad.append(f"{m.name}:{node.lineno} prints (log instead)")
         for text, line in m.strings():
             if FLAG.search(text) and not text.startswith(("--", "-")):
                 bad.append(f"{m.name}:{line} names a command-line flag: {text.strip()[:60]!r}")
         for node in m.tree.body:
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Attribute)
-                                                    for t in node.targets):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Attribute) for t in node.targets
+            ):
                 bad.append(f"{m.name}:{node.lineno} changes another module's global at import")
     return bad
 
 
-RULES = (lower_layers_only, kerastuner_in_tuning_only, run_folder_through_one_layout,
-         no_cycles, inner_imports_only_for_heavy_loads, library_is_quiet_and_flagless)
+RULES = (
+    lower_layers_only,
+    kerastuner_in_tuning_only,
+    run_folder_through_one_layout,
+    no_cycles,
+    inner_imports_only_for_heavy_loads,
+    library_is_quiet_and_flagless,
+)
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.__name__)
@@ -261,14 +313,25 @@ def test_the_package_keeps_its_layering_rules(rule):
 
 
 VIOLATIONS = {
-    lower_layers_only: ("artgan/data/labels.py", "import keras_tuner\nfrom artgan.tuning import results\n"
-                        "if TYPE_CHECKING:\n    from artgan.report.run import Run\n"),
-    kerastuner_in_tuning_only: ("artgan/tuning/tuner.py", "from keras_tuner.src import utils\n"
-                                "from tensorflow.python.framework import ops\n"),
-    run_folder_through_one_layout: ("artgan/report/run.py", "def f(folder):\n    return folder / 'trials.json'\n"),
+    lower_layers_only: (
+        "artgan/data/labels.py",
+        "import keras_tuner\nfrom artgan.tuning import results\n"
+        "if TYPE_CHECKING:\n    from artgan.report.run import Run\n",
+    ),
+    kerastuner_in_tuning_only: (
+        "artgan/tuning/tuner.py",
+        "from keras_tuner.src import utils\nfrom tensorflow.python.framework import ops\n",
+    ),
+    run_folder_through_one_layout: (
+        "artgan/report/run.py",
+        "def f(folder):\n    return folder / 'trials.json'\n",
+    ),
     no_cycles: ("artgan/config/spec.py", "from artgan.config import space as _space\n"),
     inner_imports_only_for_heavy_loads: ("artgan/report/run.py", "def f():\n    import json\n"),
-    library_is_quiet_and_flagless: ("artgan/model/saved.py", "def f():\n    print('rerun with --fresh')\n"),
+    library_is_quiet_and_flagless: (
+        "artgan/model/saved.py",
+        "def f():\n    print('rerun with --fresh')\n",
+    ),
 }
 
 
@@ -283,7 +346,8 @@ def test_each_rule_catches_a_violation(rule, tmp_path):
     target = copy / Path(path).relative_to("artgan")
     if rule is no_cycles:  # make space import spec back: a cycle
         (copy / "config" / "space.py").write_text(
-            (copy / "config" / "space.py").read_text() + "\nfrom artgan.config import spec\n")
+            (copy / "config" / "space.py").read_text() + "\nfrom artgan.config import spec\n"
+        )
     target.write_text(target.read_text() + "\n" + code)
     found = rule(load_package(copy))
     assert found != [] and len(found) >= code.count("import "), found
@@ -297,11 +361,14 @@ def test_type_checking_imports_keep_the_layers_but_make_no_cycle(tmp_path):
     copy = tmp_path / "artgan"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     space = copy / "config" / "space.py"
-    space.write_text(space.read_text() + "\nif TYPE_CHECKING:\n"
-                     "    from artgan.config.spec import ExperimentSpec\n")
+    space.write_text(
+        space.read_text() + "\nif TYPE_CHECKING:\n"
+        "    from artgan.config.spec import ExperimentSpec\n"
+    )
     modules = load_package(copy)
     assert no_cycles(modules) == [] and lower_layers_only(modules) == []
     assert ("artgan.config.spec", space.read_text().count("\n")) in (
-        modules["artgan.config.space"].typing_imports)
+        modules["artgan.config.space"].typing_imports
+    )
     space.write_text(space.read_text() + "    from artgan.model import saved\n")
     assert lower_layers_only(load_package(copy)) != []

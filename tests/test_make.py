@@ -21,23 +21,35 @@ def make(tmp_path, *args, uid=0, chromium=False):
     result and the commands the stubs were given."""
     stubs, calls = tmp_path / "bin", tmp_path / "calls"
     stubs.mkdir(parents=True)
-    scripts = {"id": f"echo {uid}", "apt-get": f'echo "apt-get $*" >> {calls}',
-               "sudo": f'echo "sudo $*" >> {calls}\nexec "$@"'}
+    scripts = {
+        "id": f"echo {uid}",
+        "apt-get": f'echo "apt-get $*" >> {calls}',
+        "sudo": f'echo "sudo $*" >> {calls}\nexec "$@"',
+    }
     if chromium:
         scripts["chromium"] = "exit 0"
     for name, body in scripts.items():
         (stubs / name).write_text(f"#!/bin/sh\n{body}\n")
         (stubs / name).chmod(0o755)
     (stubs / "env").symlink_to(shutil.which("env"))
-    result = subprocess.run([MAKE, *args], cwd=REPO_ROOT, env={"PATH": str(stubs)},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [MAKE, *args],
+        cwd=REPO_ROOT,
+        env={"PATH": str(stubs)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return result, calls.read_text().splitlines() if calls.exists() else []
 
 
-@pytest.mark.parametrize("uid, expected", [
-    (0, [UPDATE, INSTALL]),
-    (1000, [SUDO + UPDATE, UPDATE, SUDO + INSTALL, INSTALL]),
-])
+@pytest.mark.parametrize(
+    "uid, expected",
+    [
+        (0, [UPDATE, INSTALL]),
+        (1000, [SUDO + UPDATE, UPDATE, SUDO + INSTALL, INSTALL]),
+    ],
+)
 def test_deps_installs_chromium_when_missing(tmp_path, uid, expected):
     result, calls = make(tmp_path, "deps", uid=uid)
     assert result.returncode == 0, result.stderr
@@ -70,19 +82,25 @@ def test_compare_and_explain_pass_their_arguments(tmp_path):
     result, _ = make(tmp_path, "--dry-run", "compare", "RUNS=runs/a runs/b", "OUT=cmp")
     assert result.returncode == 0, result.stderr
     assert "-m artgan compare runs/a runs/b --out cmp" in result.stdout
-    result, _ = make(tmp_path / "again", "--dry-run", "explain", "MODEL=m.keras",
-                     "IMAGES=a.jpg b.jpg")
+    result, _ = make(
+        tmp_path / "again", "--dry-run", "explain", "MODEL=m.keras", "IMAGES=a.jpg b.jpg"
+    )
     assert "-m artgan explain m.keras a.jpg b.jpg --out heat" in result.stdout
 
 
 def test_help_names_every_target(tmp_path):
     """`make help` prints the header comment, and it shows every target the Makefile has."""
-    result = subprocess.run([MAKE, "help"], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [MAKE, "help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     makefile = (REPO_ROOT / "Makefile").read_text()
-    targets = {t for line in makefile.splitlines() if line.startswith(".PHONY:")
-               for t in line.split(":", 1)[1].split()} - {"help"}
+    targets = {
+        t
+        for line in makefile.splitlines()
+        if line.startswith(".PHONY:")
+        for t in line.split(":", 1)[1].split()
+    } - {"help"}
     assert targets >= {"worker", "bench", "clean-cache", "similar", "data"}
     shown = {t for t in targets if f"make {t}" in result.stdout}
     assert shown == targets, f"missing from make help: {sorted(targets - shown)}"

@@ -27,7 +27,8 @@ def test_score_counts_top1_topk_and_macro_f1_by_hand():
     # 3 = 2/3 (1 of 2 found, no false positive), 5 = 1
     assert macro_f1 == pytest.approx((2 / 3 + 0 + 2 / 3 + 2 / 3 + 1) / 5)
     assert named_scores(labels, probabilities, range(7)) == pytest.approx(
-        {"accuracy": accuracy, "top5_accuracy": top5, "macro_f1": macro_f1})
+        {"accuracy": accuracy, "top5_accuracy": top5, "macro_f1": macro_f1}
+    )
 
 
 def test_top5_only_where_the_data_has_more_than_5_classes():
@@ -49,7 +50,11 @@ def test_per_class_scores_by_hand():
     labels = np.array([0, 0, 1, 1, 1])
     predicted = np.array([0, 1, 1, 1, 0])
     rows = per_class_scores(labels, predicted, ["a", "b", "c"])
-    assert [r["class"] for r in rows] == ["a", "b", "c"] and [r["label"] for r in rows] == [0, 1, 2]
+    assert [r["class"] for r in rows] == ["a", "b", "c"] and [r["label"] for r in rows] == [
+        0,
+        1,
+        2,
+    ]
     a, b, c = rows
     assert (a["precision"], a["recall"], a["support"]) == (1 / 2, 1 / 2, 2)
     assert (b["precision"], b["recall"], b["f1"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
@@ -62,8 +67,10 @@ def test_per_class_scores_by_hand():
 def test_most_confused_lists_the_largest_off_diagonal_cells():
     matrix = np.array([[5, 3, 0], [1, 6, 0], [0, 4, 2]])
     pairs = most_confused(matrix, shown=[0, 1, 2], names=["a", "b", "c"], limit=2)
-    assert pairs == [{"true": "c", "predicted": "b", "count": 4, "share": 4 / 6},
-                     {"true": "a", "predicted": "b", "count": 3, "share": 3 / 8}]
+    assert pairs == [
+        {"true": "c", "predicted": "b", "count": 4, "share": 4 / 6},
+        {"true": "a", "predicted": "b", "count": 3, "share": 3 / 8},
+    ]
 
 
 def test_nearest_neighbours_are_by_cosine_and_exclude_the_row_itself():

@@ -19,9 +19,15 @@ from artgan.model.parameters import PARAMETERS, ImpossibleConfiguration, value
 def test_build_crnn_sequences(sequence):
     hp = kt.HyperParameters()
     SearchSpace.model_validate(
-        {"parameters": {"input_size": {"value": 32}, "sequence": {"value": sequence},
-                        "conv_blocks": {"value": 2}, "lstm_units": {"value": 8},
-                        "base_filters": {"value": 8}}}
+        {
+            "parameters": {
+                "input_size": {"value": 32},
+                "sequence": {"value": sequence},
+                "conv_blocks": {"value": 2},
+                "lstm_units": {"value": 8},
+                "base_filters": {"value": 8},
+            }
+        }
     ).register(hp)
     model = build_crnn(hp, num_classes=7)
     assert model.input_shape == (None, 32, 32, 3)
@@ -72,11 +78,15 @@ def test_builders_read_the_space_or_else_the_one_declared_default():
 
     def trial(backbone):
         hp = kt.HyperParameters()
-        SearchSpace.model_validate({"parameters": {
-            "backbone": {"value": backbone},
-            "conv_blocks": {"value": 4, "when": {"backbone": "scratch"}},
-            "lstm_units": {"value": 24},
-        }}).register(hp)
+        SearchSpace.model_validate(
+            {
+                "parameters": {
+                    "backbone": {"value": backbone},
+                    "conv_blocks": {"value": 4, "when": {"backbone": "scratch"}},
+                    "lstm_units": {"value": 24},
+                }
+            }
+        ).register(hp)
         return hp
 
     hp = trial("efficientnet_lite0")
@@ -94,8 +104,11 @@ def test_a_bare_hp_builds_the_declared_defaults():
     model = build_model(hp, num_classes=3)
     defaults = {name: allowed.default for name, allowed in PARAMETERS.items()}
     assert model.input_shape == (None, defaults["input_size"], defaults["input_size"], 3)
-    blocks = [layer for layer in model.layers if layer.name.endswith("_conv")
-              and layer.name.startswith("conv_block_")]
+    blocks = [
+        layer
+        for layer in model.layers
+        if layer.name.endswith("_conv") and layer.name.startswith("conv_block_")
+    ]
     assert len(blocks) == defaults["conv_blocks"]
     assert blocks[0].filters == defaults["base_filters"]
     assert blocks[0].kernel_size == (defaults["kernel_size"],) * 2
@@ -103,11 +116,18 @@ def test_a_bare_hp_builds_the_declared_defaults():
     assert model.get_layer("dropout").rate == pytest.approx(defaults["dropout"])
 
 
-@pytest.mark.parametrize("name, chosen, message", [
-    ("sequence", "diagonal", "`sequence`: 'diagonal' is not one of ['rows', 'columns', 'both']"),
-    ("conv_blocks", 9, "`conv_blocks`: 9 must be below 8"),
-    ("dropout", 1.0, "`dropout`: 1.0 must be below 1 (exclusive)"),
-])
+@pytest.mark.parametrize(
+    "name, chosen, message",
+    [
+        (
+            "sequence",
+            "diagonal",
+            "`sequence`: 'diagonal' is not one of ['rows', 'columns', 'both']",
+        ),
+        ("conv_blocks", 9, "`conv_blocks`: 9 must be below 8"),
+        ("dropout", 1.0, "`dropout`: 1.0 must be below 1 (exclusive)"),
+    ],
+)
 def test_a_value_the_table_does_not_allow_is_refused_naming_the_parameter(name, chosen, message):
     hp = kt.HyperParameters()
     hp.Fixed("input_size", 32)
@@ -128,8 +148,8 @@ def test_outputs_are_the_used_classes_and_saved_models_speak_artgan_ids():
         output_labels([2, 5], classes)
 
     hp = kt.HyperParameters()
-    for name, value in {"input_size": 32, "conv_blocks": 2, "lstm_units": 8}.items():
-        hp.Fixed(name, value)
+    for name, fixed in {"input_size": 32, "conv_blocks": 2, "lstm_units": 8}.items():
+        hp.Fixed(name, fixed)
     model = build_crnn(hp, num_classes=4)
     assert "top5_accuracy" not in str(model.metrics_names)  # 4 outputs: top-5 says nothing
     spread = with_class_ids(model, classes, 10)
@@ -147,8 +167,8 @@ def test_models_saved_without_their_classes_get_them_from_the_spread_layer(tmp_p
     from artgan.model.saved import load_model, model_classes, read_metadata, save_model
 
     hp = kt.HyperParameters()
-    for name, value in {"input_size": 32, "conv_blocks": 2, "lstm_units": 8}.items():
-        hp.Fixed(name, value)
+    for name, fixed in {"input_size": 32, "conv_blocks": 2, "lstm_units": 8}.items():
+        hp.Fixed(name, fixed)
     spread = with_class_ids(build_crnn(hp, num_classes=4), [2, 4, 6, 9], 10)
     names = [f"c{i}" for i in range(10)]
     path = save_model(spread, tmp_path / "old.keras", {"class_names": names, "input_size": 32})
@@ -174,8 +194,9 @@ def test_fine_tuned_backbone_layers_take_smaller_steps(mirrored):
         hp.Fixed("momentum", 0.0)
     with tf.distribute.MirroredStrategy(["/cpu:0"]).scope() if mirrored else nullcontext():
         inputs = keras.Input((2,))
-        backbone = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones",
-                                      name="backbone")
+        backbone = keras.layers.Dense(
+            2, use_bias=False, kernel_initializer="ones", name="backbone"
+        )
         head = keras.layers.Dense(2, use_bias=False, kernel_initializer="ones", name="head")
         model = keras.Model(inputs, head(backbone(inputs)))
         model.compile(build_optimizer(hp, backbone.trainable_variables), loss="mse")
@@ -187,11 +208,18 @@ def test_fine_tuned_backbone_layers_take_smaller_steps(mirrored):
     assert head_step.min() > 0
 
 
-@pytest.mark.parametrize("branch", [
-    {"backbone": "scratch", "optimizer": "sgd"},
-    {"backbone": "efficientnet_lite0", "backbone_layer": "top", "backbone_trainable": "top",
-     "pooled_stages": True},
-])
+@pytest.mark.parametrize(
+    "branch",
+    [
+        {"backbone": "scratch", "optimizer": "sgd"},
+        {
+            "backbone": "efficientnet_lite0",
+            "backbone_layer": "top",
+            "backbone_trainable": "top",
+            "pooled_stages": True,
+        },
+    ],
+)
 def test_builders_read_only_the_parameters_spaces_are_checked_against(branch):
     """PARAMETERS (what a search space may name) lists every name the builders read, and
     each branch reads the parameters that steer it."""
@@ -219,8 +247,9 @@ def test_a_pooled_head_reads_pooled_statistics_and_defaults_to_its_learned_layer
     hp.Fixed("head", "pooled")
     hp.Fixed("head_units", 8)
     model = build_model(hp, num_classes=4)
-    assert sorted(model.input_names if hasattr(model, "input_names") else
-                  [t.name for t in model.inputs]) == ["pooled", "stage6"]
+    assert sorted(
+        model.input_names if hasattr(model, "input_names") else [t.name for t in model.inputs]
+    ) == ["pooled", "stage6"]
     assert feature_layers(model) == ["features_conv", "features_head"]
     assert default_feature_layer(model) == "features_head"
     assert model.get_layer("features_head").output.shape[-1] == 8

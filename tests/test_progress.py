@@ -34,13 +34,17 @@ def test_lines_every_tenth_with_rate_and_time_left(caplog):
 def test_slow_work_still_reports_every_minute(caplog):
     now = [0.0]
     caplog.set_level(logging.INFO, logger="artgan")
-    bar = ProgressLines(total=10**6, desc="embedding", unit="img", initial=500, clock=lambda: now[0])
+    bar = ProgressLines(
+        total=10**6, desc="embedding", unit="img", initial=500, clock=lambda: now[0]
+    )
     for _ in range(3):
         now[0] += progress_module.EVERY_SECONDS
         bar.update(1)
     assert [r.getMessage().split(", ")[0] for r in caplog.records] == [
-        "embedding: 501/1,000,000 img (0%)", "embedding: 502/1,000,000 img (0%)",
-        "embedding: 503/1,000,000 img (0%)"]
+        "embedding: 501/1,000,000 img (0%)",
+        "embedding: 502/1,000,000 img (0%)",
+        "embedding: 503/1,000,000 img (0%)",
+    ]
     assert "0.017 img/s" in caplog.records[-1].getMessage()  # the resumed 500 do not count
 
 

@@ -24,8 +24,9 @@ from support import TINY, killed_on_exit, wait_for
 
 
 def tiny_spec(output, *extra):
-    return load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
-                           [*TINY, f"output={output}", *extra])
+    return load_experiment(
+        REPO_ROOT / "experiments" / "genre.yaml", [*TINY, f"output={output}", *extra]
+    )
 
 
 def plant_finished_trials(output, curves):
@@ -99,16 +100,27 @@ def test_a_rule_and_its_settings_are_checked_with_the_search(tmp_path):
     check_search(spec)
     assert spec.comparable()["pruning.percentile"] == 10  # it changes what trials score
     for sets, message in [
-        (["pruning.type=percentile", "pruning.percentile=100"],
-         "genre.yaml: pruning.percentile: Input should be less than 100"),
-        (["pruning.type=median", "pruning.percentile=10"],
-         "genre.yaml: pruning.percentile: unknown key"),
-        (["pruning.type=none", "pruning.percentile=10"],
-         "genre.yaml: pruning.percentile: unknown key (pruning.type is none)"),
-        (["pruning.type=medain"], "genre.yaml: pruning.type: unknown 'medain'; known: none, "
-         "median, percentile (did you mean 'median'?)"),
-        (["pruning.type=median", "tuner.type=hyperband"],
-         "genre.yaml: pruning.type: the hyperband tuner stops trials early itself"),
+        (
+            ["pruning.type=percentile", "pruning.percentile=100"],
+            "genre.yaml: pruning.percentile: Input should be less than 100",
+        ),
+        (
+            ["pruning.type=median", "pruning.percentile=10"],
+            "genre.yaml: pruning.percentile: unknown key",
+        ),
+        (
+            ["pruning.type=none", "pruning.percentile=10"],
+            "genre.yaml: pruning.percentile: unknown key (pruning.type is none)",
+        ),
+        (
+            ["pruning.type=medain"],
+            "genre.yaml: pruning.type: unknown 'medain'; known: none, "
+            "median, percentile (did you mean 'median'?)",
+        ),
+        (
+            ["pruning.type=median", "tuner.type=hyperband"],
+            "genre.yaml: pruning.type: the hyperband tuner stops trials early itself",
+        ),
     ]:
         with pytest.raises(ArtganError, match=re.escape(message)):
             check_search(tiny_spec(tmp_path, *sets))
@@ -133,8 +145,16 @@ def test_pruning_is_part_of_the_search_definition_only_when_on(tmp_path):
 
 
 def test_old_trials_json_rows_still_read():
-    row = TrialRow.from_json({"trial_id": 3, "status": "COMPLETED", "score": 0.5,
-                              "val_accuracy": 0.5, "epochs": 4, "hp/dropout": 0.1})
+    row = TrialRow.from_json(
+        {
+            "trial_id": 3,
+            "status": "COMPLETED",
+            "score": 0.5,
+            "val_accuracy": 0.5,
+            "epochs": 4,
+            "hp/dropout": 0.1,
+        }
+    )
     assert row.pruned_at_epoch is None and row.failure is None and row.epochs == 4
 
 
@@ -142,14 +162,21 @@ def test_old_trials_json_rows_still_read():
 
 
 @pytest.mark.slow
-def test_a_trial_trailing_the_finished_ones_is_pruned_and_still_scored(tmp_path, cache_dir,
-                                                                      data_dir):
+def test_a_trial_trailing_the_finished_ones_is_pruned_and_still_scored(
+    tmp_path, cache_dir, data_dir
+):
     from artgan.tuning.tuner import run_search
 
     output = tmp_path / "run"
     plant_finished_trials(output, [[1.0] * 4] * 3)
-    spec = tiny_spec(output, "budget.max_trials=1", "budget.epochs=4", "pruning.type=median",
-                     "pruning.min_epochs=2", "pruning.min_trials=3")
+    spec = tiny_spec(
+        output,
+        "budget.max_trials=1",
+        "budget.epochs=4",
+        "pruning.type=median",
+        "pruning.min_epochs=2",
+        "pruning.min_trials=3",
+    )
     table = run_search(spec)
     row = table.iloc[0]
     assert row["status"] == "PRUNED" and row["pruned_at_epoch"] == 2 and row["epochs"] == 2
@@ -179,10 +206,22 @@ def test_a_killed_trial_resumes_from_its_last_finished_epoch(tmp_path, data_dir)
     """kill -9 in the middle of a trial, rerun: it goes on after its last backed-up epoch,
     keeps the curves of the epochs before, and its TensorBoard run holds both attempts."""
     output = tmp_path / "run"
-    sets = [*TINY, "budget.max_trials=1", "budget.epochs=8", "early_stopping.enabled=false",
-            "budget.max_train_images=96", f"output={output}"]
-    command = [sys.executable, "-m", "artgan", "search", "genre",
-               *sum((["--set", s] for s in sets), [])]
+    sets = [
+        *TINY,
+        "budget.max_trials=1",
+        "budget.epochs=8",
+        "early_stopping.enabled=false",
+        "budget.max_train_images=96",
+        f"output={output}",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "artgan",
+        "search",
+        "genre",
+        *sum((["--set", s] for s in sets), []),
+    ]
     env = dict(os.environ, ARTGAN_CACHE=str(tmp_path / "cache"))
     folder = RunFolder(output)
     info, metadata = folder.trial_info("0"), folder.trial_backup("0") / "training_metadata.json"
@@ -195,8 +234,14 @@ def test_a_killed_trial_resumes_from_its_last_finished_epoch(tmp_path, data_dir)
             return None
         return backed_up >= 2 and len(progress) >= backed_up and (backed_up, progress)
 
-    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     with killed_on_exit(process):
         backed_up, before = wait_for(two_epochs_backed_up, 300, "two epochs backed up", process)
         process.send_signal(signal.SIGKILL)
@@ -224,8 +269,12 @@ def test_resident_memory_stays_flat_over_twenty_trials(tmp_path, cache_dir, data
     registry and this grows by about 24 MB a trial (55 % over 20 trials here)."""
     from artgan.tuning.tuner import run_search
 
-    spec = tiny_spec(tmp_path / "run", "budget.max_trials=20", "budget.max_train_images=24",
-                     "budget.max_val_images=12")
+    spec = tiny_spec(
+        tmp_path / "run",
+        "budget.max_trials=20",
+        "budget.max_train_images=24",
+        "budget.max_val_images=12",
+    )
     table = run_search(spec)
     assert len(table) == 20
     before = table.sort_values("trial_id", key=lambda ids: ids.astype(int))["memory_before_mb"]
@@ -246,7 +295,12 @@ def test_a_resumed_history_gets_the_epochs_before_the_interruption(tmp_path):
     resumed = keras.callbacks.History()
     resumed.epoch, resumed.history = [2, 3], {"val_accuracy": [0.4, 0.2]}
     continue_histories([resumed], {"val_accuracy": [0.1, 0.5, 0.9]}, objective, kept, checkpoint)
-    assert resumed.epoch == [0, 1, 2, 3] and resumed.history["val_accuracy"] == [0.1, 0.5, 0.4, 0.2]
+    assert resumed.epoch == [0, 1, 2, 3] and resumed.history["val_accuracy"] == [
+        0.1,
+        0.5,
+        0.4,
+        0.2,
+    ]
     assert checkpoint.read_text() == "best before the kill"  # epoch 2 (0.5) beat the resumed ones
 
     nothing_left = keras.callbacks.History()  # killed after the last epoch's backup

@@ -14,14 +14,15 @@ REFERENCE = re.compile(r"(?<![\w./-])artgan(?:\.[A-Za-z_]\w*)+")
 FILE_SUFFIXES = ("json", "yaml", "md", "py", "csv", "txt")
 #: Docstrings their owner rewrites in the same change (issue 21, items 1-2: the builder's
 #: docstring names `artgan.spec`, `artgan.backbones`, `artgan.embeddings`); empty after it.
-REWRITTEN_ELSEWHERE = {"artgan/model/crnn.py"}
 
 
 def prose(source):
     """(line, text) of every comment and string literal (docstrings included) of `source`."""
-    return [(token.start[0], token.string)
-            for token in tokenize.generate_tokens(io.StringIO(source).readline)
-            if token.type in (tokenize.COMMENT, tokenize.STRING)]
+    return [
+        (token.start[0], token.string)
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type in (tokenize.COMMENT, tokenize.STRING)
+    ]
 
 
 def module_file(root, parts):
@@ -64,8 +65,6 @@ def dangling_references(root=PACKAGE):
     bad = []
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root.parent).as_posix()
-        if name in REWRITTEN_ELSEWHERE and root == PACKAGE:
-            continue
         for line, text in prose(path.read_text()):
             for match in REFERENCE.finditer(text):
                 if match.group(0).rsplit(".", 1)[1] in FILE_SUFFIXES:
@@ -92,8 +91,10 @@ def test_a_reference_to_a_moved_module_is_caught(tmp_path):
         "    size = 3\n\n\n"
         "def build():  # the flat name artgan.models.crnn is gone\n"
         '    """Reads `artgan.model.crnn.LAYERS` and\n'
-        '    `artgan.model.crnn.missing`."""\n')
+        '    `artgan.model.crnn.missing`."""\n'
+    )
     found = dangling_references(tmp_path / "artgan")
-    assert found == ["artgan/model/crnn.py:10 names artgan.models.crnn, which does not exist",
-                     "artgan/model/crnn.py:12 names artgan.model.crnn.missing, which does not "
-                     "exist"]
+    assert found == [
+        "artgan/model/crnn.py:10 names artgan.models.crnn, which does not exist",
+        "artgan/model/crnn.py:12 names artgan.model.crnn.missing, which does not exist",
+    ]

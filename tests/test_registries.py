@@ -25,9 +25,10 @@ def test_every_tuner_makes_a_kerastuner_tuner(name, tmp_path):
     from artgan.tuning.hypermodel import CRNNHyperModel
     from artgan.tuning.tuner import TrialRecorder, make_tuner
 
-    spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml",
-                           [*TINY, f"tuner.type={name}", "pruning.type=none",
-                            f"output={tmp_path}"])
+    spec = load_experiment(
+        REPO_ROOT / "experiments" / "genre.yaml",
+        [*TINY, f"tuner.type={name}", "pruning.type=none", f"output={tmp_path}"],
+    )
     tuner = make_tuner(spec, CRNNHyperModel.from_spec(spec, data=None), overwrite=True)
     assert isinstance(tuner, TUNERS[name].tuner_class()) and isinstance(tuner, kt.Tuner)
     assert isinstance(tuner, TrialRecorder)
@@ -51,8 +52,13 @@ def choice_builds():
     frozen head (which reads cached activations: no weights are loaded)."""
     scratch = {"backbone": "scratch", "input_size": 32, "conv_blocks": 2, "lstm_units": 8}
     pretrained = {"backbone": "efficientnet_lite0", "lstm_units": 8, "head_units": 8}
-    backbone_parameters = {"backbone", "backbone_layer", "backbone_trainable",
-                           "pooled_stages", "head"}
+    backbone_parameters = {
+        "backbone",
+        "backbone_layer",
+        "backbone_trainable",
+        "pooled_stages",
+        "head",
+    }
     cases = []
     for name, allowed in PARAMETERS.items():
         for choice in allowed.choices:

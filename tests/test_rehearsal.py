@@ -25,11 +25,13 @@ def few_paintings(tmp_path, data_dir, monkeypatch):
     return root
 
 
-def test_a_subset_tree_serves_every_task_as_the_download_would(tmp_path, data_dir, few_paintings,
-                                                                monkeypatch):
+def test_a_subset_tree_serves_every_task_as_the_download_would(
+    tmp_path, data_dir, few_paintings, monkeypatch
+):
     labels = data_dir / "artgan"
-    made = rehearsal.rehearse(tmp_path / "tree", 0.02, labels=labels, data=few_paintings,
-                              progress=False)
+    made = rehearsal.rehearse(
+        tmp_path / "tree", 0.02, labels=labels, data=few_paintings, progress=False
+    )
     for name, count in made.rows.items():
         published = (labels / name).read_bytes().split(b"\n")
         kept = (made.labels / name).read_bytes().split(b"\n")
@@ -40,6 +42,7 @@ def test_a_subset_tree_serves_every_task_as_the_download_would(tmp_path, data_di
 
     large = sorted((tmp_path / "tree" / "standins" / "large").iterdir())
     from PIL import Image
+
     assert all(1000 <= max(Image.open(path).size) <= 2000 for path in large)
     files = list(made.images.rglob("*.jpg"))
     assert len(files) == made.paintings == made.made and made.copied == 0
@@ -51,8 +54,9 @@ def test_a_subset_tree_serves_every_task_as_the_download_would(tmp_path, data_di
         data = TaskData.from_spec(load_experiment(experiment_file(task)))
         assert len(data.train) and len(data.val) and not data.train.skipped
 
-    again = rehearsal.rehearse(tmp_path / "tree", 0.02, labels=labels, data=few_paintings,
-                               progress=False)
+    again = rehearsal.rehearse(
+        tmp_path / "tree", 0.02, labels=labels, data=few_paintings, progress=False
+    )
     assert again.already == made.paintings and again.made == 0
 
 
@@ -63,8 +67,9 @@ def test_a_larger_fraction_holds_the_smaller_one():
     assert small < large and 0.07 < len(small) / 2000 < 0.13
 
 
-def test_refuses_short_disk_and_foreign_folders_before_writing(tmp_path, data_dir, few_paintings,
-                                                               monkeypatch):
+def test_refuses_short_disk_and_foreign_folders_before_writing(
+    tmp_path, data_dir, few_paintings, monkeypatch
+):
     usage = namedtuple("Usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
     with pytest.raises(ArtganError, match="^disk full: needs about"):

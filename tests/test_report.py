@@ -33,26 +33,55 @@ pytestmark = [pytest.mark.slow]
 
 HOSTILE_CLASS = "<script>alert(1)</script>"
 HOSTILE_DESCRIPTION = "<img src=x onerror=alert(2)> tiny"
-FIXED = {"input_size": 32, "base_filters": 16, "filter_growth": 1.5, "kernel_size": 3,
-         "sequence": "rows", "lstm_units": 32, "bidirectional": False, "dropout": 0.1,
-         "optimizer": "adam", "learning_rate": 0.001, "batch_size": 32}
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--enable-logging=stderr", "--v=0"]
+FIXED = {
+    "input_size": 32,
+    "base_filters": 16,
+    "filter_growth": 1.5,
+    "kernel_size": 3,
+    "sequence": "rows",
+    "lstm_units": 32,
+    "bidirectional": False,
+    "dropout": 0.1,
+    "optimizer": "adam",
+    "learning_rate": 0.001,
+    "batch_size": 32,
+}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 
 
 def write_experiment(folder, data_dir):
     louvre = data_dir / "louvre-genre4"
     classes = (louvre / "genre_class").read_text().replace("genre_painting", HOSTILE_CLASS)
     (folder / "genre_class").write_text(classes)
-    space = {"parameters": {"conv_blocks": {"values": [2, 6]},
-                            **{name: {"value": value} for name, value in FIXED.items()}}}
+    space = {
+        "parameters": {
+            "conv_blocks": {"values": [2, 6]},
+            **{name: {"value": value} for name, value in FIXED.items()},
+        }
+    }
     (folder / "space.yaml").write_text(yaml.safe_dump(space))
     experiment = {
-        "task": "genre", "description": HOSTILE_DESCRIPTION,
-        "data": {"train": str(louvre / "genre_train.csv"), "val": str(louvre / "genre_val.csv"),
-                 "classes": str(folder / "genre_class"), "images": str(louvre / "images")},
-        "search_space": "space.yaml", "tuner": {"type": "random"},
+        "task": "genre",
+        "description": HOSTILE_DESCRIPTION,
+        "data": {
+            "train": str(louvre / "genre_train.csv"),
+            "val": str(louvre / "genre_val.csv"),
+            "classes": str(folder / "genre_class"),
+            "images": str(louvre / "images"),
+        },
+        "search_space": "space.yaml",
+        "tuner": {"type": "random"},
         "budget": {"max_trials": 2, "epochs": 1, "max_train_images": 48, "max_val_images": 24},
         "output": str(folder / "run"),
     }
@@ -138,16 +167,27 @@ def render_in_chromium(page, tmp_path):
     (JS errors, CSP violations, blocked loads)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
-        pytest.fail("chromium not found: install it with `apt-get install -y chromium` "
-                    "(.ci/run does this before `make test`)", pytrace=False)
+        pytest.fail(
+            "chromium not found: install it with `apt-get install -y chromium` "
+            "(.ci/run does this before `make test`)",
+            pytrace=False,
+        )
     result = subprocess.run(
-        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
-         page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            browser,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    problems = [line for line in result.stderr.splitlines()
-                if ":CONSOLE" in line or "Uncaught" in line]
+    problems = [
+        line for line in result.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line
+    ]
     assert not problems, "\n".join(problems)
     return result.stdout
 
@@ -158,7 +198,7 @@ def test_report_renders_in_headless_chromium(tiny, tmp_path):
     assert 'id="leaderboard-table"' in dom and "sort-ready" in dom  # the sorter ran
     for section in ("tradeoff", "calibration", "suspects", "examples"):
         assert f'id="{section}"' in dom
-    board = dom[dom.index('id="leaderboard-table"'):]
+    board = dom[dom.index('id="leaderboard-table"') :]
     board = board[: board.index("</table>")]
     assert len(re.findall(r'<tr class="(finished|failed|reference)"', board)) == 4
     figures = re.findall(r'<img src="data:image/png;base64,', dom)
@@ -173,13 +213,29 @@ def test_features_export_matches_report(tiny, data_dir, tmp_path, monkeypatch):
     in_report = load_features(out / "features_model_1_features_lstm.npz")
     louvre = data_dir / "louvre-genre4"
     wanted = set(in_report["paths"][:6])
-    rows = [line for line in (louvre / "genre_val.csv").read_text().splitlines()
-            if line.split(",")[0] in wanted]
+    rows = [
+        line
+        for line in (louvre / "genre_val.csv").read_text().splitlines()
+        if line.split(",")[0] in wanted
+    ]
     labels_file = tmp_path / "six.csv"
     labels_file.write_text("\n".join(rows) + "\n")
     target = tmp_path / "six.npz"
-    assert main(["features", str(run_dir / "best" / "model_1.keras"), "--labels", str(labels_file),
-                 "--images", str(louvre / "images"), "--out", str(target)]) == 0
+    assert (
+        main(
+            [
+                "features",
+                str(run_dir / "best" / "model_1.keras"),
+                "--labels",
+                str(labels_file),
+                "--images",
+                str(louvre / "images"),
+                "--out",
+                str(target),
+            ]
+        )
+        == 0
+    )
     exported = load_features(target)
     assert exported["layer"] == "features_lstm"  # by default a layer the model learned
     assert exported["features"].shape == (6, FIXED["lstm_units"])
@@ -190,16 +246,42 @@ def test_features_export_matches_report(tiny, data_dir, tmp_path, monkeypatch):
         np.testing.assert_allclose(vector, in_report["features"][same[path]], rtol=1e-4, atol=1e-5)
 
     conv = tmp_path / "conv.npz"
-    assert main(["features", str(run_dir / "best" / "model_1.keras"), "--layer", "features_conv",
-                 "--labels", str(labels_file), "--images", str(louvre / "images"),
-                 "--out", str(conv)]) == 0
+    assert (
+        main(
+            [
+                "features",
+                str(run_dir / "best" / "model_1.keras"),
+                "--layer",
+                "features_conv",
+                "--labels",
+                str(labels_file),
+                "--images",
+                str(louvre / "images"),
+                "--out",
+                str(conv),
+            ]
+        )
+        == 0
+    )
     assert load_features(conv)["layer"] == "features_conv"
     assert load_features(conv)["features"].shape[0] == 6
 
     if importlib.util.find_spec("pyarrow") is None:  # parquet is optional: a clean error
-        assert main(["features", str(run_dir / "best" / "model_1.keras"), "--labels",
-                     str(labels_file), "--images", str(louvre / "images"),
-                     "--out", str(tmp_path / "six.parquet")]) == 2
+        assert (
+            main(
+                [
+                    "features",
+                    str(run_dir / "best" / "model_1.keras"),
+                    "--labels",
+                    str(labels_file),
+                    "--images",
+                    str(louvre / "images"),
+                    "--out",
+                    str(tmp_path / "six.parquet"),
+                ]
+            )
+            == 2
+        )
 
 
 def test_errors_are_clean(tiny, tmp_path, capsys):
@@ -216,8 +298,19 @@ def test_errors_are_clean(tiny, tmp_path, capsys):
     with pytest.raises(ArtganError, match="no finished trial"):
         open_run(failed_only)
 
-    assert main(["report", str(run_dir), "--layer", "no_such_layer",
-                 "--out", str(tmp_path / "r" / "inner")]) == 2
+    assert (
+        main(
+            [
+                "report",
+                str(run_dir),
+                "--layer",
+                "no_such_layer",
+                "--out",
+                str(tmp_path / "r" / "inner"),
+            ]
+        )
+        == 2
+    )
     assert "no layer 'no_such_layer'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # a failed report leaves no (empty) folder behind
 
@@ -238,26 +331,41 @@ def test_what_mattered_with_enough_trials(tiny, tmp_path):
     """Six fabricated finished trials whose score follows the learning rate only."""
     run = open_run(tiny[0])
     rates = [1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 1e-2]
-    trials = pd.DataFrame({
-        "trial_id": [str(i) for i in range(6)], "status": "COMPLETED",
-        "val_accuracy": [0.2, 0.3, 0.5, 0.55, 0.6, 0.4],
-        "hp/learning_rate": rates, "hp/sequence": ["rows", "columns"] * 3,
-        "hp/bidirectional": [True, False, True, False, False, True],
-        "hp/momentum": [None, 0.9, None, 0.8, None, 0.85], "hp/input_size": 32,
-    })
-    importance = hp_importance(trials, ["hp/learning_rate", "hp/sequence", "hp/bidirectional",
-                                        "hp/momentum"], "val_accuracy")
+    trials = pd.DataFrame(
+        {
+            "trial_id": [str(i) for i in range(6)],
+            "status": "COMPLETED",
+            "val_accuracy": [0.2, 0.3, 0.5, 0.55, 0.6, 0.4],
+            "hp/learning_rate": rates,
+            "hp/sequence": ["rows", "columns"] * 3,
+            "hp/bidirectional": [True, False, True, False, False, True],
+            "hp/momentum": [None, 0.9, None, 0.8, None, 0.85],
+            "hp/input_size": 32,
+        }
+    )
+    importance = hp_importance(
+        trials,
+        ["hp/learning_rate", "hp/sequence", "hp/bidirectional", "hp/momentum"],
+        "val_accuracy",
+    )
     assert importance.sum() == pytest.approx(1.0) and importance.index[0] == "hp/learning_rate"
     section = what_mattered_section(dataclasses.replace(run, trials=trials), Writer(tmp_path))
     assert section["note"] is None and len(section["figures"]) == 2
     assert section["parallel"]["png"] == "parallel_coordinates.png"
     by_name = {i["name"]: i for i in section["importance"]}
     assert by_name["learning_rate"]["correlation"] == pytest.approx(
-        np.corrcoef(rates, trials["val_accuracy"])[0, 1])
-    assert by_name["momentum"]["of"] in {"n/a", "0.9", "0.8", "0.85"} or \
-        by_name["momentum"]["of"] is None
-    assert {i["name"] for i in section["importance"]} == {"learning_rate", "sequence",
-                                                          "bidirectional", "momentum"}
+        np.corrcoef(rates, trials["val_accuracy"])[0, 1]
+    )
+    assert (
+        by_name["momentum"]["of"] in {"n/a", "0.9", "0.8", "0.85"}
+        or by_name["momentum"]["of"] is None
+    )
+    assert {i["name"] for i in section["importance"]} == {
+        "learning_rate",
+        "sequence",
+        "bidirectional",
+        "momentum",
+    }
     assert (tmp_path / "hyperparameters.svg").is_file() and (tmp_path / "importance.png").is_file()
 
 
@@ -268,8 +376,14 @@ def test_search_times_its_best_models_and_writes_cards(tiny):
     assert finished[0]["inference_ms"] > 0  # measured when the best model was saved
     assert pd.read_csv(run_dir / "trials.csv")["inference_ms"].notna().sum() == 1
     card = (run_dir / "best" / "model_1.md").read_text()
-    for heading in ("## Data and splits", "## Metrics", "## Input and preprocessing",
-                    "## Model", "## Training budget", "## Known limits"):
+    for heading in (
+        "## Data and splits",
+        "## Metrics",
+        "## Input and preprocessing",
+        "## Model",
+        "## Training budget",
+        "## Known limits",
+    ):
         assert heading in card
     assert "32 x 32 px" in card and "ms per image" in card
     # The class name is text in the card, not HTML a Markdown viewer would run.
@@ -298,8 +412,11 @@ def test_tradeoff_calibration_and_suspects_sections(tiny, html):
         if low == 0:
             inside |= confidence == 0
         if inside.any():
-            ece += inside.sum() / len(confidence) * abs(correct[inside].mean()
-                                                        - confidence[inside].mean())
+            ece += (
+                inside.sum()
+                / len(confidence)
+                * abs(correct[inside].mean() - confidence[inside].mean())
+            )
     assert metrics["calibration"]["ece"] == pytest.approx(ece, abs=1e-6)
     assert "calibration_model_1.png" in metrics["files"]
 
@@ -310,15 +427,27 @@ def test_tradeoff_calibration_and_suspects_sections(tiny, html):
     assert 'id="suspects"' in html
 
 
-def test_examples_show_gradcam_and_explain_writes_heat_maps(tiny, html, data_dir, tmp_path,
-                                                             capsys):
+def test_examples_show_gradcam_and_explain_writes_heat_maps(
+    tiny, html, data_dir, tmp_path, capsys
+):
     run_dir, _ = tiny
     assert "where it looks" in html
     images = data_dir / "louvre-genre4" / "images"
     image = next(images.rglob("*.jpg"))
     model = run_dir / "best" / "model_1.keras"
-    assert main(["explain", str(model), str(image), str(tmp_path / "missing.jpg"),
-                 "--out", str(tmp_path / "heat")]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                str(model),
+                str(image),
+                str(tmp_path / "missing.jpg"),
+                "--out",
+                str(tmp_path / "heat"),
+            ]
+        )
+        == 0
+    )
     written = tmp_path / "heat" / f"{image.stem}.gradcam.png"
     assert written.is_file() and str(written) in capsys.readouterr().out
     from PIL import Image
@@ -326,10 +455,22 @@ def test_examples_show_gradcam_and_explain_writes_heat_maps(tiny, html, data_dir
     picture = np.asarray(Image.open(written).convert("L"))
     # painting | overlay at the 32 px input, enlarged 7x, above a caption (class, score, layer)
     assert picture.shape[0] == 7 * 32 + 24 and picture.shape[1] >= 7 * 64
-    caption = picture[7 * 32:]
+    caption = picture[7 * 32 :]
     assert (caption < 100).sum() > 200 and (caption[:, :4] == 255).all()  # dark text on white
-    assert main(["explain", str(model), str(image), "--layer", "predictions",
-                 "--out", str(tmp_path / "heat")]) == 2
+    assert (
+        main(
+            [
+                "explain",
+                str(model),
+                str(image),
+                "--layer",
+                "predictions",
+                "--out",
+                str(tmp_path / "heat"),
+            ]
+        )
+        == 2
+    )
     assert "not a convolutional feature map" in capsys.readouterr().err
 
 
@@ -388,8 +529,11 @@ def test_a_report_during_a_live_search_says_the_search_is_running(tmp_path):
     from artgan.files import folder_lock
     from artgan.report.build import run_notes
 
-    run = SimpleNamespace(folder=tmp_path, models=[],
-                          trials=pd.DataFrame({"trial_id": ["0"], "status": ["COMPLETED"]}))
+    run = SimpleNamespace(
+        folder=tmp_path,
+        models=[],
+        trials=pd.DataFrame({"trial_id": ["0"], "status": ["COMPLETED"]}),
+    )
     with folder_lock(tmp_path):  # what a running search holds
         [note] = run_notes(run, [], top=3)
     assert "a search is still running in this folder (pid " in note

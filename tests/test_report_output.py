@@ -23,7 +23,9 @@ def test_a_metrics_file_in_a_foreign_folder_deletes_nothing(tmp_path):
     folder.mkdir()
     (folder / "precious.txt").write_text("my thesis")
     (folder / "metrics.json").write_text(json.dumps({"files": ["precious.txt"]}))
-    with pytest.raises(ArtganError, match=f"holds metrics.json, precious.txt but no {MARKER} file"):
+    with pytest.raises(
+        ArtganError, match=f"holds metrics.json, precious.txt but no {MARKER} file"
+    ):
         Writer(folder)
     assert (folder / "precious.txt").read_text() == "my thesis"
     assert not (folder / MARKER).exists()
@@ -32,7 +34,11 @@ def test_a_metrics_file_in_a_foreign_folder_deletes_nothing(tmp_path):
 def test_a_rerun_removes_only_what_the_last_report_wrote(tmp_path):
     folder = tmp_path / "report"
     write_report(folder, ["report.html", "old_figure.png"])
-    assert (folder / MARKER).read_text().split() == ["report.html", "old_figure.png", "metrics.json"]
+    assert (folder / MARKER).read_text().split() == [
+        "report.html",
+        "old_figure.png",
+        "metrics.json",
+    ]
     (folder / "notes.txt").write_text("the user's own notes")
     outside = tmp_path / "outside.txt"
     outside.write_text("not the report's")
@@ -42,8 +48,12 @@ def test_a_rerun_removes_only_what_the_last_report_wrote(tmp_path):
     (folder / "metrics.json").write_text(json.dumps({**manifest, "files": ["notes.txt"]}))
 
     write_report(folder, ["report.html"])
-    assert sorted(p.name for p in folder.iterdir()) == [MARKER, "metrics.json", "notes.txt",
-                                                       "report.html"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        MARKER,
+        "metrics.json",
+        "notes.txt",
+        "report.html",
+    ]
     assert outside.read_text() == "not the report's"  # the link went, not its target
     assert (folder / "notes.txt").read_text() == "the user's own notes"
 

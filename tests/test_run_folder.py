@@ -70,12 +70,18 @@ def test_a_second_search_on_a_locked_folder_is_refused(tmp_path, data_dir, cache
     run = tmp_path / "run"
     with folder_lock(run):
         held = (run / ".lock").read_text()
-        result = subprocess.run([sys.executable, "-m", "artgan", *search_args(run)], cwd=REPO_ROOT,
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "artgan", *search_args(run)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 2, result.stderr[-2000:]
         error = result.stderr.strip().splitlines()
-        assert error[-1].startswith(f"artgan: error: {run} is in use by another search "
-                                    f"(pid {os.getpid()} on ")
+        assert error[-1].startswith(
+            f"artgan: error: {run} is in use by another search (pid {os.getpid()} on "
+        )
         assert "Traceback" not in result.stderr
         assert os.listdir(run) == [".lock"] and (run / ".lock").read_text() == held  # nothing new
         spec = load_experiment(REPO_ROOT / "experiments" / "genre.yaml", [*TINY, f"output={run}"])
@@ -94,11 +100,17 @@ with folder_lock(sys.argv[1]):
 
 
 def test_the_lock_goes_with_its_holder_even_on_kill_9(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], cwd=REPO_ROOT,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     with killed_on_exit(holder):
         assert holder.stdout.readline() == "locked\n"
-        with pytest.raises(ArtganError, match=rf"\(pid {holder.pid} on .*: .*python -c .*folder_lock"):
+        with pytest.raises(
+            ArtganError, match=rf"\(pid {holder.pid} on .*: .*python -c .*folder_lock"
+        ):
             with folder_lock(tmp_path):
                 pass
         holder.kill()
@@ -110,13 +122,27 @@ def test_the_lock_goes_with_its_holder_even_on_kill_9(tmp_path):
 def test_leaderboard_leaves_out_columns_no_trial_has():
     from artgan.tuning.results import leaderboard
 
-    table = pd.DataFrame({"trial_id": ["1", "0"], "status": ["COMPLETED", "PRUNED"],
-                          "score": [0.9, 0.5], "val_accuracy": [0.9, 0.5],
-                          "val_top5_accuracy": [None, None], "hp/lstm_units": [64, 128],
-                          "hp/momentum": [None, None], "hp/tuner/epochs": [2, 2]})
+    table = pd.DataFrame(
+        {
+            "trial_id": ["1", "0"],
+            "status": ["COMPLETED", "PRUNED"],
+            "score": [0.9, 0.5],
+            "val_accuracy": [0.9, 0.5],
+            "val_top5_accuracy": [None, None],
+            "hp/lstm_units": [64, 128],
+            "hp/momentum": [None, None],
+            "hp/tuner/epochs": [2, 2],
+        }
+    )
     lines = leaderboard(table).splitlines()
-    assert lines[0].split() == ["rank", "trial_id", "status", "score", "val_accuracy",
-                                "lstm_units"]
+    assert lines[0].split() == [
+        "rank",
+        "trial_id",
+        "status",
+        "score",
+        "val_accuracy",
+        "lstm_units",
+    ]
     assert lines[1].split() == ["1", "1", "COMPLETED", "0.9", "0.9", "64"]
 
 
@@ -125,8 +151,14 @@ def test_one_filter_picks_the_searched_hyperparameter_columns(tmp_path):
     from artgan.report.run import Run
     from artgan.runfolder import hp_columns
 
-    columns = ["trial_id", "hp/lstm_units", "hp/tuner/epochs", "hp/tuner/bracket", "score",
-               "hp/backbone"]
+    columns = [
+        "trial_id",
+        "hp/lstm_units",
+        "hp/tuner/epochs",
+        "hp/tuner/bracket",
+        "score",
+        "hp/backbone",
+    ]
     assert hp_columns(columns) == ["hp/lstm_units", "hp/backbone"]
     run = Run(tmp_path, None, "", pd.DataFrame(columns=columns), {}, [])
     assert run.hp_columns == hp_columns(columns)

@@ -40,13 +40,17 @@ def peak_allocation(function, *args):
 
 @pytest.mark.parametrize("member", ["artgan.json", "model.weights.h5"])
 def test_a_bomb_member_is_refused_before_it_is_read(tmp_path, member, capsys):
-    members = {"config.json": b"{}", "artgan.json": json.dumps(METADATA).encode(),
-               member: (ZEROS, zipfile.ZIP_DEFLATED)}
+    members = {
+        "config.json": b"{}",
+        "artgan.json": json.dumps(METADATA).encode(),
+        member: (ZEROS, zipfile.ZIP_DEFLATED),
+    }
     bomb = model_file(tmp_path / "bomb.keras", members)
     assert bomb.stat().st_size < 100_000
     error, peak = peak_allocation(read_metadata, bomb)
     assert str(error) == f"{bomb}: refused: entry {member!r} inflates " + (
-        f"{zipfile.ZipFile(bomb).getinfo(member).compress_size} to {len(ZEROS)} bytes (zip bomb?)")
+        f"{zipfile.ZipFile(bomb).getinfo(member).compress_size} to {len(ZEROS)} bytes (zip bomb?)"
+    )
     assert peak < 4 << 20  # nothing inflated
     assert main(["predict", str(bomb), str(tmp_path / "x.jpg")]) == 2  # before Keras sees it
     assert capsys.readouterr().err.strip() == f"artgan: error: {error}"
@@ -54,14 +58,20 @@ def test_a_bomb_member_is_refused_before_it_is_read(tmp_path, member, capsys):
 
 def test_metadata_and_models_over_their_limits_are_refused(tmp_path, monkeypatch):
     big = model_file(tmp_path / "big.keras", {"artgan.json": b" " * (2 << 20)})  # stored
-    with pytest.raises(ArtganError, match=r"refused: its artgan.json inflates to 2097152 bytes, "
-                                          r"more than the limit of 1048576"):
+    with pytest.raises(
+        ArtganError,
+        match=r"refused: its artgan.json inflates to 2097152 bytes, "
+        r"more than the limit of 1048576",
+    ):
         read_metadata(big)
     monkeypatch.setattr(saved, "MAX_MODEL_BYTES", 1000)
-    small = model_file(tmp_path / "m.keras", {"artgan.json": json.dumps(METADATA).encode(),
-                                              "model.weights.h5": b"w" * 2000})
-    with pytest.raises(ArtganError, match="refused: its entries inflate to 2.* more than the limit "
-                                          "of 1000"):
+    small = model_file(
+        tmp_path / "m.keras",
+        {"artgan.json": json.dumps(METADATA).encode(), "model.weights.h5": b"w" * 2000},
+    )
+    with pytest.raises(
+        ArtganError, match="refused: its entries inflate to 2.* more than the limit of 1000"
+    ):
         read_metadata(small)
 
 
@@ -69,11 +79,16 @@ def test_a_folder_or_pipe_named_like_a_model_is_named_for_what_it_is(tmp_path, c
     (tmp_path / "model.keras").mkdir()
     assert main(["predict", str(tmp_path / "model.keras"), "x.jpg"]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"artgan: error: {tmp_path / 'model.keras'}: is a directory, not a model file (.keras)")
+        f"artgan: error: {tmp_path / 'model.keras'}: is a directory, not a model file (.keras)"
+    )
     os.mkfifo(tmp_path / "pipe.keras")
     with pytest.raises(ArtganError, match="pipe.keras: not a regular file"):
         read_metadata(tmp_path / "pipe.keras")
     with pytest.raises(ArtganError, match="nope.keras: model file not found"):
         read_metadata(tmp_path / "nope.keras")
-    assert read_metadata(model_file(tmp_path / "ok.keras",
-                                    {"artgan.json": json.dumps(METADATA).encode()})) == METADATA
+    assert (
+        read_metadata(
+            model_file(tmp_path / "ok.keras", {"artgan.json": json.dumps(METADATA).encode()})
+        )
+        == METADATA
+    )

@@ -98,25 +98,41 @@ def test_best_model_predicts_and_evaluates(finished_run, data_dir, tmp_path):
     assert metadata["classes"] == [2, 4, 6, 9]  # ArtGAN's ids of the 4 Louvre genres
 
     val = data_dir / "louvre-genre4" / "genre_val.csv"
-    result = evaluate_model(model_file, val, data_dir / "louvre-genre4" / "images",
-                            out=tmp_path / "pred.csv")
+    result = evaluate_model(
+        model_file, val, data_dir / "louvre-genre4" / "images", out=tmp_path / "pred.csv"
+    )
     predictions = pd.read_csv(tmp_path / "pred.csv")
     assert result.scored == len(predictions) == 200
     recomputed = (predictions["label"] == predictions["predicted"]).mean()
     assert result.accuracy == pytest.approx(recomputed)
-    assert predictions["label_name"].isin(["genre_painting", "landscape", "portrait", "still_life"]).all()
+    assert (
+        predictions["label_name"]
+        .isin(["genre_painting", "landscape", "portrait", "still_life"])
+        .all()
+    )
     # what users read speaks of the 4 classes the data has, not ArtGAN's 10
     assert [c for c in predictions if c.startswith("p/")] == [
-        "p/genre_painting", "p/landscape", "p/portrait", "p/still_life"]
+        "p/genre_painting",
+        "p/landscape",
+        "p/portrait",
+        "p/still_life",
+    ]
     assert result.top5_accuracy is None and "top-5" not in result.summary()
-    assert "classes          4 (genre_painting, landscape, portrait, still_life)" in result.summary()
+    assert (
+        "classes          4 (genre_painting, landscape, portrait, still_life)" in result.summary()
+    )
 
     image = data_dir / "louvre-genre4" / "images" / predictions["path"].iloc[0]
     [(path, ranked)] = list(predict_files(model_file, [image], top=3))
     assert len(ranked) == 3 and ranked[0][1] >= ranked[1][1] >= ranked[2][1]
     assert sum(p for _, p in ranked) <= 1.0 + 1e-6
     [(_, ranked)] = list(predict_files(model_file, [image], top=5))
-    assert {name for name, _ in ranked} == {"genre_painting", "landscape", "portrait", "still_life"}
+    assert {name for name, _ in ranked} == {
+        "genre_painting",
+        "landscape",
+        "portrait",
+        "still_life",
+    }
 
 
 def test_a_kill_while_saving_best_models_leaves_the_old_set(finished_run, monkeypatch):
@@ -146,8 +162,13 @@ def test_a_kill_while_saving_best_models_leaves_the_old_set(finished_run, monkey
     assert sorted(p.name for p in best.iterdir()) == ["model_1.keras", "model_1.md"]
 
 
-@pytest.mark.parametrize("change, key", [("space.lstm_units=64", "search_space.parameters"),
-                                         ("budget.max_train_images=40", "budget.max_train_images")])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ("space.lstm_units=64", "search_space.parameters"),
+        ("budget.max_train_images=40", "budget.max_train_images"),
+    ],
+)
 def test_changed_search_refuses_to_resume(finished_run, tmp_path, change, key):
     spec, _ = finished_run
     changed = load_experiment(
@@ -161,13 +182,26 @@ def test_changed_search_refuses_to_resume(finished_run, tmp_path, change, key):
 def test_resume_after_kill_9_keeps_finished_trials(tmp_path, data_dir):
     """kill -9 during trial 2, rerun the same command: 2 finished trials, trial 1 untouched."""
     output = tmp_path / "run"
-    command = [sys.executable, "-m", "artgan", "search", "genre", *sum((["--set", s] for s in TINY), []),
-               "--set", "budget.epochs=4", "--set", "budget.max_trials=2", "--set", f"output={output}"]
+    command = [
+        sys.executable,
+        "-m",
+        "artgan",
+        "search",
+        "genre",
+        *sum((["--set", s] for s in TINY), []),
+        "--set",
+        "budget.epochs=4",
+        "--set",
+        "budget.max_trials=2",
+        "--set",
+        f"output={output}",
+    ]
     env = dict(os.environ, ARTGAN_CACHE=str(tmp_path / "cache"))
     first = output / "tuner" / "trial_0" / "trial.json"
     second = output / "tuner" / "trial_1"
-    process = subprocess.Popen(command, env=env, cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     with killed_on_exit(process):
         wait_for(second.exists, 300, "trial 2 to start", process)
         process.send_signal(signal.SIGKILL)
@@ -238,23 +272,37 @@ def test_truncated_tuner_files_are_repaired_on_resume(tmp_path, data_dir, caplog
 def test_every_execution_of_a_trial_is_recorded(tmp_path, data_dir):
     """executions_per_trial > 1: statistics come from what run_trial returns (one History per
     execution), so the curves are the executions' mean and each execution is kept."""
-    spec = tiny_spec(tmp_path, "budget.max_trials=1", "budget.executions_per_trial=2",
-                     "budget.epochs=2", "early_stopping.enabled=false")
+    spec = tiny_spec(
+        tmp_path,
+        "budget.max_trials=1",
+        "budget.executions_per_trial=2",
+        "budget.epochs=2",
+        "early_stopping.enabled=false",
+    )
     run_search(spec)
     row = json.loads((spec.output_dir / "trials.json").read_text())[0]
-    info = json.loads(next((spec.output_dir / "tuner").glob("trial_*/artgan_trial.json")).read_text())
+    info = json.loads(
+        next((spec.output_dir / "tuner").glob("trial_*/artgan_trial.json")).read_text()
+    )
     executions = info["executions"]
     assert len(executions) == 2 and [e["epochs"] for e in executions] == [2, 2]
     first, second = (e["history"]["val_loss"] for e in executions)
     assert first != second  # two real trainings, not one recorded twice
-    assert row["history"]["val_loss"] == pytest.approx([(a + b) / 2 for a, b in zip(first, second)])
+    assert row["history"]["val_loss"] == pytest.approx(
+        [(a + b) / 2 for a, b in zip(first, second)]
+    )
     assert row["epochs"] == 2 and row["params"] > 1000
 
 
 def test_an_impossible_configuration_fails_once_with_its_reason(tmp_path, data_dir):
     """Too many conv blocks for the input: KerasTuner's FailedTrialError, never retried."""
-    spec = tiny_spec(tmp_path, "budget.max_trials=1", "space.backbone=scratch",
-                     "space.input_size=32", "space.conv_blocks=6")
+    spec = tiny_spec(
+        tmp_path,
+        "budget.max_trials=1",
+        "space.backbone=scratch",
+        "space.input_size=32",
+        "space.conv_blocks=6",
+    )
     with pytest.raises(ArtganError, match="no trial finished|stopped the search"):
         from artgan.tuning.results import check_produced
 
@@ -262,9 +310,13 @@ def test_an_impossible_configuration_fails_once_with_its_reason(tmp_path, data_d
     table = pd.read_csv(spec.output_dir / "trials.csv")
     assert table["status"].tolist() == ["FAILED"]
     assert table["failure"].tolist() == ["impossible configuration"]
-    assert ("impossible configuration: `conv_blocks` 6 shrink a 32 px `input_size`"
-            in table["message"][0])
-    info = json.loads(next((spec.output_dir / "tuner").glob("trial_*/artgan_trial.json")).read_text())
+    assert (
+        "impossible configuration: `conv_blocks` 6 shrink a 32 px `input_size`"
+        in table["message"][0]
+    )
+    info = json.loads(
+        next((spec.output_dir / "tuner").glob("trial_*/artgan_trial.json")).read_text()
+    )
     assert info["attempts"] == 1  # built once: not retried
 
 
@@ -284,11 +336,17 @@ def test_a_crashed_trial_runs_again_up_to_max_retries(tmp_path, data_dir, monkey
     monkeypatch.setattr(CRNNHyperModel, "fit", crash_first)
     for retries, status in ((1, "COMPLETED"), (0, "FAILED")):
         crashed.clear()
-        spec = tiny_spec(tmp_path / str(retries), "budget.max_trials=1",
-                         f"budget.max_retries={retries}", "space.backbone=scratch")
+        spec = tiny_spec(
+            tmp_path / str(retries),
+            "budget.max_trials=1",
+            f"budget.max_retries={retries}",
+            "space.backbone=scratch",
+        )
         run_search(spec)
         row = pd.read_csv(spec.output_dir / "trials.csv").iloc[0]
-        info = json.loads(next(spec.output_dir.glob("tuner/trial_*/artgan_trial.json")).read_text())
+        info = json.loads(
+            next(spec.output_dir.glob("tuner/trial_*/artgan_trial.json")).read_text()
+        )
         assert row["status"] == status and info["attempts"] == retries + 1
         if status == "FAILED":
             assert row["failure"] == "error" and "MemoryError" in row["message"]

@@ -45,8 +45,14 @@ def test_evaluation_on_a_hand_checked_example():
     """
     labels = [{"a"}, {"a"}, {"b"}, {"a", "b"}, {"a"}, set()]
     files = ["f0", "f1", "f2", "f3", "f0", "f5"]
-    rankings = {0: [2, 1, 3, 5], 1: [3, 2, 4, 0, 5], 2: [0, 1, 4, 3, 5], 3: [0, 1, 2, 4, 5],
-                4: [1, 3, 2, 5], 5: [0, 1, 2, 3, 4]}
+    rankings = {
+        0: [2, 1, 3, 5],
+        1: [3, 2, 4, 0, 5],
+        2: [0, 1, 4, 3, 5],
+        3: [0, 1, 2, 4, 5],
+        4: [1, 3, 2, 5],
+        5: [0, 1, 2, 3, 4],
+    }
     scores = np.full((6, 6), -100.0)
     for query, ranked in rankings.items():
         for position, candidate in enumerate(ranked):
@@ -55,8 +61,16 @@ def test_evaluation_on_a_hand_checked_example():
     queries, means, chance = evaluate_scores(scores, labels, files, k=2)
     assert queries == 5
     assert means == pytest.approx([3 / 5, (1 / 2 + 1 / 3 + 0 + 1 / 2 + 1) / 5, 2.75 / 5, 3.75 / 5])
-    expected = np.mean([random_expected(4, 2, 2), random_expected(5, 3, 2), random_expected(5, 1, 2),
-                        random_expected(5, 4, 2), random_expected(4, 2, 2)], axis=0)
+    expected = np.mean(
+        [
+            random_expected(4, 2, 2),
+            random_expected(5, 3, 2),
+            random_expected(5, 1, 2),
+            random_expected(5, 4, 2),
+            random_expected(4, 2, 2),
+        ],
+        axis=0,
+    )
     assert chance == pytest.approx(expected)
 
 
@@ -94,9 +108,12 @@ def test_nga_ingest_on_the_real_sample(nga):
     assert len(unlabelled) == 9 and 200081 in unlabelled
     assert len(nga.problems) == 9  # nothing else is wrong with the real sample
     lines = nga.summary().splitlines()  # said once, with a count, not once per image
-    assert lines[2:] == ["9 problem(s):", "  9 images: image has no rows in the NGA tables "
-                         "(kept, unlabelled): 200081.jpg, 223717.jpg, 224160.jpg, 224926.jpg, "
-                         "227080.jpg, ... (4 more)"]
+    assert lines[2:] == [
+        "9 problem(s):",
+        "  9 images: image has no rows in the NGA tables "
+        "(kept, unlabelled): 200081.jpg, 223717.jpg, 224160.jpg, 224926.jpg, "
+        "227080.jpg, ... (4 more)",
+    ]
 
 
 @pytest.fixture()
@@ -109,7 +126,9 @@ def small_nga(tmp_path, data_dir):
     for name in ("objects_constituents.csv", "objects_terms.csv"):
         table = pd.read_csv(source / name, dtype=str, keep_default_na=False)
         table[table["objectid"].astype(int).isin(ids)].to_csv(root / name, index=False)
-    pd.read_csv(source / "constituents.csv", dtype=str, keep_default_na=False).to_csv(root / "constituents.csv", index=False)
+    pd.read_csv(source / "constituents.csv", dtype=str, keep_default_na=False).to_csv(
+        root / "constituents.csv", index=False
+    )
     for objectid in ids[:-1]:
         (root / "images" / f"{objectid}.jpg").symlink_to(source / "images" / f"{objectid}.jpg")
     (root / "images" / "999.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
@@ -126,7 +145,9 @@ def test_bad_images_and_missing_images_are_reported_not_fatal(small_nga):
     assert any("notes.txt" in r for r in reasons), reasons
     # Without the up-front decode check the same file is reported by the embedding step instead.
     unchecked = load_collection(small_nga, check_decode=False)
-    update = build_index(unchecked, HandcraftedExtractor(), small_nga / "index.npz", progress=False)
+    update = build_index(
+        unchecked, HandcraftedExtractor(), small_nga / "index.npz", progress=False
+    )
     assert [problem.objectid for problem in update.failed] == [999]
     assert sorted(update.index.ids) == [1, 5, 6, 19]
 
@@ -146,13 +167,27 @@ def test_optional_objects_table_gives_titles_escaped_in_pages(small_nga, tmp_pat
     from artgan.similar.index import Hit
     from artgan.similar.pages import caption, write_gallery
 
-    (small_nga / "objects.csv").write_text('objectid,title\n19,"The Youthful David"\n1,"<script>x</script>"\n')
+    (small_nga / "objects.csv").write_text(
+        'objectid,title\n19,"The Youthful David"\n1,"<script>x</script>"\n'
+    )
     collection = load_collection(small_nga)
     assert collection.row(19)["title"] == "The Youthful David"
     row = collection.row(19)
-    page = write_gallery(tmp_path / "g.html", "object 19", row["path"], caption(row), [Hit(1, 1, 0.5)], collection, "test")
+    page = write_gallery(
+        tmp_path / "g.html",
+        "object 19",
+        row["path"],
+        caption(row),
+        [Hit(1, 1, 0.5)],
+        collection,
+        "test",
+    )
     html = page.read_text()
-    assert "The Youthful David" in html and "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
+    assert (
+        "The Youthful David" in html
+        and "&lt;script&gt;x&lt;/script&gt;" in html
+        and "<script>" not in html
+    )
 
 
 def test_titles_that_look_like_formulas_stay_text_in_the_csv(small_nga, tmp_path):
@@ -162,15 +197,31 @@ def test_titles_that_look_like_formulas_stay_text_in_the_csv(small_nga, tmp_path
 
     (small_nga / "objects.csv").write_text(
         'objectid,title\n19,"=HYPERLINK(""http://evil"",""x"")"\n1,"@SUM(A1)"\n5,"-2+3"\n'
-        '6,"A Title"\n')
-    frame = pd.DataFrame([{"relevance": "artist", "extractor": "+cmd", "queries": 3,
-                           "precision": 0.5, "recall": 0.25, "map": -0.5, "mrr": 0.5}])
+        '6,"A Title"\n'
+    )
+    frame = pd.DataFrame(
+        [
+            {
+                "relevance": "artist",
+                "extractor": "+cmd",
+                "queries": 3,
+                "precision": 0.5,
+                "recall": 0.25,
+                "map": -0.5,
+                "mrr": 0.5,
+            }
+        ]
+    )
     frame.attrs.update(k=5, images=4)
     write_evaluation(frame, load_collection(small_nga), tmp_path / "out")
     table = pd.read_csv(tmp_path / "out" / "nga_images.csv", dtype=str)
     titles = table.set_index("objectid")["title"]
-    assert titles.to_dict() == {"1": "'@SUM(A1)", "5": "'-2+3", "6": "A Title",
-                                "19": "'=HYPERLINK(\"http://evil\",\"x\")"}
+    assert titles.to_dict() == {
+        "1": "'@SUM(A1)",
+        "5": "'-2+3",
+        "6": "A Title",
+        "19": '\'=HYPERLINK("http://evil","x")',
+    }
     evaluation = pd.read_csv(tmp_path / "out" / "evaluation.csv")
     assert evaluation["extractor"].tolist() == ["'+cmd"] and evaluation["map"].tolist() == [-0.5]
 
@@ -228,8 +279,13 @@ def test_index_write_is_atomic(small_nga, cache_dir, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         before.save(path)
     assert path.read_bytes() == original
-    assert sorted(p.name for p in small_nga.iterdir()) == ["constituents.csv", "images", "index.npz",
-                                                           "objects_constituents.csv", "objects_terms.csv"]
+    assert sorted(p.name for p in small_nga.iterdir()) == [
+        "constituents.csv",
+        "images",
+        "index.npz",
+        "objects_constituents.csv",
+        "objects_terms.csv",
+    ]
     monkeypatch.undo()
     path.write_bytes(original[:100])  # damaged by something else: clear message, then rebuilt
     with pytest.raises(ArtganError, match="not a readable similarity index.*rebuild"):
@@ -245,10 +301,15 @@ def test_handcrafted_search_beats_random_on_the_real_sample(data_dir, cache_dir,
     index = tmp_path / "handcrafted.npz"
     assert main(["similar", "index", "--index", str(index)]) == 0
     assert "embedded 333" in capsys.readouterr().out
-    assert main(["similar", "evaluate", "--index", str(index), "--out", str(tmp_path / "report")]) == 0
+    assert (
+        main(["similar", "evaluate", "--index", str(index), "--out", str(tmp_path / "report")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "random (expected)" in out and "6/7/8, 402/403" in out
-    table = pd.read_csv(tmp_path / "report" / "evaluation.csv").set_index(["relevance", "extractor"])
+    table = pd.read_csv(tmp_path / "report" / "evaluation.csv").set_index(
+        ["relevance", "extractor"]
+    )
     assert set(table.index.get_level_values(0)) == {"artist", "style", "theme"}
     ours, chance = table.loc[("artist", "handcrafted")], table.loc[("artist", "random (expected)")]
     assert ours["queries"] == chance["queries"] > 100
@@ -256,10 +317,15 @@ def test_handcrafted_search_beats_random_on_the_real_sample(data_dir, cache_dir,
     assert "<table>" in (tmp_path / "report" / "evaluation.html").read_text()
 
     gallery = tmp_path / "q.html"
-    assert main(["similar", "query", "6", "--k", "5", "--index", str(index), "--html", str(gallery)]) == 0
+    assert (
+        main(["similar", "query", "6", "--k", "5", "--index", str(index), "--html", str(gallery)])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "excluded exact copies of the query image: 7, 8" in out
-    ranked = [int(line.split()[1]) for line in out.splitlines() if re.match(r"\s*\d+\s+\d+\s", line)]
+    ranked = [
+        int(line.split()[1]) for line in out.splitlines() if re.match(r"\s*\d+\s+\d+\s", line)
+    ]
     assert len(ranked) == 5 and not {6, 7, 8} & set(ranked)
     assert gallery.read_text().count("data:image/jpeg;base64,") == 6
 
@@ -275,7 +341,11 @@ def tiny_experiment(tmp_path_factory, data_dir):
 
     folder = tmp_path_factory.mktemp("experiment")
     text = (REPO_ROOT / "experiments" / "genre.yaml").read_text()
-    text = re.sub(r"(?m)^search_space: .*$", f"search_space: {REPO_ROOT / 'search_spaces' / 'crnn.yaml'}", text)
+    text = re.sub(
+        r"(?m)^search_space: .*$",
+        f"search_space: {REPO_ROOT / 'search_spaces' / 'crnn.yaml'}",
+        text,
+    )
     text = re.sub(r"(?m)^output: .*$", f"output: {folder / 'run'}", text)
     yaml = folder / "tiny.yaml"
     yaml.write_text(text)
@@ -292,13 +362,33 @@ def test_learned_extractor_end_to_end(tiny_experiment, data_dir, cache_dir, tmp_
     # every model built on it, and would score every such model alike
     assert extractor.layer == "features_lstm"
     learned, handcrafted = tmp_path / "learned.npz", tmp_path / "hand.npz"
-    assert main(["similar", "index", "--extractor", str(tiny_experiment), "--index", str(learned)]) == 0
+    assert (
+        main(["similar", "index", "--extractor", str(tiny_experiment), "--index", str(learned)])
+        == 0
+    )
     assert main(["similar", "index", "--index", str(handcrafted)]) == 0
     capsys.readouterr()
-    assert main(["similar", "evaluate", "--index", str(learned), "--index", str(handcrafted),
-                 "--out", str(tmp_path / "report")]) == 0
+    assert (
+        main(
+            [
+                "similar",
+                "evaluate",
+                "--index",
+                str(learned),
+                "--index",
+                str(handcrafted),
+                "--out",
+                str(tmp_path / "report"),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "report" / "evaluation.csv")
-    assert len(table) == 9 and set(table["extractor"]) == {"random (expected)", "handcrafted", extractor.name}
+    assert len(table) == 9 and set(table["extractor"]) == {
+        "random (expected)",
+        "handcrafted",
+        extractor.name,
+    }
     layers = dict(zip(table["extractor"], table["layer"]))  # said beside each extractor
     assert layers[extractor.name] == "features_lstm" and layers["handcrafted"] == "-"
     printed = capsys.readouterr().out.splitlines()
@@ -312,7 +402,9 @@ def test_learned_extractor_end_to_end(tiny_experiment, data_dir, cache_dir, tmp_
     assert "excluded exact copies of the query image: 402, 403" in out
     with pytest.raises(ArtganError, match="no trained model yet"):
         missing = tiny_experiment.with_name("untrained.yaml")
-        missing.write_text(tiny_experiment.read_text().replace(str(model.parent.parent), str(tmp_path / "none")))
+        missing.write_text(
+            tiny_experiment.read_text().replace(str(model.parent.parent), str(tmp_path / "none"))
+        )
         make_extractor(str(missing))
 
 
@@ -322,15 +414,21 @@ def test_object_ids_that_are_not_plain_integers_are_refused_in_one_line(small_ng
     frame = pd.read_csv(table, dtype=str, keep_default_na=False)
     frame.loc[1, "objectid"] = bad_id
     frame.to_csv(table, index=False)
-    with pytest.raises(ArtganError, match=rf"objects_terms.csv: line 3: objectid '{re.escape(bad_id)}' is not"):
+    with pytest.raises(
+        ArtganError, match=rf"objects_terms.csv: line 3: objectid '{re.escape(bad_id)}' is not"
+    ):
         load_collection(small_nga)
 
 
 def test_an_image_named_by_a_23_digit_id_is_skipped_and_reported(small_nga):
-    (small_nga / "images" / "12345678901234567890123.jpg").symlink_to(small_nga / "images" / "1.jpg")
+    (small_nga / "images" / "12345678901234567890123.jpg").symlink_to(
+        small_nga / "images" / "1.jpg"
+    )
     collection = load_collection(small_nga)
     assert list(collection.table["objectid"]) == [1, 5, 6, 19]
-    assert any("12345678901234567890123.jpg: file name is neither" in str(p) for p in collection.problems)
+    assert any(
+        "12345678901234567890123.jpg: file name is neither" in str(p) for p in collection.problems
+    )
 
 
 def test_published_images_without_an_object_are_left_out(small_nga):
@@ -339,10 +437,13 @@ def test_published_images_without_an_object_are_left_out(small_nga):
     root = small_nga
     uuid = "0a1b2c3d-0000-4000-8000-000000000001"
     (root / "published_images.csv").write_text(
-        f"uuid,depictstmsobjectid\n{uuid.replace('1', '2')},\n{uuid},19\n")
+        f"uuid,depictstmsobjectid\n{uuid.replace('1', '2')},\n{uuid},19\n"
+    )
     (root / "images" / "19.jpg").rename(root / "images" / f"{uuid}.jpg")
     collection = load_collection(root, check_decode=False)
     assert 19 in set(collection.table["objectid"])
     (root / "published_images.csv").write_text("uuid,depictstmsobjectid\nx,\ny,19.5\n")
-    with pytest.raises(ArtganError, match=r"published_images.csv: line 3: depictstmsobjectid '19.5'"):
+    with pytest.raises(
+        ArtganError, match=r"published_images.csv: line 3: depictstmsobjectid '19.5'"
+    ):
         load_collection(root, check_decode=False)

@@ -99,8 +99,10 @@ def test_unknown_task_and_tuner(tmp_path):
     spec = load_experiment(yaml_spec(tmp_path, SPACE, tuner={"type": "bayesain"}))
     with pytest.raises(ArtganError) as error:
         check_search(spec)
-    assert str(error.value) == (f"{tmp_path / 'exp.yaml'}: tuner.type: unknown 'bayesain'; "
-                                "known: random, bayesian, hyperband (did you mean 'bayesian'?)")
+    assert str(error.value) == (
+        f"{tmp_path / 'exp.yaml'}: tuner.type: unknown 'bayesain'; "
+        "known: random, bayesian, hyperband (did you mean 'bayesian'?)"
+    )
 
 
 def test_yaml_syntax_error_names_line(tmp_path):
@@ -133,13 +135,20 @@ def test_fingerprint_covers_what_changes_a_score(tmp_path, data_dir):
     import shutil
 
     labels = tmp_path / "labels"
-    shutil.copytree(data_dir / "louvre-genre4", labels,
-                    ignore=shutil.ignore_patterns("images"))
+    shutil.copytree(data_dir / "louvre-genre4", labels, ignore=shutil.ignore_patterns("images"))
     base_overrides = [f"data.train={labels / 'genre_train.csv'}"]
     base = load_experiment(experiment_file("genre"), base_overrides).fingerprint()
     for change in ("budget.max_train_images=100", "budget.max_val_images=50", "budget.epochs=3"):
-        assert load_experiment(experiment_file("genre"), [*base_overrides, change]).fingerprint() != base
-    assert load_experiment(experiment_file("genre"), [*base_overrides, "budget.max_trials=50"]).fingerprint() == base
+        assert (
+            load_experiment(experiment_file("genre"), [*base_overrides, change]).fingerprint()
+            != base
+        )
+    assert (
+        load_experiment(
+            experiment_file("genre"), [*base_overrides, "budget.max_trials=50"]
+        ).fingerprint()
+        == base
+    )
     rows = (labels / "genre_train.csv").read_text().splitlines(keepends=True)
     (labels / "genre_train.csv").write_text("".join(rows[:-1]))  # same path, one row fewer
     assert load_experiment(experiment_file("genre"), base_overrides).fingerprint() != base
@@ -169,39 +178,80 @@ def test_shipped_experiments_validate(data_dir, monkeypatch):
 
 def test_nested_conditions_and_their_order():
     """A parameter whose parent is itself conditional is active only when both are."""
-    space = SearchSpace.model_validate({"parameters": {
-        "backbone": {"values": ["efficientnet_lite0", "scratch"]},
-        "backbone_layer": {"values": ["top", "stage6"], "when": {"backbone": "efficientnet_lite0"}},
-        "backbone_trainable": {"values": ["top", "frozen"], "when": {"backbone_layer": "top"}},
-    }})
+    space = SearchSpace.model_validate(
+        {
+            "parameters": {
+                "backbone": {"values": ["efficientnet_lite0", "scratch"]},
+                "backbone_layer": {
+                    "values": ["top", "stage6"],
+                    "when": {"backbone": "efficientnet_lite0"},
+                },
+                "backbone_trainable": {
+                    "values": ["top", "frozen"],
+                    "when": {"backbone_layer": "top"},
+                },
+            }
+        }
+    )
     assert space.scopes("backbone_trainable") == [
-        ("backbone", ["efficientnet_lite0"]), ("backbone_layer", ["top"])]
+        ("backbone", ["efficientnet_lite0"]),
+        ("backbone_layer", ["top"]),
+    ]
     hp = kt.HyperParameters()
     space.register(hp)
-    assert hp.values == {"backbone": "efficientnet_lite0", "backbone_layer": "top",
-                         "backbone_trainable": "top"}
+    assert hp.values == {
+        "backbone": "efficientnet_lite0",
+        "backbone_layer": "top",
+        "backbone_trainable": "top",
+    }
 
 
 def test_conditions_may_not_form_a_cycle(tmp_path):
-    spec = yaml_spec(tmp_path, {"parameters": {"a": {"values": [1, 2], "when": {"b": 1}},
-                                               "b": {"values": [1, 2], "when": {"a": 1}}}})
+    spec = yaml_spec(
+        tmp_path,
+        {
+            "parameters": {
+                "a": {"values": [1, 2], "when": {"b": 1}},
+                "b": {"values": [1, 2], "when": {"a": 1}},
+            }
+        },
+    )
     with pytest.raises(ArtganError, match="form a cycle"):
         load_experiment(spec)
 
 
-@pytest.mark.parametrize("parameter, value, message", [
-    ("lstm_unit", {"values": [64, 128]}, "parameters.lstm_unit: unknown parameter (no model builder reads it); did you mean 'lstm_units'?"),
-    ("frobnicate", {"min": 1, "max": 3}, "parameters.frobnicate: unknown parameter"),
-    ("sequence", {"values": ["rows", "diagonal"]}, "parameters.sequence: 'diagonal' is not one of ['rows', 'columns', 'both']"),
-    ("dropout", {"min": -0.1, "max": 0.5}, "parameters.dropout: -0.1 is below 0"),
-    ("dropout", {"value": 1.0}, "parameters.dropout: 1.0 must be below 1 (exclusive)"),
-    ("lstm_units", {"values": [-4, 64]}, "parameters.lstm_units: -4 is below 1"),
-    ("input_size", {"value": 32.5}, "parameters.input_size: 32.5 is not a whole number"),
-    ("input_size", {"min": 32, "max": 64, "distribution": "uniform"}, "needs whole numbers"),
-    ("learning_rate", {"value": float("inf")}, "parameters.learning_rate: inf is not a finite number"),
-    ("backbone", {"values": ["efficientnet_lite0", "resnet9000"]}, "'resnet9000' is not one of"),
-    ("bidirectional", {"values": [1, 0]}, "1 is not one of [True, False]"),
-])
+@pytest.mark.parametrize(
+    "parameter, value, message",
+    [
+        (
+            "lstm_unit",
+            {"values": [64, 128]},
+            "parameters.lstm_unit: unknown parameter (no model builder reads it); did you mean 'lstm_units'?",
+        ),
+        ("frobnicate", {"min": 1, "max": 3}, "parameters.frobnicate: unknown parameter"),
+        (
+            "sequence",
+            {"values": ["rows", "diagonal"]},
+            "parameters.sequence: 'diagonal' is not one of ['rows', 'columns', 'both']",
+        ),
+        ("dropout", {"min": -0.1, "max": 0.5}, "parameters.dropout: -0.1 is below 0"),
+        ("dropout", {"value": 1.0}, "parameters.dropout: 1.0 must be below 1 (exclusive)"),
+        ("lstm_units", {"values": [-4, 64]}, "parameters.lstm_units: -4 is below 1"),
+        ("input_size", {"value": 32.5}, "parameters.input_size: 32.5 is not a whole number"),
+        ("input_size", {"min": 32, "max": 64, "distribution": "uniform"}, "needs whole numbers"),
+        (
+            "learning_rate",
+            {"value": float("inf")},
+            "parameters.learning_rate: inf is not a finite number",
+        ),
+        (
+            "backbone",
+            {"values": ["efficientnet_lite0", "resnet9000"]},
+            "'resnet9000' is not one of",
+        ),
+        ("bidirectional", {"values": [1, 0]}, "1 is not one of [True, False]"),
+    ],
+)
 def test_spaces_are_checked_against_what_the_builder_reads(tmp_path, parameter, value, message):
     spec = load_experiment(yaml_spec(tmp_path, {"parameters": {parameter: value}}))
     with pytest.raises(ArtganError) as error:
@@ -221,10 +271,19 @@ def test_shipped_experiments_pass_the_check():
         check_search(load_experiment(experiment_file(task)))
 
 
-@pytest.mark.parametrize("text, message", [
-    ("task: genre\nseed: " + "9" * 10**6 + "\n", r"exp\.yaml: not valid YAML \(exceeds the limit"),
-    ("task: genre\ndata: " + "[" * 5000 + "]" * 5000 + "\n", r"exp\.yaml: not valid YAML \(nested"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "task: genre\nseed: " + "9" * 10**6 + "\n",
+            r"exp\.yaml: not valid YAML \(exceeds the limit",
+        ),
+        (
+            "task: genre\ndata: " + "[" * 5000 + "]" * 5000 + "\n",
+            r"exp\.yaml: not valid YAML \(nested",
+        ),
+    ],
+)
 def test_hostile_yaml_is_a_one_line_error(tmp_path, text, message):
     """A 10**6-digit integer (a ValueError from int()) and deep nesting (RecursionError) used
     to escape the loader's YAMLError handler as tracebacks."""

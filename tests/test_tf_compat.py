@@ -14,12 +14,19 @@ def test_tensorflow_is_a_tested_version():
     assert tf.__version__ in _tf_compat.TESTED_VERSIONS, (
         f"TensorFlow {tf.__version__} is untested: check whether fitting a model still leaves "
         "CustomGradient entries behind (artgan/model/_tf_compat.py), then add it to "
-        "TESTED_VERSIONS")
+        "TESTED_VERSIONS"
+    )
 
 
 def fit_tiny_model():
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
-                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(np.zeros((4, 8, 8, 3), "float32"), np.array([0, 1, 0, 1]), verbose=0)
 

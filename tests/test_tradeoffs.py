@@ -47,12 +47,18 @@ def test_correlation():
 
 def test_expected_calibration_error_of_hand_made_predictions():
     # 4 images at confidence 0.95 (3 right), 2 at 0.55 (both wrong), 2 at 0.25 (1 right)
-    probabilities = np.array([
-        [0.95, 0.05, 0.0], [0.95, 0.05, 0.0], [0.95, 0.05, 0.0], [0.05, 0.95, 0.0],
-        [0.55, 0.45, 0.0], [0.45, 0.55, 0.0],
-        [0.35, 0.4, 0.25],
-        [0.4, 0.35, 0.25],
-    ])
+    probabilities = np.array(
+        [
+            [0.95, 0.05, 0.0],
+            [0.95, 0.05, 0.0],
+            [0.95, 0.05, 0.0],
+            [0.05, 0.95, 0.0],
+            [0.55, 0.45, 0.0],
+            [0.45, 0.55, 0.0],
+            [0.35, 0.4, 0.25],
+            [0.4, 0.35, 0.25],
+        ]
+    )
     labels = np.array([0, 0, 0, 0, 1, 0, 1, 1])
     # confidences: .95 x4 (3/4 right), .55 x2 (0/2), .40 x2 (image 7 right, image 8 wrong)
     expected = (4 * abs(0.75 - 0.95) + 2 * abs(0.0 - 0.55) + 2 * abs(0.5 - 0.40)) / 8
@@ -96,12 +102,16 @@ def test_paintings_listed_with_two_labels(tmp_path):
     train.write_text("a.jpg,0\nb.jpg,1\na.jpg,2\nc.jpg,1\nc.jpg,1\n")  # a twice, two labels
     val = tmp_path / "val.csv"
     val.write_text("b.jpg,2\nd.jpg,0\nc.jpg,1\n")  # b in both files with another label
-    tables = {role: load_labels(path, classes, on_error="skip", check_files=False)
-              for role, path in (("train", train), ("val", val))}
+    tables = {
+        role: load_labels(path, classes, on_error="skip", check_files=False)
+        for role, path in (("train", train), ("val", val))
+    }
     names = ["portrait", "landscape", "still_life"]
     found = paintings_with_two_labels(tables, names)
     assert [(f["path"], f["labels"]) for f in found] == [
-        ("a.jpg", ["portrait", "still_life"]), ("b.jpg", ["landscape", "still_life"])]
+        ("a.jpg", ["portrait", "still_life"]),
+        ("b.jpg", ["landscape", "still_life"]),
+    ]
     assert found[0]["where"] == ["train line 3"]
     assert found[1]["where"] == ["train line 2, val line 1"]
 
@@ -112,8 +122,13 @@ def test_the_published_genre_files_hold_one_painting_with_two_labels(data_dir):
     from artgan.report.insights import paintings_with_two_labels
 
     genre = data_dir / "artgan" / "Genre"
-    tables = {role: load_labels(genre / f"genre_{role}.csv", genre / "genre_class",
-                                on_error="skip", check_files=False) for role in ("train", "val")}
+    tables = {
+        role: load_labels(
+            genre / f"genre_{role}.csv", genre / "genre_class", on_error="skip", check_files=False
+        )
+        for role in ("train", "val")
+    }
     found = paintings_with_two_labels(tables, read_class_file(genre / "genre_class"))
     assert [(f["path"], f["labels"]) for f in found] == [
-        ("Post_Impressionism/maurice-de-vlaminck_the-village.jpg", ["cityscape", "landscape"])]
+        ("Post_Impressionism/maurice-de-vlaminck_the-village.jpg", ["cityscape", "landscape"])
+    ]

@@ -26,12 +26,26 @@ from artgan.paths import checkout_cache
 
 #: How this CLI spells the library's parameters in error messages (see `ArtganError`).
 FLAGS = {
-    "tuner_id": "--id", "chief": "--chief", "host": "--host", "port": "--port",
-    "workers": "--workers", "max_restarts": "--max-restarts", "gpus": "--gpus",
-    "token_file": "--token-file", "trial_timeout": "--trial-timeout", "fresh": "--fresh",
-    "overrides": "--set", "output": "--set output=PATH", "top": "--top", "layer": "--layer",
-    "k": "--k", "extractor": "--extractor", "allow_mismatch": "--allow-mismatch",
-    "runs": "RUNS", "out": "--out", "fraction": "--fraction",
+    "tuner_id": "--id",
+    "chief": "--chief",
+    "host": "--host",
+    "port": "--port",
+    "workers": "--workers",
+    "max_restarts": "--max-restarts",
+    "gpus": "--gpus",
+    "token_file": "--token-file",
+    "trial_timeout": "--trial-timeout",
+    "fresh": "--fresh",
+    "overrides": "--set",
+    "output": "--set output=PATH",
+    "top": "--top",
+    "layer": "--layer",
+    "k": "--k",
+    "extractor": "--extractor",
+    "allow_mismatch": "--allow-mismatch",
+    "runs": "RUNS",
+    "out": "--out",
+    "fraction": "--fraction",
 }
 
 
@@ -78,8 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"artgan {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in (add_search, add_worker, add_predict, add_evaluate, add_explain, add_similar,
-                add_report, add_compare, add_features, add_data, add_rehearse):
+    for add in (
+        add_search,
+        add_worker,
+        add_predict,
+        add_evaluate,
+        add_explain,
+        add_similar,
+        add_report,
+        add_compare,
+        add_features,
+        add_data,
+        add_rehearse,
+    ):
         add(commands)
     return parser
 

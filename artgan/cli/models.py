@@ -55,7 +55,9 @@ def add_labelled_images(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .keras file saved by artgan")
     parser.add_argument("--labels", required=True, help="label file (ArtGAN CSV / artist file)")
     parser.add_argument("--images", required=True, help="folder the label paths are relative to")
-    parser.add_argument("--classes", help="class file (default: the class names stored in the model)")
+    parser.add_argument(
+        "--classes", help="class file (default: the class names stored in the model)"
+    )
     parser.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable rows/images and report them"
     )
@@ -67,8 +69,13 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from artgan.evaluation.predict import evaluate_model
 
     result = evaluate_model(
-        args.model, args.labels, args.images, classes=args.classes, out=args.out,
-        on_error="skip" if args.skip_bad else "raise", write=False,
+        args.model,
+        args.labels,
+        args.images,
+        classes=args.classes,
+        out=args.out,
+        on_error="skip" if args.skip_bad else "raise",
+        write=False,
     )
     print(result.summary(), flush=True)  # the scores, even if the predictions cannot be written
     print(f"predictions      {result.write_predictions()}")
@@ -82,8 +89,11 @@ def add_features(commands: argparse._SubParsersAction) -> None:
         "write features, labels, paths, class names and the layer name.",
     )
     add_labelled_images(parser)
-    parser.add_argument("--layer", help="layer name (default: features_lstm, the LSTM's output; "
-                        "features_conv: the conv map it reads, averaged)")
+    parser.add_argument(
+        "--layer",
+        help="layer name (default: features_lstm, the LSTM's output; "
+        "features_conv: the conv map it reads, averaged)",
+    )
     parser.add_argument("--out", required=True, help="output file: .npz, or .parquet with pyarrow")
     parser.set_defaults(run=run_features)
 
@@ -94,7 +104,12 @@ def run_features(args: argparse.Namespace) -> None:
     from artgan.model.features import export_features
 
     out, rows, dim = export_features(
-        args.model, args.labels, args.images, args.out, layer=args.layer, classes=args.classes,
+        args.model,
+        args.labels,
+        args.images,
+        args.out,
+        layer=args.layer,
+        classes=args.classes,
         on_error="skip" if args.skip_bad else "raise",
     )
     print(f"wrote {rows} x {dim} features to {out}")
@@ -121,8 +136,9 @@ def run_explain(args: argparse.Namespace) -> None:
     from artgan.model.gradcam import explain_files
 
     unreadable = 0
-    for path, result, name, probability in explain_files(args.model, args.images, args.out,
-                                                         layer=args.layer):
+    for path, result, name, probability in explain_files(
+        args.model, args.images, args.out, layer=args.layer
+    ):
         if name is None:
             print(f"{path}\n  could not read: {result}")
             unreadable += 1

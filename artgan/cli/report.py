@@ -23,10 +23,14 @@ def add_report(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "target", help="run folder (runs/<task>), experiment YAML, or task name (style, genre)"
     )
-    parser.add_argument("--top", type=at_least_one, default=3,
-                        help="best models to analyse (default 3)")
-    parser.add_argument("--layer", help="layer for the feature-similarity section "
-                        "(default: features_lstm, the LSTM's output)")
+    parser.add_argument(
+        "--top", type=at_least_one, default=3, help="best models to analyse (default 3)"
+    )
+    parser.add_argument(
+        "--layer",
+        help="layer for the feature-similarity section "
+        "(default: features_lstm, the LSTM's output)",
+    )
     parser.add_argument("--out", help="output folder (default: reports/<run folder name>)")
     parser.set_defaults(run=run_report)
 
@@ -52,8 +56,11 @@ def add_compare(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("runs", nargs="+", help="run folders (or experiment YAMLs, task names)")
     parser.add_argument("--out", help="output folder (default: reports/compare-<run>-<run>...)")
-    parser.add_argument("--allow-mismatch", action="store_true",
-                        help="compare runs whose tasks or class sets differ")
+    parser.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="compare runs whose tasks or class sets differ",
+    )
     parser.set_defaults(run=run_compare)
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from artgan.cli.heavy import load_tensorflow
 from artgan.config.spec import experiment_file, load_experiment
 from artgan.errors import ArtganError
-from artgan.runfolder import RunFolder
 from artgan.model.saved import read_metadata
+from artgan.runfolder import RunFolder
 from artgan.tuning.budget import search_state, time_split
 from artgan.tuning.check import check_search
 
@@ -31,32 +31,53 @@ def add_search(commands):
         help="override a spec value (budget.max_trials=3, budget.epochs=1, "
         "budget.max_train_images=200); space.NAME=VALUE pins a search-space parameter",
     )
-    parser.add_argument("--fresh", action="store_true", help="discard earlier trials and start over")
-    scale = parser.add_argument_group(
-        "scaling out (KerasTuner chief/worker; docs/distributed.md)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="discard earlier trials and start over"
+    )
+    scale = parser.add_argument_group("scaling out (KerasTuner chief/worker; docs/distributed.md)")
     scale.add_argument(
-        "--workers", type=int, metavar="N",
+        "--workers",
+        type=int,
+        metavar="N",
         help="run a chief and N worker processes here (0: only the chief, for workers that "
         "join from other machines with `python -m artgan worker`)",
     )
-    scale.add_argument("--host", default="127.0.0.1",
-                       help="address the chief binds (default 127.0.0.1; 0.0.0.0 for other machines)")
+    scale.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address the chief binds (default 127.0.0.1; 0.0.0.0 for other machines)",
+    )
     scale.add_argument("--port", type=int, default=0, help="chief port (default: a free one)")
-    scale.add_argument("--max-restarts", type=int, default=3,
-                       help="restarts per worker killed by a signal (default 3)")
-    scale.add_argument("--gpus", metavar="LIST",
-                       help="GPU ids dealt out to the workers, e.g. 0,1,2,3 (one or more each)")
+    scale.add_argument(
+        "--max-restarts",
+        type=int,
+        default=3,
+        help="restarts per worker killed by a signal (default 3)",
+    )
+    scale.add_argument(
+        "--gpus",
+        metavar="LIST",
+        help="GPU ids dealt out to the workers, e.g. 0,1,2,3 (one or more each)",
+    )
     add_access(scale)
     parser.set_defaults(run=run_search)
 
 
 def add_access(parser):
-    parser.add_argument("--token-file", metavar="PATH",
-                        help="file holding the chief's token (default: $ARTGAN_ORACLE_TOKEN, "
-                        "$ARTGAN_ORACLE_TOKEN_FILE, else <output>/oracle.token)")
-    parser.add_argument("--trial-timeout", type=float, default=1800, metavar="SECONDS",
-                        help="the chief fails a trial whose worker sends no update for this long "
-                        "(default 1800; longer than your slowest epoch)")
+    parser.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the chief's token (default: $ARTGAN_ORACLE_TOKEN, "
+        "$ARTGAN_ORACLE_TOKEN_FILE, else <output>/oracle.token)",
+    )
+    parser.add_argument(
+        "--trial-timeout",
+        type=float,
+        default=1800,
+        metavar="SECONDS",
+        help="the chief fails a trial whose worker sends no update for this long "
+        "(default 1800; longer than your slowest epoch)",
+    )
 
 
 def run_search(args):
@@ -73,12 +94,19 @@ def run_search(args):
     else:
         from artgan.tuning.parallel.launcher import launch
 
-        command = worker_command(experiment_file(args.experiment), args.overrides,
-                                 spec.output_dir)
-        table = launch(spec, command, args.workers,
-                       fresh=args.fresh, host=args.host, port=args.port,
-                       max_restarts=args.max_restarts, gpus=args.gpus,
-                       token_file=args.token_file, trial_timeout=args.trial_timeout)
+        command = worker_command(experiment_file(args.experiment), args.overrides, spec.output_dir)
+        table = launch(
+            spec,
+            command,
+            args.workers,
+            fresh=args.fresh,
+            host=args.host,
+            port=args.port,
+            max_restarts=args.max_restarts,
+            gpus=args.gpus,
+            token_file=args.token_file,
+            trial_timeout=args.trial_timeout,
+        )
     print("\nleaderboard (" + spec.tuner.objective + ")")
     print(leaderboard(table))
     folder = RunFolder(spec.output_dir)
@@ -105,10 +133,22 @@ def worker_command(experiment, overrides, output):
     sets = [arg for item in overrides for arg in ("--set", item)]
 
     def command(tuner_id, address, trial_timeout=None, token_file=None):
-        return [sys.executable, "-m", "artgan", "worker", experiment, *sets,
-                "--set", f"output={output}", "--chief", address, "--id", tuner_id,
-                *(["--trial-timeout", f"{trial_timeout:g}"] if trial_timeout else []),
-                *(["--token-file", token_file] if token_file else [])]
+        return [
+            sys.executable,
+            "-m",
+            "artgan",
+            "worker",
+            experiment,
+            *sets,
+            "--set",
+            f"output={output}",
+            "--chief",
+            address,
+            "--id",
+            tuner_id,
+            *(["--trial-timeout", f"{trial_timeout:g}"] if trial_timeout else []),
+            *(["--token-file", token_file] if token_file else []),
+        ]
 
     return command
 
@@ -123,15 +163,30 @@ def add_worker(commands):
         "options as the chief, and the same data path and output folder (shared filesystem). "
         "Rerunning with the same --id after a crash gets that worker's unfinished trial back.",
     )
-    parser.add_argument("experiment", help="experiment YAML, or a task name (style, genre, artist)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="spec overrides, as given to the chief")
+    parser.add_argument(
+        "experiment", help="experiment YAML, or a task name (style, genre, artist)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="spec overrides, as given to the chief",
+    )
     parser.add_argument("--chief", metavar="HOST:PORT", help="the chief's address")
-    parser.add_argument("--id", dest="tuner_id",
-                        help="unique worker id (default: $KERASTUNER_TUNER_ID, else <host>-<pid>); "
-                        "'chief' serves the oracle instead")
-    parser.add_argument("--wait", type=float, default=600,
-                        help="seconds to wait for the chief to answer (default 600)")
+    parser.add_argument(
+        "--id",
+        dest="tuner_id",
+        help="unique worker id (default: $KERASTUNER_TUNER_ID, else <host>-<pid>); "
+        "'chief' serves the oracle instead",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=600,
+        help="seconds to wait for the chief to answer (default 600)",
+    )
     add_access(parser)
     parser.set_defaults(run=run_worker)
 
@@ -142,8 +197,9 @@ def run_worker(args):
     load_tensorflow()
     from artgan.tuning.parallel.roles import run_process
 
-    table = run_process(spec, args.chief, args.tuner_id, args.wait, args.token_file,
-                        args.trial_timeout)
+    table = run_process(
+        spec, args.chief, args.tuner_id, args.wait, args.token_file, args.trial_timeout
+    )
     if table is not None:  # a chief started by hand writes the results itself
         from artgan.tuning.results import check_produced, leaderboard
 

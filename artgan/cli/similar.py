@@ -46,30 +46,43 @@ def add_similar(commands: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(title="actions", metavar="ACTION", required=True)
 
-    index = actions.add_parser("index", help="embed every image (only new or changed ones on reruns)")
+    index = actions.add_parser(
+        "index", help="embed every image (only new or changed ones on reruns)"
+    )
     add_source(index)
     index.set_defaults(run=run_index)
 
-    query = actions.add_parser("query", help="the k most similar paintings to an object id or image file")
+    query = actions.add_parser(
+        "query", help="the k most similar paintings to an object id or image file"
+    )
     query.add_argument("target", metavar="IMAGE_OR_OBJECT_ID")
     query.add_argument("--k", type=int, default=10, help="how many results (default 10)")
     query.add_argument("--html", metavar="OUT", help="also write a gallery page with thumbnails")
     add_source(query)
     query.set_defaults(run=run_query)
 
-    evaluate = actions.add_parser("evaluate", help="precision/recall@k, mAP@k, MRR vs a random ranking")
+    evaluate = actions.add_parser(
+        "evaluate", help="precision/recall@k, mAP@k, MRR vs a random ranking"
+    )
     evaluate.add_argument("--k", type=int, default=10, help="cut-off rank (default 10)")
     evaluate.add_argument("--extractor", action="append", help=f"repeatable; {EXTRACTOR_HELP}")
     evaluate.add_argument("--index", action="append", help="repeatable; index file(s) to compare")
     evaluate.add_argument("--nga", help="NGA data folder (default: $ARTGAN_DATA/nga)")
-    evaluate.add_argument("--out", default=str(work_root() / "reports" / "similar"),
-                          help="report folder (default: reports/similar)")
+    evaluate.add_argument(
+        "--out",
+        default=str(work_root() / "reports" / "similar"),
+        help="report folder (default: reports/similar)",
+    )
     evaluate.set_defaults(run=run_evaluate)
 
 
 def add_source(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--extractor", default="handcrafted", help=f"default handcrafted; {EXTRACTOR_HELP}")
-    parser.add_argument("--layer", help="feature layer of a model extractor (default: the model's own)")
+    parser.add_argument(
+        "--extractor", default="handcrafted", help=f"default handcrafted; {EXTRACTOR_HELP}"
+    )
+    parser.add_argument(
+        "--layer", help="feature layer of a model extractor (default: the model's own)"
+    )
     parser.add_argument("--nga", help="NGA data folder (default: $ARTGAN_DATA/nga)")
     parser.add_argument("--index", help="index file (default: runs/similar/<extractor>.npz)")
 
@@ -108,11 +121,15 @@ def run_query(args: argparse.Namespace) -> None:
     rows = []
     for hit in hits:
         row = collection.row(hit.objectid) if hit.objectid in known else None
-        rows.append({
-            "rank": hit.rank, "objectid": hit.objectid, "score": f"{hit.score:.3f}",
-            "artist": joined(row["artists"]) if row is not None else "?",
-            "style": joined(row["style"]) if row is not None else "?",
-        })
+        rows.append(
+            {
+                "rank": hit.rank,
+                "objectid": hit.objectid,
+                "score": f"{hit.score:.3f}",
+                "artist": joined(row["artists"]) if row is not None else "?",
+                "style": joined(row["style"]) if row is not None else "?",
+            }
+        )
     copies = [objectid for objectid in excluded if str(objectid) != args.target.strip()]
     print(f"most similar to {label} ({index.name})")
     if copies:
@@ -122,8 +139,16 @@ def run_query(args: argparse.Namespace) -> None:
         by_id = label.startswith("object ")
         image = collection.row(int(args.target))["path"] if by_id else args.target
         caption = describe(collection.row(int(args.target))) if by_id else args.target
-        page = write_gallery(args.html, label, image, caption, [h for h in hits if h.objectid in known],
-                             collection, index.name, copies)
+        page = write_gallery(
+            args.html,
+            label,
+            image,
+            caption,
+            [h for h in hits if h.objectid in known],
+            collection,
+            index.name,
+            copies,
+        )
         print(f"gallery: {page}")
 
 
@@ -134,19 +159,27 @@ def run_evaluate(args: argparse.Namespace) -> None:
     paths = [Path(path) for path in args.index or []]
     if any(spec != "handcrafted" for spec in args.extractor or []):
         load_tensorflow()
-    paths += [default_index_path(make_extractor(spec), index_dir()) for spec in args.extractor or []]
+    paths += [
+        default_index_path(make_extractor(spec), index_dir()) for spec in args.extractor or []
+    ]
     if not paths:
         paths = sorted(index_dir().glob("*.npz"))
         if not paths:
-            raise ArtganError(f"no index in {index_dir()}; run `python -m artgan similar index` first")
+            raise ArtganError(
+                f"no index in {index_dir()}; run `python -m artgan similar index` first"
+            )
     indexes = [Index.load(path) for path in paths]
     collection = load_collection(args.nga, check_decode=False)
     frame = evaluate(collection, indexes, args.k)
-    print(f"retrieval on {frame.attrs['images']} NGA images, k={args.k} "
-          f"(query's own file and exact duplicates excluded; duplicates: "
-          f"{', '.join('/'.join(map(str, g)) for g in collection.duplicates) or 'none'})")
+    print(
+        f"retrieval on {frame.attrs['images']} NGA images, k={args.k} "
+        f"(query's own file and exact duplicates excluded; duplicates: "
+        f"{', '.join('/'.join(map(str, g)) for g in collection.duplicates) or 'none'})"
+    )
     if frame.attrs["dropped"]:
-        print(f"note: {frame.attrs['dropped']} collection image(s) are missing from some index and were left out")
+        print(
+            f"note: {frame.attrs['dropped']} collection image(s) are missing from some index and were left out"
+        )
     print(format_table(frame))
     csv_path, html_path = write_evaluation(frame, collection, args.out)
     print(f"\ntable: {csv_path}\npage:  {html_path}")

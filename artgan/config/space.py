@@ -6,21 +6,17 @@ import math
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from artgan.errors import ArtganError
 
-DISTRIBUTIONS = (
-    "constant",
-    "categorical",
-    "int_uniform",
-    "uniform",
-    "q_uniform",
-    "log_uniform_values",
-)
-Scalar = Union[bool, int, float, str]
+Distribution = Literal[
+    "constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform_values"
+]
+DISTRIBUTIONS = get_args(Distribution)
+Scalar = bool | int | float | str
 
 
 class Strict(BaseModel):
@@ -32,13 +28,13 @@ class Strict(BaseModel):
 class Parameter(Strict):
     """One search-space entry in W&B sweep syntax."""
 
-    value: Optional[Scalar] = None
-    values: Optional[list[Scalar]] = Field(default=None, min_length=1)
-    min: Optional[float] = None
-    max: Optional[float] = None
-    q: Optional[float] = Field(default=None, gt=0)
-    distribution: Optional[Literal[DISTRIBUTIONS]] = None
-    when: Optional[dict[str, Union[Scalar, list[Scalar]]]] = None
+    value: Scalar | None = None
+    values: list[Scalar] | None = Field(default=None, min_length=1)
+    min: float | None = None
+    max: float | None = None
+    q: float | None = Field(default=None, gt=0)
+    distribution: Distribution | None = None
+    when: dict[str, Scalar | list[Scalar]] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self):
@@ -67,8 +63,10 @@ class Parameter(Strict):
             return True
         if self.distribution is not None:
             return False
-        return float(self.min).is_integer() and float(self.max).is_integer() and (
-            self.q is None or float(self.q).is_integer()
+        return (
+            float(self.min).is_integer()
+            and float(self.max).is_integer()
+            and (self.q is None or float(self.q).is_integer())
         )
 
 
@@ -81,10 +79,10 @@ class Allowed:
 
     choices: tuple[Scalar, ...] = ()
     integer: bool = False
-    low: Optional[float] = None
-    high: Optional[float] = None
+    low: float | None = None
+    high: float | None = None
     high_inclusive: bool = True
-    default: Optional[Scalar] = None
+    default: Scalar | None = None
 
     def __post_init__(self) -> None:
         if self.default is not None and (problem := self.problem(self.default)):
@@ -97,12 +95,12 @@ class Allowed:
                 return [f"expected one of {list(self.choices)}, not a range"]
             if self.integer and not param.is_integer_range():
                 return ["needs whole numbers: give integer min/max (and q)"]
-            candidates = [param.min, param.max]
+            candidates: list[Any] = [param.min, param.max]
         else:
-            candidates = [param.value] if param.value is not None else param.values
+            candidates = [param.value] if param.value is not None else list(param.values or [])
         return [problem for value in candidates if (problem := self.problem(value))]
 
-    def problem(self, value: Scalar) -> Optional[str]:
+    def problem(self, value: Scalar) -> str | None:
         """Why the builders cannot build `value`, or None."""
         if self.choices:
             known = [c for c in self.choices if c == value and type(c) is type(value)]
@@ -115,8 +113,12 @@ class Allowed:
             return f"{value!r} is not a whole number"
         if self.low is not None and value < self.low:
             return f"{value!r} is below {self.low:g}"
-        if self.high is not None and (value > self.high or (value == self.high and not self.high_inclusive)):
-            return f"{value!r} must be below {self.high:g}" + ("" if self.high_inclusive else " (exclusive)")
+        if self.high is not None and (
+            value > self.high or (value == self.high and not self.high_inclusive)
+        ):
+            return f"{value!r} must be below {self.high:g}" + (
+                "" if self.high_inclusive else " (exclusive)"
+            )
         return None
 
 
@@ -125,7 +127,7 @@ class SearchSpace(Strict):
 
     description: str = ""
     parameters: dict[str, Parameter] = Field(min_length=1)
-    source: Optional[str] = Field(default=None, exclude=True)  # the YAML file, for messages
+    source: str | None = Field(default=None, exclude=True)  # the YAML file, for messages
 
     def check(self, allowed: Mapping[str, Allowed]) -> None:
         """Refuse (ArtganError naming file and key) a parameter that no model builder reads,
@@ -145,7 +147,7 @@ class SearchSpace(Strict):
     @model_validator(mode="after")
     def _parents_exist(self):
         for name, param in self.parameters.items():
-            for parent in (param.when or {}):
+            for parent in param.when or {}:
                 if parent not in self.parameters:
                     raise ValueError(f"{name}.when refers to unknown parameter {parent!r}")
             self.scopes(name)  # no cycles
@@ -157,9 +159,11 @@ class SearchSpace(Strict):
         when = self.parameters[name].when
         if not when:
             return []
-        (parent, allowed), = when.items()
+        ((parent, allowed),) = when.items()
         if parent in seen or parent == name:
-            raise ValueError(f"{name}.when: the conditions {' -> '.join([name, *seen])} form a cycle")
+            raise ValueError(
+                f"{name}.when: the conditions {' -> '.join([name, *seen])} form a cycle"
+            )
         outer = self.scopes(parent, (*seen, name))
         return [*outer, (parent, allowed if isinstance(allowed, list) else [allowed])]
 

@@ -24,7 +24,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -34,7 +34,10 @@ from artgan.errors import ArtganError
 from artgan.files import file_sha256, not_a_file
 from artgan.paths import EXPERIMENTS, data_root
 
-TASKS = ("style", "genre", "artist")
+Model = TypeVar("Model", bound=BaseModel)
+
+Task = Literal["style", "genre", "artist"]
+TASKS = get_args(Task)
 
 
 class DataSpec(Strict):
@@ -52,12 +55,12 @@ class TunerSpec(Strict):
 
     type: str = "bayesian"
     objective: str = "val_accuracy"
-    direction: Optional[Literal["min", "max"]] = None
+    direction: Literal["min", "max"] | None = None
     hyperband_factor: int = Field(default=3, ge=2)
     #: Bayesian only (like hyperband_factor for hyperband): random trials before the
     #: Gaussian process steers; KerasTuner's default, 3 per hyperparameter, would spend a
     #: small budget entirely at random.
-    initial_points: Optional[int] = Field(default=None, ge=1)
+    initial_points: int | None = Field(default=None, ge=1)
 
     @property
     def resolved_direction(self):
@@ -70,11 +73,11 @@ class BudgetSpec(Strict):
     max_trials: int = Field(default=10, ge=1)
     epochs: int = Field(default=10, ge=1)
     executions_per_trial: int = Field(default=1, ge=1)
-    max_train_images: Optional[int] = Field(default=None, ge=1)
-    max_val_images: Optional[int] = Field(default=None, ge=1)
+    max_train_images: int | None = Field(default=None, ge=1)
+    max_val_images: int | None = Field(default=None, ge=1)
     #: Wall-clock minutes for the whole search: no trial starts after them (the running one
     #: finishes or is pruned). Counted from when this run started; a rerun gets them afresh.
-    max_minutes: Optional[float] = Field(default=None, gt=0)
+    max_minutes: float | None = Field(default=None, gt=0)
     #: How often a trial that crashed (out of memory, any error but an impossible
     #: configuration, which fails at once) runs again before it counts as FAILED.
     max_retries: int = Field(default=1, ge=0)
@@ -117,7 +120,7 @@ class DistributionSpec(Strict):
 class ExperimentSpec(Strict):
     """A whole experiment, as written in `experiments/<task>.yaml`."""
 
-    task: Literal[TASKS]
+    task: Task
     description: str = ""
     data: DataSpec
     search_space: str
@@ -131,8 +134,8 @@ class ExperimentSpec(Strict):
     output: str
 
     # Filled in by load_experiment; not part of the YAML.
-    source: Optional[str] = Field(default=None, exclude=True)
-    space: Optional[SearchSpace] = Field(default=None, exclude=True)
+    source: str | None = Field(default=None, exclude=True)
+    space: SearchSpace | None = Field(default=None, exclude=True)
 
     def path(self, key):
         """A data path from the spec, with ${VARS} expanded, as an absolute Path."""
@@ -160,17 +163,31 @@ class ExperimentSpec(Strict):
         number of trials, the output path, devices and descriptions may differ."""
         spec = self.resolved()
         spec["search_space"].pop("description", None)
-        kept = {k: spec[k] for k in ("task", "data", "search_space", "tuner", "seed", "training",
-                                     "early_stopping")}
+        kept = {
+            k: spec[k]
+            for k in (
+                "task",
+                "data",
+                "search_space",
+                "tuner",
+                "seed",
+                "training",
+                "early_stopping",
+            )
+        }
         kept["budget"] = {k: spec["budget"][k] for k in SCORED_BUDGET}
         if self.pruning.type != "none":  # absent when off, so older run folders still match
             kept["pruning"] = spec["pruning"]
-        kept["label_files"] = {k: content_sha256(self.path(k)) for k in ("train", "val", "classes")}
+        kept["label_files"] = {
+            k: content_sha256(self.path(k)) for k in ("train", "val", "classes")
+        }
         return flatten(kept)
 
     def fingerprint(self):
         """A short hash of `comparable()`."""
-        return hashlib.sha256(json.dumps(self.comparable(), sort_keys=True).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(self.comparable(), sort_keys=True).encode()).hexdigest()[
+            :16
+        ]
 
 
 #: Budget keys that change what a trial scores (max_trials and max_minutes only change how
@@ -251,7 +268,7 @@ def load_experiment(path, overrides=()):
     for item in overrides:
         key, value = parse_override(item)
         if key.startswith("space."):
-            space_overrides.append((key[len("space."):], value))
+            space_overrides.append((key[len("space.") :], value))
         else:
             set_dotted(raw, key, value, path)
     spec = validate(ExperimentSpec, raw, path)
@@ -288,7 +305,9 @@ def parse_yaml(text, where, plain_text=False):
             return text
         mark = getattr(error, "problem_mark", None)
         where = f"{where}:{mark.line + 1}" if mark else str(where)
-        raise ArtganError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+        raise ArtganError(
+            f"{where}: not valid YAML ({getattr(error, 'problem', error)})"
+        ) from None
     except ValueError as error:  # e.g. an integer longer than Python converts (4300 digits)
         reason = str(error).split(":")[0]
         raise ArtganError(f"{where}: not valid YAML ({reason[:1].lower()}{reason[1:]})") from None
@@ -296,7 +315,7 @@ def parse_yaml(text, where, plain_text=False):
         raise ArtganError(f"{where}: not valid YAML (nested too deeply)") from None
 
 
-def validate(model: type[BaseModel], data: object, path: object, section: str = "") -> BaseModel:
+def validate(model: type[Model], data: object, path: object, section: str = "") -> Model:
     """Pydantic validation with errors rewritten as `file: key.path: message` lines (`section`:
     where `data` sits in the file, e.g. "pruning")."""
     try:
@@ -347,6 +366,8 @@ def experiment_file(task_or_path):
     if not path.is_file():
         names = experiment_names()
         close = difflib.get_close_matches(str(task_or_path), names, n=1)
-        raise ArtganError(f"{task_or_path!r} is not a task or an experiment file; tasks: "
-                          f"{', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ArtganError(
+            f"{task_or_path!r} is not a task or an experiment file; tasks: "
+            f"{', '.join(names)}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        )
     return path

@@ -86,7 +86,11 @@ class TransientError(Exception):
 
 
 NETWORK_ERRORS = (
-    urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError,
+    urllib.error.URLError,
+    http.client.HTTPException,
+    ConnectionError,
+    socket.timeout,
+    TimeoutError,
 )
 
 
@@ -125,21 +129,30 @@ def with_retries(url, attempt_once, retry: Retry):
         pause = retry.wait(failures - 1, failure.retry_after)
         if monotonic() + pause > deadline:
             raise out_of_time(url, monotonic() - started, retry, failure)
-        log.info("%s: %s; retrying in %.1f s (try %d of %d)", url, failure, pause,
-                 failures + 1, retry.attempts)
+        log.info(
+            "%s: %s; retrying in %.1f s (try %d of %d)",
+            url,
+            failure,
+            pause,
+            failures + 1,
+            retry.attempts,
+        )
         sleep(pause)
 
 
 def out_of_time(url, spent, retry: Retry, reason) -> ArtganError:
-    return ArtganError(f"{url}: download stopped after {spent:.1f} s at the time limit for one "
-                       f"URL, {retry.total:g} s (last try: {reason}); rerun to try again")
+    return ArtganError(
+        f"{url}: download stopped after {spent:.1f} s at the time limit for one "
+        f"URL, {retry.total:g} s (last try: {reason}); rerun to try again"
+    )
 
 
 def classify_http_error(url, error: urllib.error.HTTPError) -> TransientError:
     """A retryable HTTP status as TransientError; any other status is the user's to fix."""
     if error.code not in RETRY_STATUSES:
-        raise ArtganError(f"{url}: HTTP {error.code} {error.reason}; "
-                          "check the URL or mirror setting") from None
+        raise ArtganError(
+            f"{url}: HTTP {error.code} {error.reason}; check the URL or mirror setting"
+        ) from None
     return TransientError(f"HTTP {error.code} {error.reason}", retry_after_seconds(error.headers))
 
 
@@ -162,8 +175,10 @@ def check_scheme(url) -> None:
     """ArtganError unless `url` is http or https (no local files, FTP or data URLs)."""
     scheme = urlsplit(url).scheme.lower()
     if scheme not in SCHEMES:
-        raise ArtganError(f"{url}: refused: only http and https URLs are downloaded, "
-                          f"not {scheme or 'a URL without a scheme'}")
+        raise ArtganError(
+            f"{url}: refused: only http and https URLs are downloaded, "
+            f"not {scheme or 'a URL without a scheme'}"
+        )
 
 
 class HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -200,11 +215,15 @@ def copy_body(url, response, write, max_bytes, deadline) -> int:
         while block := response.read1(CHUNK):
             received += len(block)
             if received > max_bytes:
-                raise TooLarge(f"{url}: refused: the response is larger than the limit of "
-                               f"{max_bytes} bytes for this kind of file")
+                raise TooLarge(
+                    f"{url}: refused: the response is larger than the limit of "
+                    f"{max_bytes} bytes for this kind of file"
+                )
             if monotonic() > deadline:
-                raise ArtganError(f"{url}: download stopped: still arriving at the time limit "
-                                  "for one URL; rerun to try again")
+                raise ArtganError(
+                    f"{url}: download stopped: still arriving at the time limit "
+                    "for one URL; rerun to try again"
+                )
             write(block)
     except NETWORK_ERRORS as error:
         if isinstance(error, TimeoutError) and received == declared:
@@ -218,8 +237,10 @@ def copy_body(url, response, write, max_bytes, deadline) -> int:
 def refuse_announced(url, size, max_bytes) -> None:
     """ArtganError, before any byte is read, when the server announces more than `max_bytes`."""
     if size is not None and size > max_bytes:
-        raise TooLarge(f"{url}: refused: the server announces {size} bytes, more than the "
-                       f"limit of {max_bytes} for this kind of file")
+        raise TooLarge(
+            f"{url}: refused: the server announces {size} bytes, more than the "
+            f"limit of {max_bytes} for this kind of file"
+        )
 
 
 # ------------------------------------------------------------------ small bodies
@@ -266,8 +287,9 @@ class FileResult:
     furthest: int = 0
 
 
-def fetch_file(url, dest, *, max_bytes, retry: Retry = Retry(), sha256=None,
-               progress=True) -> FileResult:
+def fetch_file(
+    url, dest, *, max_bytes, retry: Retry = Retry(), sha256=None, progress=True
+) -> FileResult:
     """Download `url` to `dest` (at most `max_bytes`), resuming `<dest>.part` with Range
     requests.
 
@@ -287,19 +309,29 @@ def fetch_file(url, dest, *, max_bytes, retry: Retry = Retry(), sha256=None,
     result.furthest = result.resumed_from
     if result.resumed_from:
         log.info("%s: resuming at byte %d", url, result.resumed_from)
-    bar = progress_bar(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
-                       initial=result.resumed_from, disable=not progress, leave=False)
+    bar = progress_bar(
+        desc=dest.name,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        initial=result.resumed_from,
+        disable=not progress,
+        leave=False,
+    )
     with bar:
         result.size = with_retries(
-            url, lambda deadline: stream_into(url, part, retry, bar, result, max_bytes, deadline),
-            retry)
+            url,
+            lambda deadline: stream_into(url, part, retry, bar, result, max_bytes, deadline),
+            retry,
+        )
     verify_file(url, part, result.size, sha256)
     os.replace(part, dest)
     return result
 
 
-def stream_into(url, part: Path, retry: Retry, bar, result: FileResult, max_bytes,
-                deadline) -> int:
+def stream_into(
+    url, part: Path, retry: Retry, bar, result: FileResult, max_bytes, deadline
+) -> int:
     """One request: append the rest of `url` to `part`; returns the file's total size. A
     failed try counts as progress only when `part` now holds more than it ever did."""
     try:
@@ -311,8 +343,9 @@ def stream_into(url, part: Path, retry: Retry, bar, result: FileResult, max_byte
         raise
 
 
-def request_rest(url, part: Path, retry: Retry, bar, result: FileResult, max_bytes,
-                 deadline) -> int:
+def request_rest(
+    url, part: Path, retry: Retry, bar, result: FileResult, max_bytes, deadline
+) -> int:
     start = part.stat().st_size
     try:
         response = open_url(url, retry, start)
@@ -322,8 +355,10 @@ def request_rest(url, part: Path, retry: Retry, bar, result: FileResult, max_byt
             if total == start:
                 return total  # the earlier run got every byte
             part.write_bytes(b"")  # longer than the file on the server: start over
-            raise TransientError(f"partial file ({start} bytes) does not match the server's "
-                                 f"({total} bytes); restarting") from None
+            raise TransientError(
+                f"partial file ({start} bytes) does not match the server's "
+                f"({total} bytes); restarting"
+            ) from None
         raise
     with response:
         if start and response.status != 206:  # the server ignored Range: start over
@@ -386,7 +421,8 @@ def verify_file(url, path: Path, size, sha256=None) -> None:
             problem = f"sha256 {digest}, expected {sha256}"
     if problem:
         path.unlink(missing_ok=True)
-        raise ArtganError(f"{url}: downloaded file is corrupt ({problem}); "
-                          "it was removed, rerun to fetch it again")
+        raise ArtganError(
+            f"{url}: downloaded file is corrupt ({problem}); "
+            "it was removed, rerun to fetch it again"
+        )
     log.info("%s: verified (%d bytes%s)", url, actual, ", sha256 ok" if sha256 else "")
-

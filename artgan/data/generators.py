@@ -60,13 +60,21 @@ class ImageLabelGenerator(_Batches):
     (horizontal flips, small shifts) when training, in file order otherwise. With `classes`,
     labels are positions in it (see `output_labels`)."""
 
-    def __init__(self, split, batch_size=32, shuffle=False, augment=False, seed=0,
-                 classes=None, **kwargs):
+    def __init__(
+        self, split, batch_size=32, shuffle=False, augment=False, seed=0, classes=None, **kwargs
+    ):
         if len(split) == 0:
             raise ArtganError(f"{split.table.label_file}: no usable images in this split")
         self.split = split
-        super().__init__(len(split), output_labels(split.labels, classes), batch_size,
-                         shuffle, augment, seed, **kwargs)
+        super().__init__(
+            len(split),
+            output_labels(split.labels, classes),
+            batch_size,
+            shuffle,
+            augment,
+            seed,
+            **kwargs,
+        )
 
     def __getitem__(self, index):
         batch = self.rows(index)
@@ -91,12 +99,29 @@ class EmbeddingGenerator(_Batches):
     (`artgan.model.embeddings`). When augmenting and the cache holds mirrored copies, each
     painting is shown mirrored half the time."""
 
-    def __init__(self, embeddings, labels, taps, batch_size=32, shuffle=False, augment=False,
-                 seed=0, classes=None, **kwargs):
+    def __init__(
+        self,
+        embeddings,
+        labels,
+        taps,
+        batch_size=32,
+        shuffle=False,
+        augment=False,
+        seed=0,
+        classes=None,
+        **kwargs,
+    ):
         self.embeddings = embeddings
         self.taps = list(taps)
-        super().__init__(len(embeddings), output_labels(labels, classes), batch_size,
-                         shuffle, augment and embeddings.flipped, seed, **kwargs)
+        super().__init__(
+            len(embeddings),
+            output_labels(labels, classes),
+            batch_size,
+            shuffle,
+            augment and embeddings.flipped,
+            seed,
+            **kwargs,
+        )
 
     def __getitem__(self, index):
         batch = self.rows(index)

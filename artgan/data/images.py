@@ -90,15 +90,23 @@ def _read_rgb(path: Path, size: int, resize: str) -> np.ndarray:
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
     except UnidentifiedImageError:
-        raise ImageError(path, "not a recognised image format (empty, corrupt or not an image)") from None
+        raise ImageError(
+            path, "not a recognised image format (empty, corrupt or not an image)"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(path, f"refused as a decompression bomb: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - see docstring
-        raise ImageError(path, f"truncated or corrupt image ({type(exc).__name__}: {exc})") from None
+        raise ImageError(
+            path, f"truncated or corrupt image ({type(exc).__name__}: {exc})"
+        ) from None
 
 
-SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-                 (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def _open_regular(path: Path):
@@ -109,8 +117,9 @@ def _open_regular(path: Path):
         handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
         if error.errno == errno.ENXIO:  # a socket (or a device without its driver)
-            raise ImageError(path, "not a regular file but a socket or device; only image "
-                             "files are read") from None
+            raise ImageError(
+                path, "not a regular file but a socket or device; only image files are read"
+            ) from None
         raise
     try:
         mode = os.fstat(handle).st_mode
@@ -239,10 +248,12 @@ def cache_images(
     npy, meta = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     decoded = []
     cached, built = load_or_build(
-        cache_dir, key,
+        cache_dir,
+        key,
         load=lambda: _load(npy, meta, key, len(paths), size),
         build=lambda: decoded.append(
-            _timed_build(paths, size, resize, key, cache_dir, workers, progress, desc)),
+            _timed_build(paths, size, resize, key, cache_dir, workers, progress, desc)
+        ),
     )
     if built:
         cached.decoded = decoded[0]
@@ -256,7 +267,9 @@ def _timed_build(*args) -> int:
 
 def cache_key(paths, size: int, resize: str) -> str:
     """sha256 over everything that changes the result: paths, file size/mtime, size, policy."""
-    h = hashlib.sha256(f"artgan-images\0{DECODER_VERSION}\0{size}\0{resize}\0{len(paths)}\n".encode())
+    h = hashlib.sha256(
+        f"artgan-images\0{DECODER_VERSION}\0{size}\0{resize}\0{len(paths)}\n".encode()
+    )
     for p in paths:
         try:
             st = os.stat(p)
@@ -277,7 +290,12 @@ def _load(npy: Path, meta: Path, key: str, n: int, size: int) -> CachedImages | 
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     expected = (n, size, size, 3)
-    if info.get("key") != key or array.shape != expected or array.dtype != np.uint8 or ok.shape != (n,):
+    if (
+        info.get("key") != key
+        or array.shape != expected
+        or array.dtype != np.uint8
+        or ok.shape != (n,)
+    ):
         return None
     return CachedImages(array=array, ok=ok, errors=errors, cache_file=npy, decoded=0)
 
@@ -287,8 +305,12 @@ def _build(paths, size, resize, key, cache_dir: Path, workers, progress, desc) -
     killed half way resumes there; renamed into place when complete. The `.json` comes
     last, and a cache is trusted only when both files exist and agree."""
     started = time.perf_counter()
-    build = ResumableArrays({"pixels": (cache_dir / f"{key}.npy", (len(paths), size, size, 3))},
-                            np.uint8, cache_dir / f"{key}.progress.json", key)
+    build = ResumableArrays(
+        {"pixels": (cache_dir / f"{key}.npy", (len(paths), size, size, 3))},
+        np.uint8,
+        cache_dir / f"{key}.progress.json",
+        key,
+    )
     resumed_at = build.done
     errors = {int(i): reason for i, reason in build.state.get("errors", {}).items()}
     _decode_all(paths, size, resize, build, errors, workers, progress, desc)
@@ -306,9 +328,15 @@ def _build(paths, size, resize, key, cache_dir: Path, workers, progress, desc) -
     write_text_atomic(cache_dir / f"{key}.json", json.dumps(info, indent=1))
     seconds = time.perf_counter() - started
     decoded = len(paths) - resumed_at
-    log.info("decoded %d images at %d px in %.0f s (%.1f img/s), %s cache%s", decoded, size,
-             seconds, decoded / max(seconds, 1e-9), gigabytes((cache_dir / f"{key}.npy").stat().st_size),
-             f" (resumed at row {resumed_at})" if resumed_at else "")
+    log.info(
+        "decoded %d images at %d px in %.0f s (%.1f img/s), %s cache%s",
+        decoded,
+        size,
+        seconds,
+        decoded / max(seconds, 1e-9),
+        gigabytes((cache_dir / f"{key}.npy").stat().st_size),
+        f" (resumed at row {resumed_at})" if resumed_at else "",
+    )
     return decoded
 
 
@@ -323,8 +351,9 @@ def _decode_all(paths, size, resize, build, errors, workers, progress, desc) -> 
     workers = decode_workers() if workers is None else max(1, int(workers))
     out = build.arrays["pixels"]
     jobs = [(i, paths[i], size, resize) for i in range(build.done, len(paths))]
-    with progress_bar(total=len(paths), initial=build.done, desc=desc, unit="img",
-                      disable=not progress) as bar:
+    with progress_bar(
+        total=len(paths), initial=build.done, desc=desc, unit="img", disable=not progress
+    ) as bar:
         if workers == 1 or len(jobs) < MIN_PARALLEL:
             results = _decode_in_process(jobs, out)
         else:
@@ -350,7 +379,9 @@ def _decode_in_pool(jobs, workers, cache_file):
         context.set_forkserver_preload([__name__])
     try:
         with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker,
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
             initargs=(str(cache_file), os.getpid()),
         ) as pool:
             yield from pool.map(_decode_job, jobs, chunksize=chunksize)

@@ -201,8 +201,12 @@ def _row_parser(path: Path, number: int, first: str):
         return _artist_row, False
     if PATH_COLUMN in fields:
         if LABEL_COLUMN not in fields:
-            raise ArtganError(f"{path}:{number}: header has {PATH_COLUMN!r} but no {LABEL_COLUMN!r}")
-        return _header_row(len(fields), fields.index(PATH_COLUMN), fields.index(LABEL_COLUMN)), False
+            raise ArtganError(
+                f"{path}:{number}: header has {PATH_COLUMN!r} but no {LABEL_COLUMN!r}"
+            )
+        return _header_row(
+            len(fields), fields.index(PATH_COLUMN), fields.index(LABEL_COLUMN)
+        ), False
     if len(fields) == 2:
         return _plain_row, True
     raise ArtganError(
@@ -220,7 +224,9 @@ def _plain_row(fields):
 
 def _artist_row(fields):
     if len(fields) != 3 or fields[1]:
-        raise ValueError(f"expected 'path,,label' (3 fields, middle empty), got {len(fields)} fields")
+        raise ValueError(
+            f"expected 'path,,label' (3 fields, middle empty), got {len(fields)} fields"
+        )
     return fields[0], fields[2]
 
 
@@ -296,8 +302,13 @@ def _check_duplicates(frame, class_names, image_root):
     first_line = frame["path"].map(first["line"])
     first_label = frame["path"].map(first["label"])
     detail = (
-        "first listed on line " + first_line.astype(str)
-        + " (label " + first_label.astype(str) + ", here " + frame["label"].astype(str) + ")"
+        "first listed on line "
+        + first_line.astype(str)
+        + " (label "
+        + first_label.astype(str)
+        + ", here "
+        + frame["label"].astype(str)
+        + ")"
     )
     return bad, "duplicate path: " + detail
 
@@ -310,7 +321,9 @@ def _check_files(frame, class_names, image_root):
         return pd.Series(False, index=frame.index), None
     root = os.path.join(os.path.realpath(image_root), "")  # with a trailing separator
     folders = {}
-    reasons = [_file_problem(os.path.join(image_root, path), root, folders) for path in frame["path"]]
+    reasons = [
+        _file_problem(os.path.join(image_root, path), root, folders) for path in frame["path"]
+    ]
     bad = pd.Series([reason is not None for reason in reasons], index=frame.index)
     return bad, pd.Series([reason or "" for reason in reasons], index=frame.index)
 
@@ -344,7 +357,10 @@ def _validate(frame, class_names, image_root) -> tuple[pd.DataFrame, list[Skippe
         if bad.any():
             dropped = frame[bad]
             bad_rows += map(
-                SkippedRow, dropped["line"].tolist(), dropped["path"].tolist(), reasons[bad].tolist()
+                SkippedRow,
+                dropped["line"].tolist(),
+                dropped["path"].tolist(),
+                reasons[bad].tolist(),
             )
             frame = frame[~bad]
     return frame.reset_index(drop=True), bad_rows

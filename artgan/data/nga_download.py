@@ -54,9 +54,16 @@ class NgaResult:
     failed: list[str] = field(default_factory=list)
 
 
-def get_nga(folder, url=None, classification=DEFAULT_CLASSIFICATION, limit=None,
-            size=DEFAULT_SIZE, workers=DEFAULT_WORKERS, retry: Retry = Retry(),
-            progress=True) -> NgaResult:
+def get_nga(
+    folder,
+    url=None,
+    classification=DEFAULT_CLASSIFICATION,
+    limit=None,
+    size=DEFAULT_SIZE,
+    workers=DEFAULT_WORKERS,
+    retry: Retry = Retry(),
+    progress=True,
+) -> NgaResult:
     """Fetch the tables and the selected objects' images into `folder`; images that still
     fail after retries are listed in the result (a rerun tries them again)."""
     folder = make_folder(Path(folder))
@@ -65,16 +72,34 @@ def get_nga(folder, url=None, classification=DEFAULT_CLASSIFICATION, limit=None,
     chosen = select_images(folder, classification, limit)
     result.selected = len(chosen)
     images = make_folder(folder / "images")
-    todo = {objectid: iiif for objectid, iiif in chosen.items()
-            if not usable_image(images / f"{objectid}.jpg")}
+    todo = {
+        objectid: iiif
+        for objectid, iiif in chosen.items()
+        if not usable_image(images / f"{objectid}.jpg")
+    }
     result.skipped = len(chosen) - len(todo)
-    log.info("%d image(s) selected, %d already present, %d to fetch", len(chosen), result.skipped, len(todo))
+    log.info(
+        "%d image(s) selected, %d already present, %d to fetch",
+        len(chosen),
+        result.skipped,
+        len(todo),
+    )
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
-        jobs = {pool.submit(fetch_image, iiif_url(iiif, size), images / f"{objectid}.jpg", retry): objectid
-                for objectid, iiif in todo.items()}
-        for job in progress_bar(as_completed(jobs), total=len(jobs), desc="images", unit="image",
-                        disable=not progress, leave=False):
+        jobs = {
+            pool.submit(
+                fetch_image, iiif_url(iiif, size), images / f"{objectid}.jpg", retry
+            ): objectid
+            for objectid, iiif in todo.items()
+        }
+        for job in progress_bar(
+            as_completed(jobs),
+            total=len(jobs),
+            desc="images",
+            unit="image",
+            disable=not progress,
+            leave=False,
+        ):
             try:
                 job.result()
                 result.fetched += 1
@@ -90,22 +115,34 @@ def fetch_tables(folder: Path, url: str, retry: Retry, progress=True) -> int:
     """Download the open-data CSVs that are not in `folder` yet; returns how many."""
     fetched = 0
     for name in TABLES:
-        outcome = fetch_file(f"{url.rstrip('/')}/{name}.csv", folder / f"{name}.csv",
-                             max_bytes=MAX_TABLE_BYTES, retry=retry, progress=progress)
+        outcome = fetch_file(
+            f"{url.rstrip('/')}/{name}.csv",
+            folder / f"{name}.csv",
+            max_bytes=MAX_TABLE_BYTES,
+            retry=retry,
+            progress=progress,
+        )
         fetched += not outcome.skipped
     return fetched
 
 
-def select_images(folder: Path, classification=DEFAULT_CLASSIFICATION, limit=None) -> dict[int, str]:
+def select_images(
+    folder: Path, classification=DEFAULT_CLASSIFICATION, limit=None
+) -> dict[int, str]:
     """{objectid: IIIF base URL} of objects with an open-access primary image, of
     `classification` (any when empty or "all"), lowest object ids first, at most `limit`."""
     objects = read_csv(folder / "objects.csv", ("objectid", "classification"))
-    images = read_csv(folder / "published_images.csv",
-                      ("iiifurl", "viewtype", "openaccess", "depictstmsobjectid"))
+    images = read_csv(
+        folder / "published_images.csv",
+        ("iiifurl", "viewtype", "openaccess", "depictstmsobjectid"),
+    )
     if classification and classification.lower() != ANY_CLASSIFICATION:
         objects = objects[objects["classification"].str.lower() == classification.lower()]
-    open_primary = images[(images["viewtype"] == "primary") & (images["openaccess"] == "1")
-                          & (images["iiifurl"] != "")]
+    open_primary = images[
+        (images["viewtype"] == "primary")
+        & (images["openaccess"] == "1")
+        & (images["iiifurl"] != "")
+    ]
     open_primary = open_primary.drop_duplicates("depictstmsobjectid")
     joined = objects.merge(open_primary, left_on="objectid", right_on="depictstmsobjectid")
     joined = joined[joined["objectid"].str.fullmatch(r"[0-9]{1,18}")]
@@ -113,8 +150,10 @@ def select_images(folder: Path, classification=DEFAULT_CLASSIFICATION, limit=Non
     if limit is not None:
         joined = joined.head(limit)
     if joined.empty:
-        raise ArtganError(f"{folder}: no {classification or 'object'} with an open-access primary "
-                          "image in objects.csv / published_images.csv")
+        raise ArtganError(
+            f"{folder}: no {classification or 'object'} with an open-access primary "
+            "image in objects.csv / published_images.csv"
+        )
     return dict(zip(joined["id"], joined["iiifurl"]))
 
 

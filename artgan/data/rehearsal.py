@@ -93,8 +93,9 @@ def rehearse(folder, fraction=1.0, labels=None, data=None, progress=True) -> Reh
     sources = _sources(Path(data) if data is not None else data_root())
     kept = {name: _kept_lines(labels / name, fraction) for name in LABEL_FILES}
     wanted = sorted(set().union(*(paths for paths, _ in kept.values())))
-    result = Rehearsal(folder, fraction, {name: len(paths) for name, (paths, _) in kept.items()},
-                       len(wanted))
+    result = Rehearsal(
+        folder, fraction, {name: len(paths) for name, (paths, _) in kept.items()}, len(wanted)
+    )
     make_folder(folder)
     (folder / MARKER).touch()
     links = _links_work(folder)
@@ -112,7 +113,9 @@ def rehearse(folder, fraction=1.0, labels=None, data=None, progress=True) -> Reh
 
     sizes = []
     with clear_write_errors(result.images, only_space=True):
-        for path in progress_bar(wanted, desc="stand-in images", unit="file", disable=not progress):
+        for path in progress_bar(
+            wanted, desc="stand-in images", unit="file", disable=not progress
+        ):
             standin = _standin(path, small, large, result.large_share)
             sizes.append(standin.stat().st_size)
             target = result.images / path
@@ -123,10 +126,17 @@ def rehearse(folder, fraction=1.0, labels=None, data=None, progress=True) -> Reh
             result.copied += not _link_or_copy(standin, target)
             result.made += 1
     result.mean_bytes = float(np.mean(sizes)) if sizes else 0.0
-    log.info("%s: %s stand-in images (%s made, %s copied, %s already there), %.0f %% of them "
-             "large; mean %.0f KB a painting", result.images, f"{len(wanted):,}", f"{result.made:,}",
-             f"{result.copied:,}", f"{result.already:,}", 100 * result.large_share,
-             result.mean_bytes / 1e3)
+    log.info(
+        "%s: %s stand-in images (%s made, %s copied, %s already there), %.0f %% of them "
+        "large; mean %.0f KB a painting",
+        result.images,
+        f"{len(wanted):,}",
+        f"{result.made:,}",
+        f"{result.copied:,}",
+        f"{result.already:,}",
+        100 * result.large_share,
+        result.mean_bytes / 1e3,
+    )
     return result
 
 
@@ -134,8 +144,10 @@ def _sources(root: Path) -> list[Path]:
     """The real paintings stand-ins are made from, in a fixed order."""
     found = [path for source in SOURCES for path in sorted((root / source).rglob("*.jpg"))]
     if not found:
-        raise ArtganError(f"{root}: no real paintings in {', '.join(SOURCES)} to stand in "
-                          "for the WikiArt images (set ARTGAN_DATA to the shared data)")
+        raise ArtganError(
+            f"{root}: no real paintings in {', '.join(SOURCES)} to stand in "
+            "for the WikiArt images (set ARTGAN_DATA to the shared data)"
+        )
     return found
 
 
@@ -148,8 +160,10 @@ def in_subset(path: str, fraction: float) -> bool:
 def _kept_lines(label_file: Path, fraction: float):
     """(paths kept, the file's bytes with the other rows' lines left out)."""
     if not label_file.is_file():
-        raise ArtganError(f"{label_file}: ArtGAN label file not found; set ARTGAN_LABELS to "
-                          "the folder holding Style/, Genre/ and Artist/")
+        raise ArtganError(
+            f"{label_file}: ArtGAN label file not found; set ARTGAN_LABELS to "
+            "the folder holding Style/, Genre/ and Artist/"
+        )
     rows = read_label_rows(label_file)
     paths = rows["path"].str.replace("\\", "/")
     safe = paths.map(_safe)
@@ -185,10 +199,16 @@ def _check_disk(folder, sources, wanted, links):
     images = len(wanted) * (ENTRY_BYTES if links else max(MEAN_BYTES, LARGE_BYTES_AT_MOST))
     needed = small + large + images
     free = shutil.disk_usage(folder).free
-    log.info("%s: %s paintings; needs about %s (stand-ins %s, images %s%s), %s free",
-             folder, f"{len(wanted):,}", gigabytes(needed), gigabytes(small + large), gigabytes(images),
-             " as hard links" if links else " as copies: this file system refuses hard links",
-             gigabytes(free))
+    log.info(
+        "%s: %s paintings; needs about %s (stand-ins %s, images %s%s), %s free",
+        folder,
+        f"{len(wanted):,}",
+        gigabytes(needed),
+        gigabytes(small + large),
+        gigabytes(images),
+        " as hard links" if links else " as copies: this file system refuses hard links",
+        gigabytes(free),
+    )
     check_space(folder / MARKER, needed)
 
 
@@ -218,8 +238,10 @@ def _make_large(small, standins: Path, count) -> list[Path]:
             with Image.open(source) as opened:
                 image = opened.convert("RGB")
                 scale = int(side) / max(image.size)
-                image = image.resize((round(image.width * scale), round(image.height * scale)),
-                                     Image.Resampling.LANCZOS)
+                image = image.resize(
+                    (round(image.width * scale), round(image.height * scale)),
+                    Image.Resampling.LANCZOS,
+                )
                 with atomic_path(large) as temporary:
                     image.save(temporary, format="JPEG", quality=LARGE_QUALITY)
         made.append(large)
@@ -250,7 +272,13 @@ def _link_or_copy(standin: Path, target: Path) -> bool:
         os.link(standin, target)
         return True
     except OSError as error:
-        if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+        if error.errno not in (
+            errno.EXDEV,
+            errno.EPERM,
+            errno.EMLINK,
+            errno.ENOTSUP,
+            errno.EACCES,
+        ):
             raise
     with atomic_path(target) as temporary:
         shutil.copyfile(standin, temporary)

@@ -34,14 +34,19 @@ def decode_workers(root=Path("/")) -> int:
     value = os.environ.get(WORKERS_VARIABLE, "").strip()
     if value:
         if not value.isdecimal() or int(value) < 1:
-            raise ArtganError(f"{WORKERS_VARIABLE}={value!r}: expected a whole number of "
-                              "processes, at least 1")
+            raise ArtganError(
+                f"{WORKERS_VARIABLE}={value!r}: expected a whole number of processes, at least 1"
+            )
         return int(value)
     cpus = usable_cpus(root)
     memory = available_memory(root)
     by_memory = cpus if memory is None else max(1, memory // WORKER_MEMORY)
-    log.debug("decoding with %d process(es): %d usable CPU(s), %s bytes of memory available",
-              min(cpus, by_memory), cpus, memory)
+    log.debug(
+        "decoding with %d process(es): %d usable CPU(s), %s bytes of memory available",
+        min(cpus, by_memory),
+        cpus,
+        memory,
+    )
     return min(cpus, by_memory)
 
 
@@ -77,8 +82,10 @@ def available_memory(root=Path("/")) -> int | None:
         if line.startswith("MemAvailable:") and line.split()[1].isdecimal():
             known.append(int(line.split()[1]) * 1024)
     for folder in cgroup_folders(root, "memory"):
-        for limit_file, usage_file in (("memory.max", "memory.current"),
-                                       ("memory.limit_in_bytes", "memory.usage_in_bytes")):
+        for limit_file, usage_file in (
+            ("memory.max", "memory.current"),
+            ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+        ):
             limit, usage = _number(folder / limit_file), _number(folder / usage_file)
             if limit is not None and usage is not None and limit < 1 << 60:  # v1 "unlimited"
                 known.append(max(0, limit - usage))

@@ -56,7 +56,9 @@ class SplitImages:
     """One split at one size: uint8 pixels, labels, and the table rows they came from."""
 
     table: LabelTable
-    pixels: np.ndarray | RowsOf  # (N, size, size, 3) uint8: the read-only cache memmap, or `RowsOf` it
+    pixels: (
+        np.ndarray | RowsOf
+    )  # (N, size, size, 3) uint8: the read-only cache memmap, or `RowsOf` it
     labels: np.ndarray  # (N,) int64
     rows: np.ndarray  # (N,) positions in `table` of the usable images
     skipped: list[SkippedRow] = field(default_factory=list)
@@ -70,15 +72,22 @@ class SplitImages:
         return [str(self.table.frame["path"].iloc[i]) for i in self.rows]
 
 
-def load_split_images(table: LabelTable, size: int, resize: str = "letterbox",
-                      on_error: str = "raise", progress: bool = True) -> SplitImages:
+def load_split_images(
+    table: LabelTable,
+    size: int,
+    resize: str = "letterbox",
+    on_error: str = "raise",
+    progress: bool = True,
+) -> SplitImages:
     """Decode (or reuse) `table`'s images at `size`; undecodable ones raise or are skipped."""
     cached = cache_images(
         table.image_paths(), size, resize, progress=progress, desc=f"decoding {size}px"
     )
     bad = sorted(cached.errors)
     skipped = [
-        SkippedRow(int(table.frame["line"].iloc[i]), str(table.frame["path"].iloc[i]), cached.errors[i])
+        SkippedRow(
+            int(table.frame["line"].iloc[i]), str(table.frame["path"].iloc[i]), cached.errors[i]
+        )
         for i in bad
     ]
     if skipped and on_error == "raise":

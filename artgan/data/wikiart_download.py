@@ -38,9 +38,12 @@ MAX_ZIP_BYTES = 64 * 1024**3  # the zip's download limit (the real one is 25.4 G
 
 # The published ArtGAN label files, relative to the label folder (ARTGAN_LABELS).
 LABEL_FILES = (
-    "Style/style_train.csv", "Style/style_val.csv",
-    "Genre/genre_train.csv", "Genre/genre_val.csv",
-    "Artist/artist_train", "Artist/artist_val",
+    "Style/style_train.csv",
+    "Style/style_val.csv",
+    "Genre/genre_train.csv",
+    "Genre/genre_val.csv",
+    "Artist/artist_train",
+    "Artist/artist_val",
 )
 
 
@@ -70,20 +73,41 @@ class WikiartResult:
     label_files: list[Path] = field(default_factory=list)
 
 
-def get_wikiart(folder, url=None, sha256=None, labels=None, everything=False,
-                retry: Retry = Retry(), max_total=MAX_TOTAL, progress=True) -> WikiartResult:
+def get_wikiart(
+    folder,
+    url=None,
+    sha256=None,
+    labels=None,
+    everything=False,
+    retry: Retry = Retry(),
+    max_total=MAX_TOTAL,
+    progress=True,
+) -> WikiartResult:
     """Download the zip into `folder`, unpack the labelled images (all with `everything`)
     into `folder/wikiart`, and verify that every label row's image exists there."""
     folder = Path(folder)
     files = label_files(labels)
     wanted = labelled_paths(files)
     zip_path = folder / ZIP_NAME
-    fetched = fetch_file(url or default_url(), zip_path, max_bytes=MAX_ZIP_BYTES, retry=retry,
-                         sha256=sha256 or default_sha256(), progress=progress)
-    result = WikiartResult(folder / IMAGES_FOLDER, zip_path, fetched.received, fetched.resumed_from,
-                           labelled=len(wanted), label_files=files)
-    result.unpacked, result.already = unpack(zip_path, folder, None if everything else wanted,
-                                             max_total, progress)
+    fetched = fetch_file(
+        url or default_url(),
+        zip_path,
+        max_bytes=MAX_ZIP_BYTES,
+        retry=retry,
+        sha256=sha256 or default_sha256(),
+        progress=progress,
+    )
+    result = WikiartResult(
+        folder / IMAGES_FOLDER,
+        zip_path,
+        fetched.received,
+        fetched.resumed_from,
+        labelled=len(wanted),
+        label_files=files,
+    )
+    result.unpacked, result.already = unpack(
+        zip_path, folder, None if everything else wanted, max_total, progress
+    )
     check_complete(result.images, wanted)
     return result
 
@@ -93,8 +117,10 @@ def label_files(labels=None) -> list[Path]:
     root = Path(labels) if labels is not None else default_labels()
     found = [root / name for name in LABEL_FILES if (root / name).is_file()]
     if not found:
-        raise ArtganError(f"{root}: no ArtGAN label files ({', '.join(LABEL_FILES)}); "
-                          "set ARTGAN_LABELS to the folder holding Style/, Genre/ and Artist/")
+        raise ArtganError(
+            f"{root}: no ArtGAN label files ({', '.join(LABEL_FILES)}); "
+            "set ARTGAN_LABELS to the folder holding Style/, Genre/ and Artist/"
+        )
     return found
 
 
@@ -113,7 +139,9 @@ def unpack(zip_path: Path, folder: Path, wanted=None, max_total=MAX_TOTAL, progr
     try:
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as error:
-        raise ArtganError(f"{zip_path}: not a readable zip ({error}); delete it and rerun") from None
+        raise ArtganError(
+            f"{zip_path}: not a readable zip ({error}); delete it and rerun"
+        ) from None
     with archive:
         members = [info for info in archive.infolist() if not info.is_dir()]
         for info in members:
@@ -123,9 +151,13 @@ def unpack(zip_path: Path, folder: Path, wanted=None, max_total=MAX_TOTAL, progr
         check_zip_sizes(zip_path, chosen, max_total)
         todo = [info for info in chosen if not unpacked_already(folder, info)]
         check_space(zip_path, sum(info.file_size for info in todo))
-        for info in progress_bar(todo, desc="unpacking", unit="file", disable=not progress, leave=False):
+        for info in progress_bar(
+            todo, desc="unpacking", unit="file", disable=not progress, leave=False
+        ):
             extract_entry(archive, info, folder)
-    log.info("%s: unpacked %d file(s), %d already there", zip_path, len(todo), len(chosen) - len(todo))
+    log.info(
+        "%s: unpacked %d file(s), %d already there", zip_path, len(todo), len(chosen) - len(todo)
+    )
     return len(todo), len(chosen) - len(todo)
 
 
@@ -153,7 +185,9 @@ def check_entry(zip_path, info: zipfile.ZipInfo) -> None:
         reason = "it is a symbolic link"
     else:
         return
-    raise ArtganError(f"{zip_path}: refused: entry {info.filename!r}: {reason}; nothing was unpacked")
+    raise ArtganError(
+        f"{zip_path}: refused: entry {info.filename!r}: {reason}; nothing was unpacked"
+    )
 
 
 def check_duplicates(zip_path, members) -> None:
@@ -168,8 +202,9 @@ def check_duplicates(zip_path, members) -> None:
     if clashes:
         more = f"; ... {len(clashes) - 3} more" if len(clashes) > 3 else ""
         shown = "; ".join(clashes[:3]) + more
-        raise ArtganError(f"{zip_path}: refused: entries unpack to the same file: {shown}; "
-                          "nothing was unpacked")
+        raise ArtganError(
+            f"{zip_path}: refused: entries unpack to the same file: {shown}; nothing was unpacked"
+        )
 
 
 def unpacked_already(folder: Path, info: zipfile.ZipInfo) -> bool:
@@ -180,8 +215,10 @@ def unpacked_already(folder: Path, info: zipfile.ZipInfo) -> bool:
         return False
     if target.is_file() and not target.is_symlink() and target.stat().st_size == info.file_size:
         return True
-    raise ArtganError(f"{target}: exists and differs from {info.filename!r} in the zip; "
-                      "artgan does not overwrite it: move it away and rerun")
+    raise ArtganError(
+        f"{target}: exists and differs from {info.filename!r} in the zip; "
+        "artgan does not overwrite it: move it away and rerun"
+    )
 
 
 def extract_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path) -> None:
@@ -192,15 +229,21 @@ def extract_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path)
             with open(temporary, "wb") as out:
                 shutil.copyfileobj(source, out, 1 << 20)
     except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise ArtganError(f"{archive.filename}: entry {info.filename!r} is corrupt ({error}); "
-                          "delete the zip and rerun to download it again") from None
+        raise ArtganError(
+            f"{archive.filename}: entry {info.filename!r} is corrupt ({error}); "
+            "delete the zip and rerun to download it again"
+        ) from None
 
 
 def check_complete(images: Path, wanted) -> None:
     """ArtganError listing label rows whose image is missing under `images`."""
     missing = sorted(path for path in wanted if not (images / path).is_file())
     if missing:
-        shown = ", ".join(missing[:5]) + (f", ... and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise ArtganError(f"{images}: {len(missing)} labelled image(s) missing after unpacking "
-                          f"(not in the zip?): {shown}")
+        shown = ", ".join(missing[:5]) + (
+            f", ... and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise ArtganError(
+            f"{images}: {len(missing)} labelled image(s) missing after unpacking "
+            f"(not in the zip?): {shown}"
+        )
     log.info("%s: all %d labelled images present", images, len(wanted))

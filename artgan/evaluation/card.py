@@ -38,8 +38,9 @@ TIMED_REPEATS = 3
 NOT_RECORDED = "not recorded"
 
 
-def inference_ms(model: keras.Model, pixels: np.ndarray, batch: int = TIMED_BATCH,
-                 repeats: int = TIMED_REPEATS) -> float | None:
+def inference_ms(
+    model: keras.Model, pixels: np.ndarray, batch: int = TIMED_BATCH, repeats: int = TIMED_REPEATS
+) -> float | None:
     """Median milliseconds per image of one forward pass over a batch of (up to `batch`)
     uint8 `pixels`, after one untimed warm-up pass; None for no pixels."""
     if len(pixels) == 0:
@@ -54,18 +55,25 @@ def inference_ms(model: keras.Model, pixels: np.ndarray, batch: int = TIMED_BATC
     return float(np.median(times) * 1000 / len(images))
 
 
-def card_facts(labels: ArrayLike, probabilities: np.ndarray, class_names: Sequence[str],
-               train_labels: ArrayLike, milliseconds: float | None = None) -> dict[str, Any]:
+def card_facts(
+    labels: ArrayLike,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    train_labels: ArrayLike,
+    milliseconds: float | None = None,
+) -> dict[str, Any]:
     """What a card reports that is measured rather than recorded, over the classes the
     training and validation labels have."""
     train_counts = np.bincount(np.asarray(train_labels, dtype=int), minlength=len(class_names))
     val_counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(class_names))
     classes = np.flatnonzero(train_counts + val_counts)
-    return {"scores": named_scores(labels, probabilities, classes),
-            "ece": expected_calibration_error(labels, probabilities),
-            "per_class": per_class_scores(labels, probabilities.argmax(axis=1), class_names),
-            "counts": {"train": train_counts.tolist(), "val": val_counts.tolist()},
-            "inference_ms": milliseconds}
+    return {
+        "scores": named_scores(labels, probabilities, classes),
+        "ece": expected_calibration_error(labels, probabilities),
+        "per_class": per_class_scores(labels, probabilities.argmax(axis=1), class_names),
+        "counts": {"train": train_counts.tolist(), "val": val_counts.tolist()},
+        "inference_ms": milliseconds,
+    }
 
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -92,8 +100,12 @@ def code(value: object) -> Markdown:
     return Markdown(f"{fence} {value} {fence}" if fence != "`" else f"`{value}`")
 
 
-def model_card(metadata: dict[str, Any], facts: dict[str, Any], budget: dict | None = None,
-               trial: dict | None = None) -> str:
+def model_card(
+    metadata: dict[str, Any],
+    facts: dict[str, Any],
+    budget: dict | None = None,
+    trial: dict | None = None,
+) -> str:
     """The Markdown card of one saved model (`templates/model_card.md.j2`). `metadata`:
     what `save_model` stored; `facts`: `card_facts`; `budget`: the spec's budget as a dict;
     `trial`: its trials-table row as a dict (epochs, wall seconds, parameters)."""
@@ -104,11 +116,14 @@ def model_card(metadata: dict[str, Any], facts: dict[str, Any], budget: dict | N
         "trial_id": metadata.get("trial_id"),
         "objective": metadata.get("objective"),
         "score": metadata.get("score"),
-        "files": {role: metadata.get("labels", {}).get(role, "?")
-                  for role in ("train", "val", "classes", "images")},
+        "files": {
+            role: metadata.get("labels", {}).get(role, "?")
+            for role in ("train", "val", "classes", "images")
+        },
         "counts": counts,
-        "class_counts": [(n, tr, va) for n, tr, va in zip(names, counts["train"], counts["val"])
-                         if tr or va],
+        "class_counts": [
+            (n, tr, va) for n, tr, va in zip(names, counts["train"], counts["val"]) if tr or va
+        ],
         "scores": facts["scores"],
         "ece": facts["ece"],
         "per_class": [c for c in facts["per_class"] if c["support"]],
@@ -120,18 +135,30 @@ def model_card(metadata: dict[str, Any], facts: dict[str, Any], budget: dict | N
         "backbone": metadata.get("backbone") or SCRATCH,
         "weights": metadata.get("backbone_weights"),
         "feature_layers": metadata.get("feature_layers", []),
-        "hyperparameters": sorted((k, v) for k, v in (metadata.get("hyperparameters") or {}).items()
-                                  if searched(k)),
+        "hyperparameters": sorted(
+            (k, v) for k, v in (metadata.get("hyperparameters") or {}).items() if searched(k)
+        ),
         "trial": {"epochs": None, "wall_seconds": None, "params": None, **(trial or {})},
-        "budget": {"epochs": "?", "max_trials": "?", "max_train_images": None,
-                   "max_val_images": None, **(budget or {})},
+        "budget": {
+            "epochs": "?",
+            "max_trials": "?",
+            "max_train_images": None,
+            "max_val_images": None,
+            **(budget or {}),
+        },
         "used": [n for n, tr in zip(names, counts["train"]) if tr > 0],
     }
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, finalize=text,
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=text,
     )
     environment.filters.update(
-        code=code, number=lambda v: number(v, blank=NOT_RECORDED),
-        duration=lambda v: duration(v, blank=NOT_RECORDED))
+        code=code,
+        number=lambda v: number(v, blank=NOT_RECORDED),
+        duration=lambda v: duration(v, blank=NOT_RECORDED),
+    )
     return environment.get_template("model_card.md.j2").render(context)

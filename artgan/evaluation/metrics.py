@@ -19,8 +19,9 @@ SCORES = ("accuracy", "top5_accuracy", "macro_f1")
 NEIGHBOURS = 5  # k of the k-NN accuracy and of the neighbour thumbnails
 
 
-def score(labels: ArrayLike, probabilities: np.ndarray,
-          classes: ArrayLike) -> tuple[float, float | None, float]:
+def score(
+    labels: ArrayLike, probabilities: np.ndarray, classes: ArrayLike
+) -> tuple[float, float | None, float]:
     """accuracy, top-5 accuracy and macro-F1 (scikit-learn). `classes`: the class ids the
     data has (columns of `probabilities`; the model gives the others 0). Top-5 accuracy is
     None unless there are more than 5 classes: with 5 or fewer it is always 1."""
@@ -42,27 +43,42 @@ def l2_normalise(vectors) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def named_scores(labels: ArrayLike, probabilities: np.ndarray,
-                 classes: ArrayLike) -> dict[str, float | None]:
+def named_scores(
+    labels: ArrayLike, probabilities: np.ndarray, classes: ArrayLike
+) -> dict[str, float | None]:
     """`score` as floats (or None) under the names metrics.json and the report template use."""
     values = score(labels, probabilities, classes)
     return {name: None if value is None else float(value) for name, value in zip(SCORES, values)}
 
 
-def per_class_scores(labels: ArrayLike, predicted: ArrayLike, class_names: Sequence[str],
-                     classes: ArrayLike | None = None) -> list[dict[str, Any]]:
+def per_class_scores(
+    labels: ArrayLike,
+    predicted: ArrayLike,
+    class_names: Sequence[str],
+    classes: ArrayLike | None = None,
+) -> list[dict[str, Any]]:
     """[{label, class, precision, recall, f1, support}] per class id in `classes` (default:
     every class of `class_names`), from true and predicted class ids."""
     classes = np.arange(len(class_names)) if classes is None else np.asarray(classes)
     precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=classes, zero_division=0)
-    return [{"label": int(c), "class": class_names[c], "precision": float(p), "recall": float(r),
-             "f1": float(f), "support": int(s)}
-            for c, p, r, f, s in zip(classes, precision, recall, f1, support)]
+        labels, predicted, labels=classes, zero_division=0
+    )
+    return [
+        {
+            "label": int(c),
+            "class": class_names[c],
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(s),
+        }
+        for c, p, r, f, s in zip(classes, precision, recall, f1, support)
+    ]
 
 
-def most_confused(matrix: np.ndarray, shown: Sequence[int], names: Sequence[str],
-                  limit: int = 5) -> list[dict[str, Any]]:
+def most_confused(
+    matrix: np.ndarray, shown: Sequence[int], names: Sequence[str], limit: int = 5
+) -> list[dict[str, Any]]:
     """The largest off-diagonal cells: (true, predicted, count, share of the true class)."""
     off = matrix.astype(float).copy()
     np.fill_diagonal(off, 0)
@@ -72,8 +88,14 @@ def most_confused(matrix: np.ndarray, shown: Sequence[int], names: Sequence[str]
         i, j = np.unravel_index(flat, off.shape)
         if off[i, j] <= 0:
             break
-        pairs.append({"true": names[shown[i]], "predicted": names[shown[j]],
-                      "count": int(matrix[i, j]), "share": float(matrix[i, j] / totals[i])})
+        pairs.append(
+            {
+                "true": names[shown[i]],
+                "predicted": names[shown[j]],
+                "count": int(matrix[i, j]),
+                "share": float(matrix[i, j] / totals[i]),
+            }
+        )
     return pairs
 
 
@@ -91,8 +113,9 @@ def nearest_neighbours(features: ArrayLike, k: int) -> tuple[np.ndarray, np.ndar
     return indices, distances
 
 
-def feature_scores(features: np.ndarray, labels: np.ndarray,
-                   k: int = NEIGHBOURS) -> dict[str, float | int]:
+def feature_scores(
+    features: np.ndarray, labels: np.ndarray, k: int = NEIGHBOURS
+) -> dict[str, float | int]:
     """k-NN accuracy (leave-one-out vote), neighbour agreement, k-means purity and NMI."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import normalized_mutual_info_score
@@ -101,13 +124,17 @@ def feature_scores(features: np.ndarray, labels: np.ndarray,
     neighbour_labels = labels[indices]
     votes = [Counter(row).most_common(1)[0][0] for row in neighbour_labels.tolist()]
     clusters = KMeans(n_clusters=len(np.unique(labels)), n_init=4, random_state=0).fit_predict(
-        l2_normalise(features))
+        l2_normalise(features)
+    )
     purity = sum(np.bincount(labels[clusters == c]).max() for c in np.unique(clusters))
-    return {"dim": int(features.shape[1]), "k": int(indices.shape[1]),
-            "knn_accuracy": float(np.mean(np.asarray(votes) == labels)),
-            "neighbour_agreement": float(np.mean(neighbour_labels == labels[:, None])),
-            "kmeans_purity": float(purity / len(labels)),
-            "nmi": float(normalized_mutual_info_score(labels, clusters))}
+    return {
+        "dim": int(features.shape[1]),
+        "k": int(indices.shape[1]),
+        "knn_accuracy": float(np.mean(np.asarray(votes) == labels)),
+        "neighbour_agreement": float(np.mean(neighbour_labels == labels[:, None])),
+        "kmeans_purity": float(purity / len(labels)),
+        "nmi": float(normalized_mutual_info_score(labels, clusters)),
+    }
 
 
 # ----------------------------------------------------------------------------- trade-offs
@@ -125,7 +152,7 @@ def pareto_front(objective: ArrayLike, costs: ArrayLike, maximise: bool = True) 
     front = np.zeros(len(score), dtype=bool)
     for i in np.flatnonzero(usable):
         others = values[usable]
-        dominated = (np.all(others <= values[i], axis=1) & np.any(others < values[i], axis=1))
+        dominated = np.all(others <= values[i], axis=1) & np.any(others < values[i], axis=1)
         front[i] = not dominated.any()
     return front
 
@@ -146,8 +173,9 @@ def correlation(x: ArrayLike, y: ArrayLike) -> float | None:
 CALIBRATION_BINS = 10
 
 
-def reliability_bins(labels: ArrayLike, probabilities: ArrayLike,
-                     bins: int = CALIBRATION_BINS) -> dict[str, np.ndarray]:
+def reliability_bins(
+    labels: ArrayLike, probabilities: ArrayLike, bins: int = CALIBRATION_BINS
+) -> dict[str, np.ndarray]:
     """Per equal-width confidence bin (first bin [0, 1/bins], then (lo, hi]): images,
     mean confidence (top-1 probability) and accuracy (NaN for an empty bin)."""
     labels = np.asarray(labels)
@@ -160,12 +188,12 @@ def reliability_bins(labels: ArrayLike, probabilities: ArrayLike,
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_confidence = np.bincount(which, confidence, bins) / counts
         accuracy = np.bincount(which, correct.astype(float), bins) / counts
-    return {"edges": edges, "count": counts, "confidence": mean_confidence,
-            "accuracy": accuracy}
+    return {"edges": edges, "count": counts, "confidence": mean_confidence, "accuracy": accuracy}
 
 
-def expected_calibration_error(labels: ArrayLike, probabilities: ArrayLike,
-                               bins: int = CALIBRATION_BINS) -> float:
+def expected_calibration_error(
+    labels: ArrayLike, probabilities: ArrayLike, bins: int = CALIBRATION_BINS
+) -> float:
     """ECE: the image-weighted mean gap |accuracy - confidence| over `reliability_bins`."""
     table = reliability_bins(labels, probabilities, bins)
     used = table["count"] > 0
@@ -176,12 +204,16 @@ def expected_calibration_error(labels: ArrayLike, probabilities: ArrayLike,
 # ----------------------------------------------------------------------------- suspect labels
 
 SUSPECT_PROBABILITY = 0.2  # the model gives the label at most this probability ...
-SUSPECT_AGREEMENT = 0.5    # ... and fewer than this share of the neighbours share it
+SUSPECT_AGREEMENT = 0.5  # ... and fewer than this share of the neighbours share it
 
 
-def label_suspicion(labels: ArrayLike, probabilities: ArrayLike, neighbour_labels: ArrayLike,
-                    max_probability: float = SUSPECT_PROBABILITY,
-                    max_agreement: float = SUSPECT_AGREEMENT) -> dict[str, np.ndarray]:
+def label_suspicion(
+    labels: ArrayLike,
+    probabilities: ArrayLike,
+    neighbour_labels: ArrayLike,
+    max_probability: float = SUSPECT_PROBABILITY,
+    max_agreement: float = SUSPECT_AGREEMENT,
+) -> dict[str, np.ndarray]:
     """Per image: the model's probability of the given label, the share of its feature
     neighbours (`neighbour_labels`, (N, k)) with that label, the neighbours' majority label,
     whether both disagree with the label (`suspect`), and a score (higher: more suspect,
@@ -191,9 +223,15 @@ def label_suspicion(labels: ArrayLike, probabilities: ArrayLike, neighbour_label
     neighbour_labels = np.asarray(neighbour_labels)
     given = probabilities[np.arange(len(labels)), labels]
     agreement = (neighbour_labels == labels[:, None]).mean(axis=1)
-    majority = np.array([Counter(row).most_common(1)[0][0] for row in neighbour_labels.tolist()],
-                        dtype=int).reshape(len(labels))
+    majority = np.array(
+        [Counter(row).most_common(1)[0][0] for row in neighbour_labels.tolist()], dtype=int
+    ).reshape(len(labels))
     suspect = (given <= max_probability) & (agreement < max_agreement)
-    return {"probability": given, "agreement": agreement, "neighbour_majority": majority,
-            "predicted": probabilities.argmax(axis=1), "suspect": suspect,
-            "score": (1 - given) * (1 - agreement)}
+    return {
+        "probability": given,
+        "agreement": agreement,
+        "neighbour_majority": majority,
+        "predicted": probabilities.argmax(axis=1),
+        "suspect": suspect,
+        "score": (1 - given) * (1 - agreement),
+    }

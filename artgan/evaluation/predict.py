@@ -30,8 +30,11 @@ if TYPE_CHECKING:
     from artgan.data.splits import SplitImages
 
 
-def predict_files(model_path: str | Path, image_paths: Iterable[str | Path], top: int = TOP_K,
-                  ) -> Iterator[tuple[str | Path, list[tuple[str, float]] | str]]:
+def predict_files(
+    model_path: str | Path,
+    image_paths: Iterable[str | Path],
+    top: int = TOP_K,
+) -> Iterator[tuple[str | Path, list[tuple[str, float]] | str]]:
     """Yield (path, [(class name, probability), ...]) best first, among the classes the
     model was trained on, or (path, reason)."""
     if top < 1:
@@ -75,8 +78,11 @@ class Evaluation:
             f"images skipped   {len(self.skipped)}",
             f"classes          {len(self.class_names)} ({', '.join(self.class_names)})",
             f"accuracy         {self.accuracy:.4f}",
-            *([f"top-{TOP_K} accuracy   {self.top5_accuracy:.4f}"]
-              if self.top5_accuracy is not None else []),
+            *(
+                [f"top-{TOP_K} accuracy   {self.top5_accuracy:.4f}"]
+                if self.top5_accuracy is not None
+                else []
+            ),
             f"macro-F1         {self.macro_f1:.4f}",
         ]
         if self.written:
@@ -96,8 +102,12 @@ def scored_classes(metadata: dict[str, Any], labels: np.ndarray) -> np.ndarray:
     return np.union1d(model_classes(metadata), labels).astype(int)
 
 
-def predictions_frame(split: SplitImages, probabilities: np.ndarray, class_names: Sequence[str],
-                      classes: Iterable[int]) -> pd.DataFrame:
+def predictions_frame(
+    split: SplitImages,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    classes: Iterable[int],
+) -> pd.DataFrame:
     """One row per image: path, line, true and predicted class (ArtGAN ids and names),
     confidence, and the probability of each of `classes` (the data's)."""
     predicted = probabilities.argmax(axis=1)
@@ -117,9 +127,15 @@ def predictions_frame(split: SplitImages, probabilities: np.ndarray, class_names
     return frame
 
 
-def evaluate_model(model_path: str | Path, labels: str | Path, images: str | Path | None,
-                   classes: str | Path | None = None, out: str | Path | None = None,
-                   on_error: str = "raise", write: bool = True) -> Evaluation:
+def evaluate_model(
+    model_path: str | Path,
+    labels: str | Path,
+    images: str | Path | None,
+    classes: str | Path | None = None,
+    out: str | Path | None = None,
+    on_error: str = "raise",
+    write: bool = True,
+) -> Evaluation:
     """Score a saved model on a label file; save predictions next to the model by default
     (`write=False`: later, by `Evaluation.write_predictions`, so scores come first)."""
     model, metadata = load_model(model_path)
@@ -140,9 +156,16 @@ def evaluate_model(model_path: str | Path, labels: str | Path, images: str | Pat
     scored = scored_classes(metadata, split.labels)
     accuracy, top5, macro_f1 = score(split.labels, probabilities, scored)
     out = Path(out) if out else Path(model_path).with_suffix(".predictions.csv")
-    result = Evaluation(accuracy, top5, macro_f1, len(split), list(table.skipped) + split.skipped,
-                        [class_names[i] for i in scored], out,
-                        predictions_frame(split, probabilities, class_names, scored))
+    result = Evaluation(
+        accuracy,
+        top5,
+        macro_f1,
+        len(split),
+        list(table.skipped) + split.skipped,
+        [class_names[i] for i in scored],
+        out,
+        predictions_frame(split, probabilities, class_names, scored),
+    )
     if write:
         result.write_predictions()
     return result

@@ -21,10 +21,17 @@ class FusedBatchNormalization(layers.BatchNormalization):
     inputs, computed by TensorFlow's fused kernel when oneDNN is on."""
 
     def _fusable(self, inputs):
-        return (len(inputs.shape) == 4 and self.axis in (-1, 3) and self.center and self.scale
-                and not self.renorm and not self.synchronized
-                and inputs.dtype == "float32" and self.compute_dtype == "float32"
-                and onednn_enabled())
+        return (
+            len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+            and self.center
+            and self.scale
+            and not self.renorm
+            and not self.synchronized
+            and inputs.dtype == "float32"
+            and self.compute_dtype == "float32"
+            and onednn_enabled()
+        )
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None or not self._fusable(inputs):
@@ -33,8 +40,8 @@ class FusedBatchNormalization(layers.BatchNormalization):
 
         if training and self.trainable:
             outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, self.gamma.value, self.beta.value, epsilon=self.epsilon,
-                is_training=True)
+                inputs, self.gamma.value, self.beta.value, epsilon=self.epsilon, is_training=True
+            )
             count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], variance.dtype)
             variance = variance * (count - 1.0) / count  # Keras' moving variance: no n - 1
             keep = self.momentum
@@ -42,8 +49,14 @@ class FusedBatchNormalization(layers.BatchNormalization):
             self.moving_variance.assign(self.moving_variance * keep + variance * (1.0 - keep))
             return outputs
         outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            inputs, self.gamma.value, self.beta.value, mean=self.moving_mean.value,
-            variance=self.moving_variance.value, epsilon=self.epsilon, is_training=False)
+            inputs,
+            self.gamma.value,
+            self.beta.value,
+            mean=self.moving_mean.value,
+            variance=self.moving_variance.value,
+            epsilon=self.epsilon,
+            is_training=False,
+        )
         return outputs
 
 

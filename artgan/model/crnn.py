@@ -6,10 +6,10 @@ holds the one declaration of each hyperparameter (what can be built, its default
 runs on a bare `HyperParameters()`; the search space (`search_spaces/*.yaml`) is the only
 place where ranges are chosen. The CNN is either
 trained from scratch (`backbone: scratch`, `build_crnn`) or an ImageNet-pretrained network
-(`build_pretrained_crnn`, see `artgan.backbones`) whose feature map at `backbone_layer`
+(`build_pretrained_crnn`, see `artgan.model.backbones`) whose feature map at `backbone_layer`
 the same LSTM head reads.
 
-A pretrained trial with a frozen bottom trains on cached activations (`artgan.embeddings`):
+A pretrained trial with a frozen bottom trains on cached activations (`artgan.model.embeddings`):
 its model's inputs are the cached taps, not images. `deployable_model` turns such a model
 into the image -> class model that is saved, with the same layer names and weights.
 Layers that reports read features from have fixed names (`FEATURE_LAYERS`), never
@@ -17,6 +17,7 @@ auto-generated ones like `conv2d_3`.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -51,9 +52,9 @@ BN_MOMENTUM = 0.9
 def conv_block(x, filters, kernel_size, index):
     """Conv -> BatchNorm -> ReLU -> 2x2 max-pool, every layer named after its block."""
     prefix = f"conv_block_{index}"
-    x = layers.Conv2D(
-        filters, kernel_size, padding="same", use_bias=False, name=f"{prefix}_conv"
-    )(x)
+    x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False, name=f"{prefix}_conv")(
+        x
+    )
     x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"{prefix}_bn")(x)
     x = layers.Activation("relu", name=f"{prefix}_relu")(x)
     return layers.MaxPooling2D(2, name=f"{prefix}_pool")(x)
@@ -119,7 +120,8 @@ def build_crnn(hp: TrialValues, num_classes: int) -> keras.Model:
 
     if size // 2**blocks < 1:
         raise ImpossibleConfiguration(
-            f"`conv_blocks` {blocks} shrink a {size} px `input_size` to nothing")
+            f"`conv_blocks` {blocks} shrink a {size} px `input_size` to nothing"
+        )
 
     inputs = keras.Input((size, size, 3), name="image")
     x = inputs
@@ -132,8 +134,12 @@ def build_crnn(hp: TrialValues, num_classes: int) -> keras.Model:
     return compile_model(model, hp, num_classes)
 
 
-def lstm_head(hp: TrialValues, feature_map: keras.KerasTensor, num_classes: int,
-              pooled: keras.KerasTensor | None = None) -> keras.KerasTensor:
+def lstm_head(
+    hp: TrialValues,
+    feature_map: keras.KerasTensor,
+    num_classes: int,
+    pooled: keras.KerasTensor | None = None,
+) -> keras.KerasTensor:
     """Feature map -> sequence -> (Bi)LSTM [+ pooled statistics] -> dropout -> softmax."""
     sequence = value(hp, "sequence")
     lstm_units = value(hp, "lstm_units")
@@ -155,8 +161,9 @@ def dropout_rate(hp: TrialValues) -> float:
     return value(hp, "dropout")
 
 
-def pooled_head(hp: TrialValues, feature_map: keras.KerasTensor, pooled: keras.KerasTensor,
-                num_classes: int) -> keras.KerasTensor:
+def pooled_head(
+    hp: TrialValues, feature_map: keras.KerasTensor, pooled: keras.KerasTensor, num_classes: int
+) -> keras.KerasTensor:
     """[global means of the stages, global mean of the feature map] -> layer norm ->
     dropout -> dense ReLU (`features_head`) -> dropout -> softmax."""
     units = value(hp, "head_units")
@@ -171,8 +178,9 @@ def pooled_head(hp: TrialValues, feature_map: keras.KerasTensor, pooled: keras.K
     return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
 
 
-def build_pretrained_crnn(hp: TrialValues, num_classes: int,
-                          image_input: bool = False) -> keras.Model:
+def build_pretrained_crnn(
+    hp: TrialValues, num_classes: int, image_input: bool = False
+) -> keras.Model:
     """An ImageNet-pretrained backbone's feature map at `backbone_layer`, read by the LSTM.
 
     With `backbone_trainable` frozen or top (and `image_input` False) the model's inputs are
@@ -261,8 +269,9 @@ def compile_model(model, hp, num_classes, backbone_variables=()):
     return model
 
 
-def build_optimizer(hp: TrialValues,
-                    backbone_variables: Sequence[keras.Variable] = ()) -> keras.optimizers.Optimizer:
+def build_optimizer(
+    hp: TrialValues, backbone_variables: Sequence[keras.Variable] = ()
+) -> keras.optimizers.Optimizer:
     """The optimizer and learning rate; SGD's momentum only exists when SGD is chosen.
     `backbone_variables` (a pretrained backbone being fine-tuned) learn at
     `BACKBONE_LR_SCALE` times the rate."""
@@ -295,13 +304,14 @@ class SlowerBackbone:
         super().__init__(*args, **kwargs)
         self._backbone_variables = list(backbone_variables)
 
-    def update_step(self, gradient: object, variable: object,
-                    learning_rate: object) -> object:  # runs while tracing
+    def update_step(
+        self, gradient: Any, variable: Any, learning_rate: Any
+    ) -> Any:  # runs while tracing
         if not hasattr(self, "_slow_ids"):
             self._slow_ids = replica_variable_ids(self._backbone_variables)
         if id(variable) in self._slow_ids:
             learning_rate = learning_rate * BACKBONE_LR_SCALE
-        return super().update_step(gradient, variable, learning_rate)
+        return super().update_step(gradient, variable, learning_rate)  # type: ignore[misc]
 
 
 def replica_variable_ids(variables: Sequence[keras.Variable]) -> set[int]:
@@ -313,8 +323,11 @@ def replica_variable_ids(variables: Sequence[keras.Variable]) -> set[int]:
     import tensorflow as tf
 
     strategy = tf.distribute.get_strategy()
-    return {id(part) for variable in variables
-            for part in strategy.experimental_local_results(variable.value)}
+    return {
+        id(part)
+        for variable in variables
+        for part in strategy.experimental_local_results(variable.value)
+    }
 
 
 def feature_layers(model):
@@ -327,8 +340,11 @@ def feature_layers(model):
 def default_feature_layer(model_or_names):
     """The first learned feature layer a model has (given the model or its
     `feature_layers` names, as saved in its metadata), else its conv features."""
-    names = model_or_names if isinstance(model_or_names, (list, tuple)) else feature_layers(
-        model_or_names)
+    names = (
+        model_or_names
+        if isinstance(model_or_names, (list, tuple))
+        else feature_layers(model_or_names)
+    )
     learned = [name for name in names if name in LEARNED_FEATURES]
     return (learned or [CONV_FEATURES])[0]
 

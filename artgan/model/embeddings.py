@@ -66,15 +66,21 @@ def embedding_key(backbone: Backbone, split: SplitImages, flip: bool) -> str:
     return digest.hexdigest()
 
 
-def embed_split(backbone: Backbone, split: SplitImages, flip: bool = False,
-                cache_dir: str | Path | None = None, progress: bool = True) -> Embeddings:
+def embed_split(
+    backbone: Backbone,
+    split: SplitImages,
+    flip: bool = False,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Embeddings:
     """The cached bottom taps of `split` (a `SplitImages` at the backbone's input size),
     computing them only when no valid cache exists."""
     cache_dir = make_folder(cache_dir if cache_dir is not None else cache_root() / "embeddings")
     key = embedding_key(backbone, split, flip)
     shapes = backbone.tap_shapes()
     found, built = load_or_build(
-        cache_dir, key,
+        cache_dir,
+        key,
         load=lambda: _load(cache_dir, key, shapes, len(split), flip),
         build=lambda: _timed_build(backbone, split, flip, cache_dir, key, shapes, progress),
     )
@@ -111,30 +117,51 @@ def _build(backbone, split, flip, cache_dir, key, shapes, progress):
     rows = count * (2 if flip else 1)
     build = ResumableArrays(
         {tap: (cache_dir / f"{key}.{tap}.npy", (rows, *shape)) for tap, shape in shapes.items()},
-        np.float16, cache_dir / f"{key}.progress.json", key)
+        np.float16,
+        cache_dir / f"{key}.progress.json",
+        key,
+    )
     resumed_at = at = build.done
-    with progress_bar(total=rows, initial=at, desc=f"embedding ({backbone.name})", unit="img",
-                      disable=not progress) as bar:
+    with progress_bar(
+        total=rows,
+        initial=at,
+        desc=f"embedding ({backbone.name})",
+        unit="img",
+        disable=not progress,
+    ) as bar:
         while at < rows:  # rows count.. are the mirror images of rows ..count
             mirrored = at >= count
             start = at - count if mirrored else at
-            pixels = split.pixels[start:min(start + BATCH_SIZE, count)]
+            pixels = split.pixels[start : min(start + BATCH_SIZE, count)]
             if mirrored:
                 pixels = pixels[:, :, ::-1]
             result = model.predict_on_batch(model_input(pixels))
             for tap, array in build.arrays.items():
-                array[at:at + len(pixels)] = result[tap]
+                array[at : at + len(pixels)] = result[tap]
             at += len(pixels)
             bar.update(len(pixels))
             build.checkpoint(at)
     build.finish()
     seconds = time.perf_counter() - started
-    info = {"key": key, "version": EMBEDDING_VERSION, "backbone": backbone.name,
-            "weights": backbone.weights_id, "images": count, "flipped": bool(flip),
-            "taps": {tap: list(shape) for tap, shape in shapes.items()},
-            "seconds": round(seconds, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    info = {
+        "key": key,
+        "version": EMBEDDING_VERSION,
+        "backbone": backbone.name,
+        "weights": backbone.weights_id,
+        "images": count,
+        "flipped": bool(flip),
+        "taps": {tap: list(shape) for tap, shape in shapes.items()},
+        "seconds": round(seconds, 1),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     write_text_atomic(cache_dir / f"{key}.json", json.dumps(info, indent=1))
     size = sum((cache_dir / f"{key}.{tap}.npy").stat().st_size for tap in shapes)
-    log.info("embedded %d images with %s in %.0f s (%.1f img/s), %s cache%s",
-             rows - resumed_at, backbone.name, seconds, (rows - resumed_at) / max(seconds, 1e-9),
-             gigabytes(size), f" (resumed at row {resumed_at})" if resumed_at else "")
+    log.info(
+        "embedded %d images with %s in %.0f s (%.1f img/s), %s cache%s",
+        rows - resumed_at,
+        backbone.name,
+        seconds,
+        (rows - resumed_at) / max(seconds, 1e-9),
+        gigabytes(size),
+        f" (resumed at row {resumed_at})" if resumed_at else "",
+    )

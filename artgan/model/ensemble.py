@@ -22,8 +22,9 @@ from artgan.model.crnn import backbone_name, input_size, uses_cache
 ENSEMBLE_OUTPUT = "predictions"
 
 
-def ensemble_model(members: Sequence[tuple[Any, keras.Model]], name: str = "ensemble"
-                   ) -> keras.Model:
+def ensemble_model(
+    members: Sequence[tuple[Any, keras.Model]], name: str = "ensemble"
+) -> keras.Model:
     """An image -> probabilities model averaging `members`, each `(hp, model)`: a trial's
     hyperparameters (anything `hp.Choice`/`hp.Int` can read) and the model it trained
     (reading cached backbone taps or images). Raises ValueError when sizes differ."""
@@ -37,18 +38,25 @@ def ensemble_model(members: Sequence[tuple[Any, keras.Model]], name: str = "ense
     taps: dict[str, dict] = {}  # backbone name -> its bottom's outputs, computed once
     outputs = []
     for index, (hp, trained) in enumerate(members, start=1):
-        member = keras.Model({tensor.name: tensor for tensor in trained.inputs},
-                             trained.outputs[0], name=f"member_{index}")
+        member = keras.Model(
+            {tensor.name: tensor for tensor in trained.inputs},
+            trained.outputs[0],
+            name=f"member_{index}",
+        )
         if uses_cache(hp):
             backbone = backbone_name(hp)
             if backbone not in taps:
                 bottom = get_backbone(backbone).bottom()
                 bottom.trainable = False
                 taps[backbone] = bottom(image, training=False)
-            outputs.append(member({tensor.name: taps[backbone][tensor.name]
-                                   for tensor in trained.inputs}))
+            outputs.append(
+                member({tensor.name: taps[backbone][tensor.name] for tensor in trained.inputs})
+            )
         else:
             outputs.append(member(image))
-    mean = layers.Average(name=ENSEMBLE_OUTPUT) if len(outputs) > 1 else layers.Identity(
-        name=ENSEMBLE_OUTPUT)
+    mean = (
+        layers.Average(name=ENSEMBLE_OUTPUT)
+        if len(outputs) > 1
+        else layers.Identity(name=ENSEMBLE_OUTPUT)
+    )
     return keras.Model(image, mean(outputs if len(outputs) > 1 else outputs[0]), name=name)

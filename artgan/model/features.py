@@ -51,19 +51,20 @@ def layer_model(model: keras.Model, layers: Sequence[str]) -> keras.Model:
     return keras.Model(model.inputs, outputs, name="artgan_layers")
 
 
-def predict_with_features(model: keras.Model, split: SplitImages, layers: Sequence[str],
-                          batch_size: int = BATCH_SIZE) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def predict_with_features(
+    model: keras.Model, split: SplitImages, layers: Sequence[str], batch_size: int = BATCH_SIZE
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(probabilities (N, C), {layer: features (N, D) float32}) for a `SplitImages`."""
-    outputs = layer_model(model, layers).predict(
-        ImageLabelGenerator(split, batch_size), verbose=0
-    )
-    features = {name: np.asarray(array, dtype=np.float32)
-                for name, array in zip(layers, outputs[1:])}
+    outputs = layer_model(model, layers).predict(ImageLabelGenerator(split, batch_size), verbose=0)
+    features = {
+        name: np.asarray(array, dtype=np.float32) for name, array in zip(layers, outputs[1:])
+    }
     return np.asarray(outputs[0]), features
 
 
-def extract_features(model: keras.Model, split: SplitImages, layer: str | None = None,
-                     batch_size: int = BATCH_SIZE) -> np.ndarray:
+def extract_features(
+    model: keras.Model, split: SplitImages, layer: str | None = None, batch_size: int = BATCH_SIZE
+) -> np.ndarray:
     """(N, D) float32 features of `split`'s images at `layer` (default: the first layer the
     model learned, `default_feature_layer`)."""
     from artgan.model.crnn import default_feature_layer
@@ -72,8 +73,14 @@ def extract_features(model: keras.Model, split: SplitImages, layer: str | None =
     return predict_with_features(model, split, [layer], batch_size)[1][layer]
 
 
-def save_features(out: str | Path, features: np.ndarray, labels: np.ndarray, paths: Sequence[str],
-                  class_names: Sequence[str], layer: str) -> Path:
+def save_features(
+    out: str | Path,
+    features: np.ndarray,
+    labels: np.ndarray,
+    paths: Sequence[str],
+    class_names: Sequence[str],
+    layer: str,
+) -> Path:
     """Write `.npz` (always available) or `.parquet` (when pyarrow is installed)."""
     out = check_output(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,9 +131,15 @@ def load_features(path: str | Path) -> dict[str, Any]:
     return result
 
 
-def export_features(model_path: str | Path, labels: str | Path, images: str | Path | None,
-                    out: str | Path, layer: str | None = None, classes: str | Path | None = None,
-                    on_error: str = "raise") -> tuple[Path, int, int]:
+def export_features(
+    model_path: str | Path,
+    labels: str | Path,
+    images: str | Path | None,
+    out: str | Path,
+    layer: str | None = None,
+    classes: str | Path | None = None,
+    on_error: str = "raise",
+) -> tuple[Path, int, int]:
     """Features of every image of a label file, written to `out`; returns (out, count, dim)."""
     check_output(out)  # before the slow part
     model, metadata = load_model(model_path)

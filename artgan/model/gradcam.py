@@ -40,16 +40,21 @@ def gradcam(model, pixels, layer=DEFAULT_LAYER, classes=None, batch_size=16):
     except ValueError:
         raise ArtganError(f"model has no layer {layer!r} (`layer`)") from None
     if len(target.output.shape) != 4:
-        raise ArtganError(f"layer {layer!r} is not a convolutional feature map "
-                          f"(output shape {tuple(target.output.shape)}); Grad-CAM needs one")
+        raise ArtganError(
+            f"layer {layer!r} is not a convolutional feature map "
+            f"(output shape {tuple(target.output.shape)}); Grad-CAM needs one"
+        )
     probe = keras.Model(model.inputs, [target.output, model.output])
     maps, probabilities = [], []
     for start in range(0, len(pixels), batch_size):
-        images = tf.convert_to_tensor(model_input(pixels[start:start + batch_size]))
+        images = tf.convert_to_tensor(model_input(pixels[start : start + batch_size]))
         with tf.GradientTape() as tape:
             features, output = probe([images], training=False)
-            chosen = (tf.argmax(output, axis=1) if classes is None
-                      else tf.constant(np.asarray(classes[start:start + batch_size]), tf.int64))
+            chosen = (
+                tf.argmax(output, axis=1)
+                if classes is None
+                else tf.constant(np.asarray(classes[start : start + batch_size]), tf.int64)
+            )
             score = tf.math.log(tf.gather(output, chosen, axis=1, batch_dims=1) + 1e-12)
         gradients = tape.gradient(score, features)
         if gradients is None:
@@ -68,7 +73,8 @@ def overlay(pixels, heat, alpha=ALPHA):
 
     height, width = pixels.shape[:2]
     resized = Image.fromarray(np.uint8(np.clip(heat, 0, 1) * 255)).resize(
-        (width, height), Image.BILINEAR)
+        (width, height), Image.BILINEAR
+    )
     colours = colormaps["jet"](np.asarray(resized) / 255.0)[..., :3] * 255
     blended = (1 - alpha) * pixels.astype(np.float32) + alpha * colours
     return np.uint8(np.clip(blended, 0, 255))
@@ -94,9 +100,12 @@ def captioned(panel, text):
     return canvas
 
 
-def explain_files(model_path: str | Path, image_paths: Iterable[str | Path], out: str | Path,
-                  layer: str | None = None,
-                  ) -> Iterator[tuple[str | Path, Path | str, str | None, float | None]]:
+def explain_files(
+    model_path: str | Path,
+    image_paths: Iterable[str | Path],
+    out: str | Path,
+    layer: str | None = None,
+) -> Iterator[tuple[str | Path, Path | str, str | None, float | None]]:
     """Grad-CAM of a saved model's predicted class for image files: writes
     `out/<name>.gradcam.png` (painting | overlay, captioned with the class, its probability
     and the layer) per readable image; yields
@@ -117,8 +126,10 @@ def explain_files(model_path: str | Path, image_paths: Iterable[str | Path], out
         heat, probabilities = gradcam(model, pixels[None], layer)
         predicted = int(probabilities[0].argmax())
         side_by_side = np.concatenate([pixels, overlay(pixels, heat[0])], axis=1)
-        caption = (f"{names[predicted]} {probabilities[0, predicted]:.1%} · Grad-CAM of "
-                   f"{names[predicted]} on {layer}")
+        caption = (
+            f"{names[predicted]} {probabilities[0, predicted]:.1%} · Grad-CAM of "
+            f"{names[predicted]} on {layer}"
+        )
         target = out / f"{Path(path).stem}.gradcam.png"
         with atomic_path(target, suffix=".png") as temporary:
             captioned(side_by_side, caption).save(temporary, format="PNG")

@@ -12,7 +12,7 @@ Adding a hyperparameter: one entry here, one `value(hp, "name")` where a builder
 and the search spaces that should search it.
 """
 
-from typing import Optional, Protocol
+from typing import Any, Protocol
 
 from artgan.config.space import Allowed, Scalar
 from artgan.errors import ArtganError
@@ -70,11 +70,12 @@ class TrialValues(Protocol):
     def is_active(self, hyperparameter: str) -> bool: ...
 
 
-def value(hp: TrialValues, name: str, default: Optional[Scalar] = None) -> Scalar:
+def value(hp: TrialValues, name: str, default: Scalar | None = None) -> Any:
     """The value of hyperparameter `name` a builder uses: `hp`'s when it has an active one,
     else the declared default (`default` where the declaration leaves it to the caller).
     `ImpossibleConfiguration` when the table says the builders cannot build it."""
     declared = PARAMETERS[name]  # a KeyError here is a builder reading an undeclared name
+    chosen: Any
     if name in hp.values and hp.is_active(name):
         chosen = hp.values[name]
     else:

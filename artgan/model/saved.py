@@ -47,12 +47,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             check_zip_sizes(path, archive.infolist(), MAX_MODEL_BYTES)
             member = archive.getinfo(METADATA_MEMBER)
             if member.file_size > MAX_METADATA_BYTES:
-                raise ArtganError(f"{path}: refused: its {METADATA_MEMBER} inflates to "
-                                  f"{member.file_size} bytes, more than the limit of "
-                                  f"{MAX_METADATA_BYTES}")
+                raise ArtganError(
+                    f"{path}: refused: its {METADATA_MEMBER} inflates to "
+                    f"{member.file_size} bytes, more than the limit of "
+                    f"{MAX_METADATA_BYTES}"
+                )
             return json.loads(archive.read(member))
-    except (zipfile.BadZipFile, KeyError, ValueError, zlib.error, EOFError,
-            NotImplementedError) as error:
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        ValueError,
+        zlib.error,
+        EOFError,
+        NotImplementedError,
+    ) as error:
         raise ArtganError(
             f"{path}: not an artgan model (.keras file with {METADATA_MEMBER}): {error}"
         ) from None

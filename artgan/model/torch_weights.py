@@ -61,12 +61,16 @@ class _TensorRef:
         """A copy of the tensor; a shape or stride reaching outside its storage is refused
         (numpy's as_strided would read whatever memory lies there)."""
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride) if n)
-        if (min(self.size, default=1) < 0 or min(self.stride, default=0) < 0
-                or self.offset < 0 or (all(self.size) and last >= self.storage.numel)):
+        if (
+            min(self.size, default=1) < 0
+            or min(self.stride, default=0) < 0
+            or self.offset < 0
+            or (all(self.size) and last >= self.storage.numel)
+        ):
             raise ArtganError(f"a tensor of storage {self.storage.key} reaches outside it")
         itemsize = self.storage.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
-            self.storage.array[self.offset:],
+            self.storage.array[self.offset :],
             shape=self.size,
             strides=tuple(s * itemsize for s in self.stride),
             writeable=False,
@@ -74,8 +78,9 @@ class _TensorRef:
         return np.array(view)  # a contiguous copy, independent of the file buffer
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
     return _TensorRef(storage, storage_offset, size, stride)
 
 
@@ -105,8 +110,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         )
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType)):
+        if not (
+            isinstance(pid, tuple)
+            and len(pid) >= 5
+            and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)
+        ):
             raise ArtganError(f"{self.source}: unexpected persistent id {pid!r:.80}")
         _, storage_type, key, _location, numel = pid[:5]
         if key not in self.storages:
@@ -147,7 +156,14 @@ def read_state_dict(path, sha256=None):
             storage.array = np.frombuffer(data, storage.dtype)
     except ArtganError:
         raise
-    except (pickle.UnpicklingError, EOFError, KeyError, IndexError, ValueError, TypeError) as error:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        KeyError,
+        IndexError,
+        ValueError,
+        TypeError,
+    ) as error:
         raise ArtganError(f"{path}: not a readable PyTorch state dict ({error})") from None
     if not isinstance(state, dict) or not all(isinstance(v, _TensorRef) for v in state.values()):
         raise ArtganError(f"{path}: expected a state dict of tensors")

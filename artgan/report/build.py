@@ -76,20 +76,28 @@ def run_notes(run, evaluated, top):
     failed = run.trials[~run.trials["status"].isin(FINISHED)]
     for trial in failed.to_dict("records"):
         reason = trial_reason(trial, "no reason recorded")
-        notes.append(f"Trial {trial['trial_id']} is {trial['status']} ({reason}): it has no "
-                     "scores, so it is listed without a rank and left out of every figure.")
+        notes.append(
+            f"Trial {trial['trial_id']} is {trial['status']} ({reason}): it has no "
+            "scores, so it is listed without a rank and left out of every figure."
+        )
     live = folder_in_use(run.folder)
     if not run.models and live:
-        notes.append(f"{RunFolder(run.folder).best} holds no saved model yet: a search is still "
-                     f"running in this folder ({live}) and saves them when it ends; confusion "
-                     "matrices, features and examples are missing until then.")
+        notes.append(
+            f"{RunFolder(run.folder).best} holds no saved model yet: a search is still "
+            f"running in this folder ({live}) and saves them when it ends; confusion "
+            "matrices, features and examples are missing until then."
+        )
     elif not run.models:
-        notes.append(f"{RunFolder(run.folder).best} holds no saved model (the search stopped before "
-                     "saving them; rerun the same search command to finish): confusion matrices, "
-                     "features and examples are missing.")
+        notes.append(
+            f"{RunFolder(run.folder).best} holds no saved model (the search stopped before "
+            "saving them; rerun the same search command to finish): confusion matrices, "
+            "features and examples are missing."
+        )
     elif len(run.models) < top:
-        notes.append(f"{len(run.models)} saved model(s) in best/, {top} requested: "
-                     f"showing {len(evaluated)}.")
+        notes.append(
+            f"{len(run.models)} saved model(s) in best/, {top} requested: "
+            f"showing {len(evaluated)}."
+        )
     return notes
 
 
@@ -99,8 +107,13 @@ def first_input_size(run, default=64):
     return int(sizes.iloc[0]) if len(sizes) else default
 
 
-def build_report(target: str | Path | Run, top: int = 3, layer: str | None = None,
-                 out: str | Path | None = None, log: Callable[[str], object] = print) -> Report:
+def build_report(
+    target: str | Path | Run,
+    top: int = 3,
+    layer: str | None = None,
+    out: str | Path | None = None,
+    log: Callable[[str], object] = print,
+) -> Report:
     """Write the report for `target` (run folder, experiment YAML, task, or an opened `Run`);
     returns `Report`."""
     started = time.perf_counter()
@@ -114,8 +127,10 @@ def build_report(target: str | Path | Run, top: int = 3, layer: str | None = Non
 
 def write_report(run, writer, top, layer, log, started):
     data = TaskData.from_spec(run.spec)
-    log(f"{run.folder}: {len(run.trials)} trial(s), {len(run.finished)} finished; "
-        f"{len(data.val)} validation images")
+    log(
+        f"{run.folder}: {len(run.trials)} trial(s), {len(run.finished)} finished; "
+        f"{len(data.val)} validation images"
+    )
     evaluated = evaluate_models(run, data, top, layer)
     size = evaluated[0].metadata["input_size"] if evaluated else first_input_size(run)
     baselines = baselines_section(run, data, size)
@@ -135,9 +150,12 @@ def write_report(run, writer, top, layer, log, started):
         }
     seconds = time.perf_counter() - started
     context.update(
-        title=f"artgan report: {run.spec.task}" + (
-            f" ({run.folder.name})" if run.folder.name != run.spec.task else ""),
-        spec=run.spec, run=run, top=top, notes=run_notes(run, evaluated, top),
+        title=f"artgan report: {run.spec.task}"
+        + (f" ({run.folder.name})" if run.folder.name != run.spec.task else ""),
+        spec=run.spec,
+        run=run,
+        top=top,
+        notes=run_notes(run, evaluated, top),
         summary=summary(run, data, context),
         provenance=provenance_section(run, data, seconds),
     )
@@ -152,39 +170,62 @@ def cards_section(run, data, evaluated, writer):
     cards = []
     for m in evaluated:
         row = run.trials[run.trials["trial_id"] == m.trial_id]
-        trial = {k: (row[k].iloc[0] if k in row and len(row) else None)
-                 for k in ("epochs", "wall_seconds", "params", "inference_ms")}
+        trial = {
+            k: (row[k].iloc[0] if k in row and len(row) else None)
+            for k in ("epochs", "wall_seconds", "params", "inference_ms")
+        }
         milliseconds = None if missing(trial["inference_ms"]) else float(trial["inference_ms"])
-        facts = card_facts(m.split.labels, m.probabilities, m.metadata["class_names"],
-                           data.train.labels(), milliseconds)
+        facts = card_facts(
+            m.split.labels,
+            m.probabilities,
+            m.metadata["class_names"],
+            data.train.labels(),
+            milliseconds,
+        )
         name = f"model_{m.rank}.md"
         writer.text(model_card(m.metadata, facts, run.spec.budget.model_dump(), trial), name)
         saved = RunFolder(run.folder).card(m.rank)
-        cards.append({"rank": m.rank, "file": name, "timed": milliseconds is not None,
-                      "in_run": str(saved) if saved.is_file() else None})
+        cards.append(
+            {
+                "rank": m.rank,
+                "file": name,
+                "timed": milliseconds is not None,
+                "in_run": str(saved) if saved.is_file() else None,
+            }
+        )
     return cards
 
 
 def summary(run, data, context):
     statuses = Counter(run.trials["status"])
     best = context["models"][0] if context["models"] else None
-    return {"task": run.spec.task, "description": run.spec.description,
-            "classes": len(data.classes), "val_images": len(data.val),
-            "train_images": len(data.train), "finished": sum(statuses.get(s, 0) for s in FINISHED),
-            "trials": len(run.trials),
-            "other": {s: n for s, n in statuses.items() if s not in FINISHED},
-            "best_accuracy": (best["accuracy"] if best
-                              else float(run.finished["val_accuracy"].iloc[0])),
-            "best_trial": best["trial_id"] if best else run.finished["trial_id"].iloc[0],
-            "baselines": context["leaderboard"]["baselines"]}
+    return {
+        "task": run.spec.task,
+        "description": run.spec.description,
+        "classes": len(data.classes),
+        "val_images": len(data.val),
+        "train_images": len(data.train),
+        "finished": sum(statuses.get(s, 0) for s in FINISHED),
+        "trials": len(run.trials),
+        "other": {s: n for s, n in statuses.items() if s not in FINISHED},
+        "best_accuracy": (
+            best["accuracy"] if best else float(run.finished["val_accuracy"].iloc[0])
+        ),
+        "best_trial": best["trial_id"] if best else run.finished["trial_id"].iloc[0],
+        "baselines": context["leaderboard"]["baselines"],
+    }
 
 
 def write_metrics(writer, run, data, context):
     """Every number of the report as JSON (figures and thumbnails left out)."""
     metrics = {
-        "task": run.spec.task, "run": str(run.folder), "objective": run.objective,
-        "generated": context["provenance"]["date"], "seconds": context["provenance"]["seconds"],
-        "class_names": [data.class_names[i] for i in data.classes], "val_images": len(data.val),
+        "task": run.spec.task,
+        "run": str(run.folder),
+        "objective": run.objective,
+        "generated": context["provenance"]["date"],
+        "seconds": context["provenance"]["seconds"],
+        "class_names": [data.class_names[i] for i in data.classes],
+        "val_images": len(data.val),
         "trials": {s: int(n) for s, n in Counter(run.trials["status"]).items()},
         "baselines": context["leaderboard"]["baselines"],
         "importance": context["mattered"]["importance"],
@@ -193,9 +234,12 @@ def write_metrics(writer, run, data, context):
         "similarity": numbers_only(context["similarity"]),
         "pareto": numbers_only(context["tradeoff"]),
         "calibration": numbers_only(context["calibration"]),
-        "suspect_labels": {**numbers_only(context["suspects"]),
-                           "classes": [{"name": c["name"], "count": c["count"]}
-                                       for c in context["suspects"]["classes"]]},
+        "suspect_labels": {
+            **numbers_only(context["suspects"]),
+            "classes": [
+                {"name": c["name"], "count": c["count"]} for c in context["suspects"]["classes"]
+            ],
+        },
         "notes": context["notes"],
     }
     writer.manifest(plain(metrics))
@@ -214,9 +258,13 @@ def csp_hash(script):
 
 def render(context):
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
-    environment.filters.update(percent=percent, decimal=decimal, duration=duration, count=count,
-                               csp_hash=csp_hash)
+    environment.filters.update(
+        percent=percent, decimal=decimal, duration=duration, count=count, csp_hash=csp_hash
+    )
     return environment.get_template("report.html.j2").render(**context)

@@ -60,16 +60,22 @@ def check_comparable(runs, labels, data, allow_mismatch):
     tasks = {label: run.spec.task for label, run in zip(labels, runs)}
     if len(set(tasks.values())) > 1:
         problems.append("tasks differ: " + ", ".join(f"{k} is {v}" for k, v in tasks.items()))
-    classes = {label: tuple(d.class_names[i] for i in d.classes)
-               for label, d in zip(labels, data)}
+    classes = {label: tuple(d.class_names[i] for i in d.classes) for label, d in zip(labels, data)}
     if len(set(classes.values())) > 1:
-        problems.append("class sets differ: " + ", ".join(
-            f"{k} has {len(v)} ({', '.join(v[:4])}{', ...' if len(v) > 4 else ''})"
-            for k, v in classes.items()))
+        problems.append(
+            "class sets differ: "
+            + ", ".join(
+                f"{k} has {len(v)} ({', '.join(v[:4])}{', ...' if len(v) > 4 else ''})"
+                for k, v in classes.items()
+            )
+        )
     if problems and not allow_mismatch:
-        raise ArtganError("cannot compare these runs: " + "; ".join(problems)
-                          + " (their scores measure different things; set `allow_mismatch` "
-                          "to compare them anyway)")
+        raise ArtganError(
+            "cannot compare these runs: "
+            + "; ".join(problems)
+            + " (their scores measure different things; set `allow_mismatch` "
+            "to compare them anyway)"
+        )
     return problems
 
 
@@ -88,21 +94,35 @@ def trial_order(run):
         best = score.cummin()
     seconds = pd.to_numeric(trials.get("wall_seconds"), errors="coerce").fillna(0).cumsum()
     number = trials["order"].where(trials["order"].notna(), pd.Series(np.arange(len(trials))))
-    return pd.DataFrame({"trial": number, "trial_id": trials["trial_id"],
-                         "score": score, "best": best.ffill(), "seconds": seconds})
+    return pd.DataFrame(
+        {
+            "trial": number,
+            "trial_id": trials["trial_id"],
+            "score": score,
+            "best": best.ffill(),
+            "seconds": seconds,
+        }
+    )
 
 
 def summary_row(run, label):
     scores = pd.to_numeric(run.finished["score"], errors="coerce").dropna().to_numpy(float)
     order = trial_order(run)
     best = order.loc[order["best"] == scores[0]].iloc[0]  # the first trial to reach the best
-    return {"run": label, "folder": str(run.folder), "tuner": run.spec.tuner.type,
-            "trials": len(run.trials), "finished": int(len(scores)),
-            "best": float(scores[0]), "best_trial": str(best["trial_id"]),
-            "median": float(np.median(scores)), "mean": float(scores.mean()),
-            "std": float(scores.std(ddof=1)) if len(scores) > 1 else None,
-            "top3_mean": float(scores[:3].mean()),
-            "seconds": float(order["seconds"].iloc[-1])}
+    return {
+        "run": label,
+        "folder": str(run.folder),
+        "tuner": run.spec.tuner.type,
+        "trials": len(run.trials),
+        "finished": int(len(scores)),
+        "best": float(scores[0]),
+        "best_trial": str(best["trial_id"]),
+        "median": float(np.median(scores)),
+        "mean": float(scores.mean()),
+        "std": float(scores.std(ddof=1)) if len(scores) > 1 else None,
+        "top3_mean": float(scores[:3].mean()),
+        "seconds": float(order["seconds"].iloc[-1]),
+    }
 
 
 def flatten(value, prefix=""):
@@ -124,8 +144,14 @@ def spec_differences(runs, labels):
             continue
         values = [f.get(key, "absent") for f in flat]
         if len({repr(v) for v in values}) > 1:
-            rows.append({"key": key, "values": [hp_text(v) if not isinstance(v, (list, dict))
-                                                else str(v) for v in values]})
+            rows.append(
+                {
+                    "key": key,
+                    "values": [
+                        hp_text(v) if not isinstance(v, (list, dict)) else str(v) for v in values
+                    ],
+                }
+            )
     return rows
 
 
@@ -134,8 +160,9 @@ def shared_split(data):
     None."""
     first = data[0].val
     for other in data[1:]:
-        if (list(map(str, other.val.image_paths())) != list(map(str, first.image_paths()))
-                or not np.array_equal(other.val.labels(), first.labels())):
+        if list(map(str, other.val.image_paths())) != list(
+            map(str, first.image_paths())
+        ) or not np.array_equal(other.val.labels(), first.labels()):
             return None
     return data[0]
 
@@ -147,8 +174,13 @@ def per_class_f1(runs, labels, data):
         if not run.models:
             continue
         model, metadata = load_model(run.models[0])
-        split = load_split_images(data.val, metadata["input_size"], metadata["resize"],
-                                  run.spec.data.on_error, progress=False)
+        split = load_split_images(
+            data.val,
+            metadata["input_size"],
+            metadata["resize"],
+            run.spec.data.on_error,
+            progress=False,
+        )
         probabilities = predict_split(model, split)
         names = metadata["class_names"]
         scores = per_class_scores(split.labels, probabilities.argmax(axis=1), names)
@@ -156,12 +188,16 @@ def per_class_f1(runs, labels, data):
     if not columns:
         return None
     classes = [n for n in names if any(n in c for c in columns.values())]
-    return pd.DataFrame({label: [c.get(n) for n in classes] for label, c in columns.items()},
-                        index=classes)
+    return pd.DataFrame(
+        {label: [c.get(n) for n in classes] for label, c in columns.items()}, index=classes
+    )
 
 
-def compare_runs(targets: Sequence[str | Path | Run], out: str | Path | None = None,
-                 allow_mismatch: bool = False) -> Path:
+def compare_runs(
+    targets: Sequence[str | Path | Run],
+    out: str | Path | None = None,
+    allow_mismatch: bool = False,
+) -> Path:
     """Write the comparison page of `targets` (run folders, experiment YAMLs, tasks or opened
     `Run`s)."""
     started = time.perf_counter()
@@ -173,8 +209,7 @@ def compare_runs(targets: Sequence[str | Path | Run], out: str | Path | None = N
         raise ArtganError("`runs`: the same run folder is named twice")
     data = [TaskData.from_spec(run.spec) for run in runs]
     mismatches = check_comparable(runs, labels, data, allow_mismatch)
-    writer = Writer(out or Path("reports") / ("compare-" + "-".join(r.folder.name
-                                                                     for r in runs)))
+    writer = Writer(out or Path("reports") / ("compare-" + "-".join(r.folder.name for r in runs)))
     with writer.discarded_on_failure():
         return write_comparison(runs, labels, data, mismatches, writer, started)
 
@@ -185,40 +220,61 @@ def write_comparison(runs, labels, data, mismatches, writer, started):
     rows = [summary_row(run, label) for label, run in zip(labels, runs)]
     shared = shared_split(data) if not mismatches else None
     with rc_context(MATPLOTLIB_STYLE):
-        curves = writer.figure(best_so_far_figure(orders, objective), "best_so_far",
-                               f"best {objective} so far against trial id and summed "
-                               "trial time")
+        curves = writer.figure(
+            best_so_far_figure(orders, objective),
+            "best_so_far",
+            f"best {objective} so far against trial id and summed trial time",
+        )
         f1 = per_class_f1(runs, labels, shared) if shared is not None else None
-        f1_figure = (writer.figure(per_class_figure(f1), "per_class_f1",
-                                   "per-class F1 of each run's best model")
-                     if f1 is not None else None)
+        f1_figure = (
+            writer.figure(
+                per_class_figure(f1), "per_class_f1", "per-class F1 of each run's best model"
+            )
+            if f1 is not None
+            else None
+        )
     notes = [f"Compared anyway (`allow_mismatch`): {m}." for m in mismatches]
     if shared is None:
-        notes.append("The runs do not share one validation split (different files, labels "
-                     "or sampling), so their best models' per-class F1 is not compared.")
+        notes.append(
+            "The runs do not share one validation split (different files, labels "
+            "or sampling), so their best models' per-class F1 is not compared."
+        )
     elif f1 is None:
         notes.append("No run has a saved best model: no per-class F1.")
-    context = {"title": "artgan: compare " + ", ".join(labels), "objective": objective,
-               "rows": rows, "curves": curves, "f1_figure": f1_figure, "notes": notes,
-               "f1": None if f1 is None else {"classes": list(f1.index),
-                                              "runs": list(f1.columns),
-                                              "values": f1.to_numpy().tolist()},
-               "differences": spec_differences(runs, labels), "labels": labels,
-               "direction": runs[0].spec.tuner.resolved_direction,
-               "seconds": time.perf_counter() - started}
+    context = {
+        "title": "artgan: compare " + ", ".join(labels),
+        "objective": objective,
+        "rows": rows,
+        "curves": curves,
+        "f1_figure": f1_figure,
+        "notes": notes,
+        "f1": None
+        if f1 is None
+        else {
+            "classes": list(f1.index),
+            "runs": list(f1.columns),
+            "values": f1.to_numpy().tolist(),
+        },
+        "differences": spec_differences(runs, labels),
+        "labels": labels,
+        "direction": runs[0].spec.tuner.resolved_direction,
+        "seconds": time.perf_counter() - started,
+    }
     for label, order in orders.items():
         writer.csv(order, f"best_so_far_{label.replace('/', '_')}.csv")
     html = writer.text(render(context), "compare.html")
-    writer.manifest(plain({k: v for k, v in context.items()
-                           if k not in ("curves", "f1_figure")}))
+    writer.manifest(plain({k: v for k, v in context.items() if k not in ("curves", "f1_figure")}))
     log.info(f"compared {len(runs)} runs in {time.perf_counter() - started:.1f} s")
     return html
 
 
 def render(context):
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     environment.filters.update(percent=percent, decimal=decimal, duration=duration)
     return environment.get_template("compare.html.j2").render(**context)

@@ -25,30 +25,59 @@ def similarity_section(evaluated, layer, baselines, writer, thumbnails):
     best = evaluated[0]
     labels = best.split.labels
     if len(labels) < 2 * NEIGHBOURS or len(np.unique(labels)) < 2:
-        return {"note": f"Only {len(labels)} validation image(s) in "
-                f"{len(np.unique(labels))} class(es): too few to compare features.", "rows": []}
+        return {
+            "note": f"Only {len(labels)} validation image(s) in "
+            f"{len(np.unique(labels))} class(es): too few to compare features.",
+            "rows": [],
+        }
     layer = layer or next(iter(best.features))
-    rows = [{"source": f"model {m.rank} (trial {m.trial_id})", "layer": name,
-             **feature_scores(values, m.split.labels)}
-            for m in evaluated for name, values in m.features.items()]
-    rows.append({"source": "colour + texture (training-free)", "layer": "handcrafted",
-                 **feature_scores(baselines["val_features"], baselines["val_labels"])})
+    rows = [
+        {
+            "source": f"model {m.rank} (trial {m.trial_id})",
+            "layer": name,
+            **feature_scores(values, m.split.labels),
+        }
+        for m in evaluated
+        for name, values in m.features.items()
+    ]
+    rows.append(
+        {
+            "source": "colour + texture (training-free)",
+            "layer": "handcrafted",
+            **feature_scores(baselines["val_features"], baselines["val_labels"]),
+        }
+    )
     names = best.metadata["class_names"]
     features = best.features[layer]
     features_file = f"features_model_1_{layer}.npz"
     save_features(writer.path(features_file), features, labels, best.split.paths, names, layer)
     coordinates, sampled = tsne(features, labels)
-    writer.csv(pd.DataFrame({"path": np.asarray(best.split.paths)[sampled],
-                             "label": labels[sampled], "x": coordinates[:, 0],
-                             "y": coordinates[:, 1]}), f"tsne_model_1_{layer}.csv")
+    writer.csv(
+        pd.DataFrame(
+            {
+                "path": np.asarray(best.split.paths)[sampled],
+                "label": labels[sampled],
+                "x": coordinates[:, 0],
+                "y": coordinates[:, 1],
+            }
+        ),
+        f"tsne_model_1_{layer}.csv",
+    )
     figure = tsne_figure(coordinates, labels[sampled], names)
-    return {"note": None, "layer": layer, "rows": rows, "k": rows[0]["k"],
-            "chance": float(np.bincount(labels).max() / len(labels)),
-            "tsne_points": int(len(sampled)), "images": int(len(labels)),
-            "figure": writer.figure(figure, f"tsne_model_1_{layer}",
-                                    f"t-SNE map of {layer} features, coloured by class"),
-            "queries": neighbour_queries(best, features, thumbnails),
-            "features_file": features_file}
+    return {
+        "note": None,
+        "layer": layer,
+        "rows": rows,
+        "k": rows[0]["k"],
+        "chance": float(np.bincount(labels).max() / len(labels)),
+        "tsne_points": int(len(sampled)),
+        "images": int(len(labels)),
+        "figure": writer.figure(
+            figure, f"tsne_model_1_{layer}", f"t-SNE map of {layer} features, coloured by class"
+        ),
+        "queries": neighbour_queries(best, features, thumbnails),
+        "features_file": features_file,
+    }
 
 
 def tsne(features, labels):
@@ -66,8 +95,9 @@ def tsne(features, labels):
     if unit.shape[1] > 50 and len(rows) > 50:
         unit = PCA(50, random_state=0).fit_transform(unit)
     perplexity = float(min(30, max(2, (len(rows) - 1) // 3)))
-    coordinates = TSNE(2, perplexity=perplexity, init="pca", max_iter=500,
-                       random_state=0).fit_transform(unit)
+    coordinates = TSNE(
+        2, perplexity=perplexity, init="pca", max_iter=500, random_state=0
+    ).fit_transform(unit)
     return coordinates, rows
 
 
@@ -80,10 +110,22 @@ def neighbour_queries(best, features, thumbnails):
     queries = []
     for label in np.unique(labels)[:MAX_QUERIES]:
         query = int(rng.choice(np.flatnonzero(labels == label)))
-        neighbours = [{"path": paths[j], "label": names[labels[j]],
-                       "same": bool(labels[j] == label), "distance": float(d),
-                       "thumbnail": thumbnails(root / paths[j])}
-                      for j, d in zip(indices[query], distances[query])]
-        queries.append({"path": paths[query], "label": names[label],
-                        "thumbnail": thumbnails(root / paths[query]), "neighbours": neighbours})
+        neighbours = [
+            {
+                "path": paths[j],
+                "label": names[labels[j]],
+                "same": bool(labels[j] == label),
+                "distance": float(d),
+                "thumbnail": thumbnails(root / paths[j]),
+            }
+            for j, d in zip(indices[query], distances[query])
+        ]
+        queries.append(
+            {
+                "path": paths[query],
+                "label": names[label],
+                "thumbnail": thumbnails(root / paths[query]),
+                "neighbours": neighbours,
+            }
+        )
     return queries

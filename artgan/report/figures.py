@@ -101,8 +101,11 @@ def readable_axis(axis, values, log):
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     wide = len(values) and values.min() > 0 and values.max() / values.min() >= 10
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)) if log and wide
-                           else MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+    axis.set_major_locator(
+        LogLocator(subs=(1.0, 2.0, 5.0))
+        if log and wide
+        else MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10])
+    )
     axis.set_major_formatter(FuncFormatter(lambda value, _: axis_number(value)))
     axis.set_minor_formatter(NullFormatter())
 
@@ -150,15 +153,24 @@ def curves_figure(histories, trials):
                 values = history.get(prefix + metric)
                 if values:
                     epochs = range(1, len(values) + 1)
-                    axes.plot(epochs, values, style, marker="o", markersize=3, color=colour,
-                              label=f"#{rank} trial {trial_id} {'val' if prefix else 'train'}")
+                    axes.plot(
+                        epochs,
+                        values,
+                        style,
+                        marker="o",
+                        markersize=3,
+                        color=colour,
+                        label=f"#{rank} trial {trial_id} {'val' if prefix else 'train'}",
+                    )
         axes.set_title(metric)
         axes.set_xlabel("epoch")
         if longest <= 12:
             axes.set_xticks(range(1, longest + 1))
         else:
             axes.xaxis.get_major_locator().set_params(integer=True)
-    figure.axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+    figure.axes[-1].legend(
+        loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False
+    )
     return figure
 
 
@@ -178,8 +190,15 @@ def confusion_figure(matrix, normalised, labels):
         threshold = values.max() / 2 if values.max() else 1
         if len(labels) <= 15:  # numbers in the cells; a colour bar only when they would not fit
             for (i, j), value in np.ndenumerate(values):
-                axes.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7,
-                          color="white" if value > threshold else "black")
+                axes.text(
+                    j,
+                    i,
+                    fmt.format(value),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if value > threshold else "black",
+                )
         else:
             figure.colorbar(image, ax=axes, shrink=0.6)
         axes.set_xticks(range(len(labels)), short, rotation=45, ha="right")
@@ -197,8 +216,15 @@ def tsne_figure(coordinates, labels, names):
     present = np.unique(labels)
     for colour, label in zip(class_colours(len(present)), present):
         chosen = labels == label
-        axes.scatter(coordinates[chosen, 0], coordinates[chosen, 1], s=12, color=colour,
-                     alpha=0.8, label=shorten(names[label], 32), linewidths=0)
+        axes.scatter(
+            coordinates[chosen, 0],
+            coordinates[chosen, 1],
+            s=12,
+            color=colour,
+            alpha=0.8,
+            label=shorten(names[label], 32),
+            linewidths=0,
+        )
     axes.set_axis_off()
     axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, markerscale=1.6)
     return figure

@@ -24,18 +24,34 @@ def tradeoff_figure(score, costs, fronts, objective, labels):
         values = np.asarray(values, dtype=float)
         front = fronts[name]
         measured = ~np.isnan(values)
-        axes.scatter(values[measured & ~front], score[measured & ~front], s=22, color="#9aa3b2",
-                     label="dominated")
+        axes.scatter(
+            values[measured & ~front],
+            score[measured & ~front],
+            s=22,
+            color="#9aa3b2",
+            label="dominated",
+        )
         order = np.argsort(values[front])
-        axes.step(values[front][order], score[front][order], where="post", color=FRONT,
-                  linewidth=1, alpha=0.7)
-        axes.scatter(values[front], score[front], s=34, color=FRONT, zorder=3,
-                     label="non-dominated")
+        axes.step(
+            values[front][order],
+            score[front][order],
+            where="post",
+            color=FRONT,
+            linewidth=1,
+            alpha=0.7,
+        )
+        axes.scatter(
+            values[front], score[front], s=34, color=FRONT, zorder=3, label="non-dominated"
+        )
         for x, y, label in zip(values[front], score[front], np.asarray(labels)[front]):
-            axes.annotate(str(label), (x, y), textcoords="offset points", xytext=(4, 4),
-                          fontsize=7)
-        log = measured.any() and values[measured].min() > 0 and (
-            values[measured].max() / values[measured].min() >= 10)
+            axes.annotate(
+                str(label), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7
+            )
+        log = (
+            measured.any()
+            and values[measured].min() > 0
+            and (values[measured].max() / values[measured].min() >= 10)
+        )
         if log:
             axes.set_xscale("log")  # plain labels: parse_math is off, so no 10^x mathtext
         readable_axis(axes.xaxis, values, log)  # 360k, 400k: not six digits running together
@@ -65,7 +81,7 @@ def axis_positions(values, log=False):
         positions[~absent] = (x[~absent] - low) / span
         ticks = np.linspace(0, 1, 3)
         raw = low + ticks * span
-        labels = [hp_text(float(10 ** r if log and np.nanmin(numeric) > 0 else r)) for r in raw]
+        labels = [hp_text(float(10**r if log and np.nanmin(numeric) > 0 else r)) for r in raw]
     else:
         text = values.map(hp_text)
         choices = sorted(text[~absent].unique(), key=natural_key)
@@ -103,20 +119,21 @@ def parallel_figure(finished, columns, objective, space=None):
     low, high = np.nanmin(score), np.nanmax(score)
     for row in np.argsort(score):  # best last, so on top
         shade = (score[row] - low) / ((high - low) or 1.0)
-        axes.plot(range(len(axes_names)), matrix[row], color=colours(shade), alpha=0.85,
-                  linewidth=1.6)
+        axes.plot(
+            range(len(axes_names)), matrix[row], color=colours(shade), alpha=0.85, linewidth=1.6
+        )
     for position, (at, labels) in enumerate(ticks):
         axes.axvline(position, color="#5b6575", linewidth=0.8)
         for y, label in zip(at, labels):
             axes.text(position + 0.03, y, label, fontsize=7, va="center", color="#1d2430")
-    axes.set_xticks(range(len(axes_names)), [shorten(n, 16) for n in axes_names], rotation=20,
-                    ha="right")
+    axes.set_xticks(
+        range(len(axes_names)), [shorten(n, 16) for n in axes_names], rotation=20, ha="right"
+    )
     axes.set_yticks([])
     axes.set_ylim(-0.18, 1.08)
     axes.set_xlim(-0.2, len(axes_names) - 0.5)
     axes.spines["left"].set_visible(False)
-    axes.set_title(f"each line is a finished trial; colour: {objective} (yellow best)",
-                   fontsize=9)
+    axes.set_title(f"each line is a finished trial; colour: {objective} (yellow best)", fontsize=9)
     return figure
 
 
@@ -132,10 +149,22 @@ def reliability_figure(table, ece):
     used = table["count"] > 0
     axes = figure.add_subplot(1, 2, 1)
     axes.plot([0, 1], [0, 1], "--", color="#9aa3b2", linewidth=1, label="perfect calibration")
-    axes.bar(centres[used], table["accuracy"][used], width=width[used] * 0.9, color=BLUE,
-             alpha=0.85, label="accuracy")
-    axes.scatter(table["confidence"][used], table["accuracy"][used], s=14, color=FRONT,
-                 zorder=3, label="mean confidence")
+    axes.bar(
+        centres[used],
+        table["accuracy"][used],
+        width=width[used] * 0.9,
+        color=BLUE,
+        alpha=0.85,
+        label="accuracy",
+    )
+    axes.scatter(
+        table["confidence"][used],
+        table["accuracy"][used],
+        s=14,
+        color=FRONT,
+        zorder=3,
+        label="mean confidence",
+    )
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1)
     axes.set_xlabel("confidence (top-1 probability)")
@@ -158,8 +187,9 @@ def best_so_far_figure(orders, objective):
     """Best objective so far per run, against trial id and against summed trial time; each
     finished trial's own score (pruned ones included) as a faint point."""
     figure = new_figure(9.5, 3.4)
-    for index, (x, label) in enumerate((("trial", "trial id"),
-                                        ("seconds", "summed trial wall time (min)")), start=1):
+    for index, (x, label) in enumerate(
+        (("trial", "trial id"), ("seconds", "summed trial wall time (min)")), start=1
+    ):
         axes = figure.add_subplot(1, 2, index)
         for number, (name, order) in enumerate(orders.items()):
             colour = PALETTE[number % len(PALETTE)]
@@ -182,10 +212,16 @@ def per_class_figure(f1):
     positions = np.arange(len(f1))
     for number, column in enumerate(f1.columns):
         values = pd.to_numeric(f1[column], errors="coerce").fillna(0).to_numpy()
-        axes.barh(positions + number * height, values, height=height,
-                  color=PALETTE[number % len(PALETTE)], label=column)
-    axes.set_yticks(positions + height * (len(f1.columns) - 1) / 2,
-                    [shorten(str(n)) for n in f1.index])
+        axes.barh(
+            positions + number * height,
+            values,
+            height=height,
+            color=PALETTE[number % len(PALETTE)],
+            label=column,
+        )
+    axes.set_yticks(
+        positions + height * (len(f1.columns) - 1) / 2, [shorten(str(n)) for n in f1.index]
+    )
     axes.invert_yaxis()
     axes.set_xlim(0, 1)
     axes.set_xlabel("F1 on the shared validation split")

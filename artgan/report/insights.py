@@ -32,9 +32,11 @@ TIME = "inference ms / image"
 EXAMPLES_PER_KIND = 3
 SUSPECTS_PER_CLASS = 6
 SUSPECTS_FILE = "suspect_labels.csv"
-NOT_MEASURED = ("Inference time per image: not measured in this run (artgan measures it when "
-                "it saves the best models; this run folder predates that), so only the "
-                "parameter-count front is shown.")
+NOT_MEASURED = (
+    "Inference time per image: not measured in this run (artgan measures it when "
+    "it saves the best models; this run folder predates that), so only the "
+    "parameter-count front is shown."
+)
 
 
 def numbers(frame, column):
@@ -58,27 +60,46 @@ def tradeoff_section(run, writer):
     if not timed:
         costs.pop(TIME)
     if np.isnan(costs[PARAMS]).all():
-        return {"note": "No trial recorded its parameter count: no trade-off to show.",
-                "rows": [], "figure": None, "timed": 0}
+        return {
+            "note": "No trial recorded its parameter count: no trade-off to show.",
+            "rows": [],
+            "figure": None,
+            "timed": 0,
+        }
     fronts = {name: pareto_front(score, values, maximise) for name, values in costs.items()}
-    both = (pareto_front(score, np.column_stack(list(costs.values())), maximise)
-            if len(costs) > 1 else fronts[PARAMS])
+    both = (
+        pareto_front(score, np.column_stack(list(costs.values())), maximise)
+        if len(costs) > 1
+        else fronts[PARAMS]
+    )
     rows = []
     for i, trial in enumerate(finished.to_dict("records")):
         if not any(front[i] for front in fronts.values()) and not both[i]:
             continue
-        rows.append({"trial_id": trial["trial_id"], "score": score[i],
-                     "params": costs[PARAMS][i],
-                     "inference_ms": (costs[TIME][i] if TIME in costs
-                                      and not np.isnan(costs[TIME][i]) else None),
-                     "on": [name for name, front in fronts.items() if front[i]],
-                     "both": bool(both[i] and len(costs) > 1)})
-    rows.sort(key=lambda r: (np.nan_to_num(r["params"], nan=np.inf)))
+        rows.append(
+            {
+                "trial_id": trial["trial_id"],
+                "score": score[i],
+                "params": costs[PARAMS][i],
+                "inference_ms": (
+                    costs[TIME][i] if TIME in costs and not np.isnan(costs[TIME][i]) else None
+                ),
+                "on": [name for name, front in fronts.items() if front[i]],
+                "both": bool(both[i] and len(costs) > 1),
+            }
+        )
+    rows.sort(key=lambda r: np.nan_to_num(r["params"], nan=np.inf))
     figure = tradeoff_figure(score, costs, fronts, run.objective, finished["trial_id"])
-    return {"note": note, "rows": rows, "timed": timed, "trials": len(finished),
-            "costs": list(costs),
-            "figure": writer.figure(figure, "pareto",
-                                    f"{run.objective} against " + " and ".join(costs))}
+    return {
+        "note": note,
+        "rows": rows,
+        "timed": timed,
+        "trials": len(finished),
+        "costs": list(costs),
+        "figure": writer.figure(
+            figure, "pareto", f"{run.objective} against " + " and ".join(costs)
+        ),
+    }
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -88,22 +109,40 @@ def calibration_section(evaluated, writer):
     """Reliability diagram and expected calibration error of the best model (and the ECE of
     the others)."""
     if not evaluated:
-        return {"note": "No saved model, so no predicted probabilities to calibrate.",
-                "models": []}
-    models = [{"rank": m.rank, "trial_id": m.trial_id, "accuracy": m.scores["accuracy"],
-               "ece": expected_calibration_error(m.split.labels, m.probabilities),
-               "mean_confidence": float(m.probabilities.max(axis=1).mean())}
-              for m in evaluated]
+        return {
+            "note": "No saved model, so no predicted probabilities to calibrate.",
+            "models": [],
+        }
+    models = [
+        {
+            "rank": m.rank,
+            "trial_id": m.trial_id,
+            "accuracy": m.scores["accuracy"],
+            "ece": expected_calibration_error(m.split.labels, m.probabilities),
+            "mean_confidence": float(m.probabilities.max(axis=1).mean()),
+        }
+        for m in evaluated
+    ]
     best = evaluated[0]
     table = reliability_bins(best.split.labels, best.probabilities)
     figure = reliability_figure(table, models[0]["ece"])
-    bins = [{"low": float(lo), "high": float(hi), "images": int(n), "confidence": c,
-             "accuracy": a}
-            for lo, hi, n, c, a in zip(table["edges"][:-1], table["edges"][1:], table["count"],
-                                       table["confidence"], table["accuracy"])]
-    return {"note": None, "models": models, "ece": models[0]["ece"], "bins": bins,
-            "figure": writer.figure(figure, "calibration_model_1",
-                                    "reliability diagram of model 1")}
+    bins = [
+        {"low": float(lo), "high": float(hi), "images": int(n), "confidence": c, "accuracy": a}
+        for lo, hi, n, c, a in zip(
+            table["edges"][:-1],
+            table["edges"][1:],
+            table["count"],
+            table["confidence"],
+            table["accuracy"],
+        )
+    ]
+    return {
+        "note": None,
+        "models": models,
+        "ece": models[0]["ece"],
+        "bins": bins,
+        "figure": writer.figure(figure, "calibration_model_1", "reliability diagram of model 1"),
+    }
 
 
 # ----------------------------------------------------------------------------- examples, Grad-CAM
@@ -121,17 +160,25 @@ def examples_section(evaluated, thumbnails):
     for label in sorted(frame["label"].unique()):
         own = frame[frame["label"] == label].sort_values("confidence", ascending=False)
         kinds = {}
-        for kind, chosen in (("correct", own[own["predicted"] == label]),
-                             ("wrong", own[own["predicted"] != label])):
-            kinds[kind] = [{"path": r.path, "predicted": r.predicted_name,
-                            "confidence": float(r.confidence), "row": int(r.Index),
-                            "thumbnail": thumbnails(root / r.path), "heat": None}
-                           for r in chosen.head(EXAMPLES_PER_KIND).itertuples()]
+        for kind, chosen in (
+            ("correct", own[own["predicted"] == label]),
+            ("wrong", own[own["predicted"] != label]),
+        ):
+            kinds[kind] = [
+                {
+                    "path": r.path,
+                    "predicted": r.predicted_name,
+                    "confidence": float(r.confidence),
+                    "row": int(r.Index),
+                    "thumbnail": thumbnails(root / r.path),
+                    "heat": None,
+                }
+                for r in chosen.head(EXAMPLES_PER_KIND).itertuples()
+            ]
             chosen_rows += kinds[kind]
         classes.append({"name": best.metadata["class_names"][label], "images": len(own), **kinds})
     layer, note = heat_maps(best, chosen_rows)
-    return {"note": None, "classes": classes, "rank": best.rank, "layer": layer,
-            "heat_note": note}
+    return {"note": None, "classes": classes, "rank": best.rank, "layer": layer, "heat_note": note}
 
 
 def heat_maps(best, examples):
@@ -146,8 +193,9 @@ def heat_maps(best, examples):
     rows = np.array([e["row"] for e in examples])
     pixels = np.asarray(best.split.pixels[rows])
     try:
-        heat, _ = gradcam(best.model, pixels, layer,
-                          classes=best.probabilities[rows].argmax(axis=1))
+        heat, _ = gradcam(
+            best.model, pixels, layer, classes=best.probabilities[rows].argmax(axis=1)
+        )
     except ArtganError as error:
         return layer, f"No Grad-CAM heat maps: {error}"
     for example, image, cam in zip(examples, pixels, heat):
@@ -181,11 +229,14 @@ def paintings_with_two_labels(tables, class_names):
                 add(row.path, [int(match[1]), int(match[2])], f"{role} line {row.line}")
     roles = list(tables)
     for i, first in enumerate(roles):
-        for second in roles[i + 1:]:
+        for second in roles[i + 1 :]:
             both = tables[first].frame.merge(tables[second].frame, on="path")
             for row in both[both["label_x"] != both["label_y"]].itertuples():
-                add(row.path, [int(row.label_x), int(row.label_y)],
-                    f"{first} line {row.line_x}, {second} line {row.line_y}")
+                add(
+                    row.path,
+                    [int(row.label_x), int(row.label_y)],
+                    f"{first} line {row.line_x}, {second} line {row.line_y}",
+                )
     return sorted(found.values(), key=lambda entry: entry["path"])
 
 
@@ -193,16 +244,25 @@ def suspect_section(evaluated, layer, writer, thumbnails, data=None):
     """Paintings whose label both the best model and their feature neighbours disagree with,
     per class; all of them in `suspect_labels.csv`. Also the paths the label files list
     with two labels."""
-    two = ([] if data is None else
-           paintings_with_two_labels({"train": data.train, "val": data.val}, data.class_names))
+    two = (
+        []
+        if data is None
+        else paintings_with_two_labels({"train": data.train, "val": data.val}, data.class_names)
+    )
     if not evaluated:
-        return {"note": "No saved model, so no predictions to question the labels with.",
-                "classes": [], "two_labels": two}
+        return {
+            "note": "No saved model, so no predictions to question the labels with.",
+            "classes": [],
+            "two_labels": two,
+        }
     best = evaluated[0]
     labels, names = best.split.labels, best.metadata["class_names"]
     if len(labels) <= NEIGHBOURS:
-        return {"note": f"Only {len(labels)} validation image(s): too few for neighbours.",
-                "classes": [], "two_labels": two}
+        return {
+            "note": f"Only {len(labels)} validation image(s): too few for neighbours.",
+            "classes": [],
+            "two_labels": two,
+        }
     layer = layer if layer in best.features else next(iter(best.features))
     indices, _ = nearest_neighbours(best.features[layer], NEIGHBOURS)
     verdict = label_suspicion(labels, best.probabilities, labels[indices])
@@ -212,21 +272,41 @@ def suspect_section(evaluated, layer, writer, thumbnails, data=None):
     frame["neighbour_agreement"] = verdict["agreement"]
     frame["neighbour_majority"] = [names[i] for i in verdict["neighbour_majority"]]
     frame["score"] = verdict["score"]
-    suspects = frame[verdict["suspect"]].sort_values(["label", "score"],
-                                                     ascending=[True, False], kind="stable")
+    suspects = frame[verdict["suspect"]].sort_values(
+        ["label", "score"], ascending=[True, False], kind="stable"
+    )
     writer.csv(suspects, SUSPECTS_FILE)
     root = best.split.table.image_root
     classes = []
     for label, group in suspects.groupby("label", sort=True):
-        classes.append({"name": names[label], "count": len(group),
-                        "images": int((labels == label).sum()),
-                        "shown": [{"path": r.path, "predicted": r.predicted_name,
-                                   "probability": float(r.probability_of_label),
-                                   "agreement": float(r.neighbour_agreement),
-                                   "majority": r.neighbour_majority,
-                                   "thumbnail": thumbnails(root / r.path)}
-                                  for r in group.head(SUSPECTS_PER_CLASS).itertuples()]})
-    return {"note": None, "classes": classes, "count": int(len(suspects)),
-            "images": int(len(labels)), "layer": layer, "k": int(indices.shape[1]),
-            "max_probability": SUSPECT_PROBABILITY, "max_agreement": SUSPECT_AGREEMENT,
-            "file": SUSPECTS_FILE, "rank": best.rank, "two_labels": two}
+        classes.append(
+            {
+                "name": names[label],
+                "count": len(group),
+                "images": int((labels == label).sum()),
+                "shown": [
+                    {
+                        "path": r.path,
+                        "predicted": r.predicted_name,
+                        "probability": float(r.probability_of_label),
+                        "agreement": float(r.neighbour_agreement),
+                        "majority": r.neighbour_majority,
+                        "thumbnail": thumbnails(root / r.path),
+                    }
+                    for r in group.head(SUSPECTS_PER_CLASS).itertuples()
+                ],
+            }
+        )
+    return {
+        "note": None,
+        "classes": classes,
+        "count": int(len(suspects)),
+        "images": int(len(labels)),
+        "layer": layer,
+        "k": int(indices.shape[1]),
+        "max_probability": SUSPECT_PROBABILITY,
+        "max_agreement": SUSPECT_AGREEMENT,
+        "file": SUSPECTS_FILE,
+        "rank": best.rank,
+        "two_labels": two,
+    }

@@ -64,8 +64,10 @@ class Writer:
         """Delete what the previous report here wrote, as its marker lists it; a folder without
         the marker must be empty (it is not artgan's). The marker starts afresh."""
         if self.marker.is_symlink() or (self.marker.exists() and not self.marker.is_file()):
-            raise ArtganError(f"{self.marker}: a link or folder, not a file artgan wrote; "
-                              "artgan does not write a report here: choose another `out` folder")
+            raise ArtganError(
+                f"{self.marker}: a link or folder, not a file artgan wrote; "
+                "artgan does not write a report here: choose another `out` folder"
+            )
         if not self.marker.exists():
             foreign = sorted(entry.name for entry in self.folder.iterdir())
             if foreign:
@@ -74,7 +76,8 @@ class Writer:
                     f"{self.folder}: holds {named} but no {MARKER} file, so an artgan report did "
                     "not make it (reports of earlier versions have none: delete one yourself); "
                     "artgan writes reports only into empty folders or its own: choose another "
-                    "`out` folder")
+                    "`out` folder"
+                )
         with clear_write_errors(self.marker):
             previous = self.marker.read_text(encoding="utf-8") if self.marker.exists() else ""
             for name in previous.splitlines():
@@ -91,8 +94,10 @@ class Writer:
             if not _plain_name(name):
                 raise ValueError(f"report file name {name!r} is not a plain file name")
             if target.exists() or target.is_symlink():
-                raise ArtganError(f"{target}: exists and artgan did not write it; not replaced: "
-                                  "move it away or choose another `out` folder")
+                raise ArtganError(
+                    f"{target}: exists and artgan did not write it; not replaced: "
+                    "move it away or choose another `out` folder"
+                )
             with clear_write_errors(self.marker), open(self.marker, "a", encoding="utf-8") as out:
                 out.write(name + "\n")
             self.files.append(name)
@@ -113,8 +118,12 @@ class Writer:
             path.write_bytes(buffer.getvalue())
         with self.writing(f"{name}.svg") as path:
             figure.savefig(path, format="svg")
-        return {"src": data_uri(buffer.getvalue(), "image/png"), "png": f"{name}.png",
-                "svg": f"{name}.svg", "alt": alt}
+        return {
+            "src": data_uri(buffer.getvalue(), "image/png"),
+            "png": f"{name}.png",
+            "svg": f"{name}.svg",
+            "alt": alt,
+        }
 
     def csv(self, frame, name):
         with self.writing(name) as path:
@@ -137,8 +146,11 @@ class Writer:
 
 def _plain_name(name):
     """A file name inside the folder itself: no separators, no `.`/`..`, not the marker."""
-    return (isinstance(name, str) and name not in ("", ".", "..", MARKER)
-            and not any(character in name for character in "/\\\n\0"))
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..", MARKER)
+        and not any(character in name for character in "/\\\n\0")
+    )
 
 
 def image_uri(pixels, size=THUMBNAIL_SIZE):

@@ -22,8 +22,12 @@ from artgan.config.spec import (
 from artgan.errors import ArtganError
 from artgan.runfolder import FINISHED, RunFolder, TrialRow, hp_columns
 
-UNFINISHED = {"RUNNING": "still running", "IDLE": "not started",
-              "INVALID": "invalid hyperparameters", "STOPPED": "stopped early by the tuner"}
+UNFINISHED = {
+    "RUNNING": "still running",
+    "IDLE": "not started",
+    "INVALID": "invalid hyperparameters",
+    "STOPPED": "stopped early by the tuner",
+}
 
 
 # ----------------------------------------------------------------------------- the run
@@ -64,29 +68,34 @@ def find_run_folder(target: str | Path) -> Path:
         if not Path(experiment).is_file():
             raise ArtganError(f"{experiment}: file not found")
     except ArtganError:
-        raise ArtganError(f"{target}: not a run folder, an experiment YAML or a task "
-                          f"({', '.join(experiment_names())})") from None
+        raise ArtganError(
+            f"{target}: not a run folder, an experiment YAML or a task "
+            f"({', '.join(experiment_names())})"
+        ) from None
     return load_experiment(experiment).output_dir
 
 
 def open_run(target: str | Path) -> Run:
     """Read a run folder; no folder, no table or no finished trial is an `ArtganError`."""
     folder = find_run_folder(target)
-    hint = ("finish the search that writes there first" if Path(target).is_dir()
-            else f"run `python -m artgan search {target}` first")
+    hint = (
+        "finish the search that writes there first"
+        if Path(target).is_dir()
+        else f"run `python -m artgan search {target}` first"
+    )
     if not folder.is_dir():
         raise ArtganError(f"{folder}: no run folder; {hint}")
     layout = RunFolder(folder)
     if not layout.trials_json.is_file() and not layout.trials_csv.is_file():
-        raise ArtganError(f"{folder}: no trials.csv or trials.json (no trial has ended yet); "
-                          f"{hint}")
+        raise ArtganError(
+            f"{folder}: no trials.csv or trials.json (no trial has ended yet); {hint}"
+        )
     if not layout.spec.is_file():
         raise ArtganError(f"{folder}: no spec.yaml; is this a folder written by `artgan search`?")
     spec_text = layout.spec.read_text(encoding="utf-8")
     trials, histories = read_trials(folder)
     spec = run_spec(layout.spec, spec_text)
-    run = Run(folder, spec, spec_text, sort_trials(trials, spec), histories,
-              layout.models())
+    run = Run(folder, spec, spec_text, sort_trials(trials, spec), histories, layout.models())
     if run.finished.empty:
         statuses = ", ".join(f"{n} {s}" for s, n in Counter(run.trials["status"]).items())
         raise ArtganError(f"{folder}: no finished trial to report on ({statuses or 'no trials'})")
@@ -115,10 +124,10 @@ def read_trials(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 def run_spec(path: Path, text: str) -> ExperimentSpec:
     """The run's resolved spec (search space inlined) as an `ExperimentSpec` again."""
     raw = parse_yaml(text, path)
-    space = dict(raw.get("search_space") or {})
-    space_file = space.pop("file", "")
+    inlined = dict(raw.get("search_space") or {})
+    space_file = inlined.pop("file", "")
     spec = validate(ExperimentSpec, {**raw, "search_space": space_file}, path)
-    space = validate(SearchSpace, space, path)
+    space = validate(SearchSpace, inlined, path)
     return spec.model_copy(update={"source": str(path), "space": space})
 
 

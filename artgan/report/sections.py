@@ -82,8 +82,18 @@ MIN_TRIALS_FOR_IMPORTANCE = 3
 # ----------------------------------------------------------------------------- models
 
 
-PACKAGES = ("tensorflow", "keras", "keras-tuner", "numpy", "pandas", "scikit-learn",
-            "matplotlib", "jinja2", "pillow", "opencv-python-headless")
+PACKAGES = (
+    "tensorflow",
+    "keras",
+    "keras-tuner",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "matplotlib",
+    "jinja2",
+    "pillow",
+    "opencv-python-headless",
+)
 
 
 @dataclass
@@ -116,14 +126,28 @@ def evaluate_models(run, data, top, layer):
         model, metadata = load_model(path)
         chosen = layer or default_feature_layer(model)
         layers = list(dict.fromkeys([chosen, *feature_layers(model)]))
-        split = load_split_images(data.val, metadata["input_size"], metadata["resize"],
-                                  run.spec.data.on_error, progress=False)
+        split = load_split_images(
+            data.val,
+            metadata["input_size"],
+            metadata["resize"],
+            run.spec.data.on_error,
+            progress=False,
+        )
         probabilities, features = predict_with_features(model, split, layers)
         names, classes = metadata["class_names"], scored_classes(metadata, split.labels)
-        evaluated.append(Evaluated(rank, path, metadata, split, probabilities,
-                                   predictions_frame(split, probabilities, names, classes),
-                                   features, named_scores(split.labels, probabilities, classes),
-                                   model))
+        evaluated.append(
+            Evaluated(
+                rank,
+                path,
+                metadata,
+                split,
+                probabilities,
+                predictions_frame(split, probabilities, names, classes),
+                features,
+                named_scores(split.labels, probabilities, classes),
+                model,
+            )
+        )
     return evaluated
 
 
@@ -136,16 +160,21 @@ def baselines_section(run, data, size):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-
     on_error, resize = run.spec.data.on_error, run.spec.data.resize
-    train, val = (load_split_images(t, size, resize, on_error, progress=False)
-                  for t in (data.train, data.val))
+    train, val = (
+        load_split_images(t, size, resize, on_error, progress=False)
+        for t in (data.train, data.val)
+    )
     num_classes = len(data.class_names)
     frequencies = np.bincount(train.labels, minlength=num_classes) / len(train)
     majority = np.tile(frequencies, (len(val), 1))
-    rows = [{"name": "majority class",
-             "detail": f"always predicts {data.class_names[int(frequencies.argmax())]}",
-             **named_scores(val.labels, majority, data.classes)}]
+    rows = [
+        {
+            "name": "majority class",
+            "detail": f"always predicts {data.class_names[int(frequencies.argmax())]}",
+            **named_scores(val.labels, majority, data.classes),
+        }
+    ]
 
     started = time.perf_counter()
     train_features = handcrafted_features(train.pixels)
@@ -155,60 +184,102 @@ def baselines_section(run, data, size):
         classifier.fit(train_features, train.labels)
         probabilities = np.zeros((len(val), num_classes))
         probabilities[:, classifier.classes_] = classifier.predict_proba(val_features)
-        rows.append({"name": "colour+texture LR",
-                     "detail": f"logistic regression on {train_features.shape[1]} "
-                               f"training-free colour/texture features, {size} px",
-                     "seconds": time.perf_counter() - started,
-                     **named_scores(val.labels, probabilities, data.classes)})
-    return {"rows": rows, "size": size, "train_images": len(train), "val_images": len(val),
-            "val_features": val_features, "val_labels": val.labels}
+        rows.append(
+            {
+                "name": "colour+texture LR",
+                "detail": f"logistic regression on {train_features.shape[1]} "
+                f"training-free colour/texture features, {size} px",
+                "seconds": time.perf_counter() - started,
+                **named_scores(val.labels, probabilities, data.classes),
+            }
+        )
+    return {
+        "rows": rows,
+        "size": size,
+        "train_images": len(train),
+        "val_images": len(val),
+        "val_features": val_features,
+        "val_labels": val.labels,
+    }
 
 
 def leaderboard_section(run, baselines, writer):
     """Every trial (rank, scores, cost, hyperparameters, failure reason) + reference rows."""
     hp_columns = run.hp_columns
-    headers = ["rank", "trial", "status", f"score ({run.objective})", "val accuracy",
-               "val top-5", "val loss", "train accuracy", "best epoch", "epochs", "wall time",
-               "params", *[c.removeprefix("hp/") for c in hp_columns], "note"]
+    headers = [
+        "rank",
+        "trial",
+        "status",
+        f"score ({run.objective})",
+        "val accuracy",
+        "val top-5",
+        "val loss",
+        "train accuracy",
+        "best epoch",
+        "epochs",
+        "wall time",
+        "params",
+        *[c.removeprefix("hp/") for c in hp_columns],
+        "note",
+    ]
     rows, records = [], []
     for position, trial in enumerate(run.trials.to_dict("records"), start=1):
         finished = trial["status"] in FINISHED
         rank = position if finished else None
         note = trial_reason(trial, "" if finished else "did not finish")
         get = trial.get
-        cells = [cell(str(rank) if rank else BLANK, rank), cell(trial["trial_id"]),
-                 cell(trial["status"], title=note or None),
-                 cell(decimal(get("score"), 4), get("score")),
-                 value_cell(percent, get("val_accuracy")),
-                 value_cell(percent, get("val_top5_accuracy")),
-                 value_cell(decimal, get("val_loss")), value_cell(percent, get("accuracy")),
-                 value_cell(hp_text, get("best_epoch")) if finished else cell(BLANK),
-                 value_cell(hp_text, get("epochs")), value_cell(duration, get("wall_seconds")),
-                 value_cell(count, get("params")),
-                 *[cell(hp_text(get(c)), get(c) if is_number(get(c)) else None)
-                   for c in hp_columns],
-                 cell(note)]
+        cells = [
+            cell(str(rank) if rank else BLANK, rank),
+            cell(trial["trial_id"]),
+            cell(trial["status"], title=note or None),
+            cell(decimal(get("score"), 4), get("score")),
+            value_cell(percent, get("val_accuracy")),
+            value_cell(percent, get("val_top5_accuracy")),
+            value_cell(decimal, get("val_loss")),
+            value_cell(percent, get("accuracy")),
+            value_cell(hp_text, get("best_epoch")) if finished else cell(BLANK),
+            value_cell(hp_text, get("epochs")),
+            value_cell(duration, get("wall_seconds")),
+            value_cell(count, get("params")),
+            *[cell(hp_text(get(c)), get(c) if is_number(get(c)) else None) for c in hp_columns],
+            cell(note),
+        ]
         rows.append({"cells": cells, "kind": "finished" if finished else "failed"})
         records.append({"rank": rank, **trial})
     for reference in baselines["rows"]:
-        cells = [cell("ref"), cell(reference["name"]), cell("REFERENCE"), cell(BLANK),
-                 value_cell(percent, reference["accuracy"]),
-                 value_cell(percent, reference["top5_accuracy"]),
-                 *[cell(BLANK)] * (len(headers) - 7),
-                 cell(reference["detail"])]
+        cells = [
+            cell("ref"),
+            cell(reference["name"]),
+            cell("REFERENCE"),
+            cell(BLANK),
+            value_cell(percent, reference["accuracy"]),
+            value_cell(percent, reference["top5_accuracy"]),
+            *[cell(BLANK)] * (len(headers) - 7),
+            cell(reference["detail"]),
+        ]
         rows.append({"cells": cells, "kind": "reference"})
-        records.append({"status": "REFERENCE", "trial_id": reference["name"],
-                        "val_accuracy": reference["accuracy"],
-                        "val_top5_accuracy": reference["top5_accuracy"],
-                        "message": reference["detail"]})
+        records.append(
+            {
+                "status": "REFERENCE",
+                "trial_id": reference["name"],
+                "val_accuracy": reference["accuracy"],
+                "val_top5_accuracy": reference["top5_accuracy"],
+                "message": reference["detail"],
+            }
+        )
     writer.csv(pd.DataFrame(records), "leaderboard.csv")
     if all(missing(r.get("val_top5_accuracy")) for r in records):  # 5 classes or fewer
         top5 = headers.index("val top-5")
-        headers = headers[:top5] + headers[top5 + 1:]
+        headers = headers[:top5] + headers[top5 + 1 :]
         for row in rows:
             del row["cells"][top5]
-    return {"headers": headers, "rows": rows, "baselines": baselines["rows"],
-            "baseline_size": baselines["size"], "train_images": baselines["train_images"]}
+    return {
+        "headers": headers,
+        "rows": rows,
+        "baselines": baselines["rows"],
+        "baseline_size": baselines["size"],
+        "train_images": baselines["train_images"],
+    }
 
 
 def trial_reason(trial, fallback):
@@ -226,28 +297,44 @@ def what_mattered_section(run, writer):
     """Objective against each varying hyperparameter, and a random-forest importance."""
     finished = run.finished
     varying = [c for c in run.hp_columns if finished[c].astype(str).nunique() > 1]
-    result = {"trials": len(finished), "importance": [], "figures": [], "note": None,
-              "parallel": None}
+    result = {
+        "trials": len(finished),
+        "importance": [],
+        "figures": [],
+        "note": None,
+        "parallel": None,
+    }
     if len(finished) < MIN_TRIALS_FOR_IMPORTANCE:
-        result["note"] = (f"Only {len(finished)} finished trial(s): relating hyperparameters to "
-                          f"{run.objective} needs at least {MIN_TRIALS_FOR_IMPORTANCE}.")
+        result["note"] = (
+            f"Only {len(finished)} finished trial(s): relating hyperparameters to "
+            f"{run.objective} needs at least {MIN_TRIALS_FOR_IMPORTANCE}."
+        )
         return result
     if not varying:
         result["note"] = "Every finished trial used the same hyperparameters."
         return result
     importance = hp_importance(finished, varying, run.objective)
     correlations = hp_correlations(finished, varying, run.objective)
-    result["importance"] = [{"name": n.removeprefix("hp/"), "value": float(v),
-                             **correlations[n]} for n, v in importance.items()]
+    result["importance"] = [
+        {"name": n.removeprefix("hp/"), "value": float(v), **correlations[n]}
+        for n, v in importance.items()
+    ]
     result["parallel"] = writer.figure(
         parallel_figure(finished, list(importance.index), run.objective, run.spec.space),
-        "parallel_coordinates", f"parallel coordinates: hyperparameters to {run.objective}")
+        "parallel_coordinates",
+        f"parallel coordinates: hyperparameters to {run.objective}",
+    )
     result["figures"] = [
-        writer.figure(importance_figure(importance), "importance",
-                      "random-forest importance of each hyperparameter"),
-        writer.figure(hp_figure(finished, list(importance.index), run.objective, run.spec.space),
-                      "hyperparameters",
-                      f"{run.objective} against each hyperparameter"),
+        writer.figure(
+            importance_figure(importance),
+            "importance",
+            "random-forest importance of each hyperparameter",
+        ),
+        writer.figure(
+            hp_figure(finished, list(importance.index), run.objective, run.spec.space),
+            "hyperparameters",
+            f"{run.objective} against each hyperparameter",
+        ),
     ]
     return result
 
@@ -287,15 +374,18 @@ def hp_correlations(finished, columns, objective):
         values = finished[column]
         numeric = numeric_values(values)
         if numeric is not None:
-            result[column] = {"correlation": correlation(numeric.to_numpy(float), score),
-                              "of": None}
+            result[column] = {
+                "correlation": correlation(numeric.to_numpy(float), score),
+                "of": None,
+            }
             continue
         text = values.map(lambda v: "n/a" if missing(v) else hp_text(v))
         best = {"correlation": None, "of": None}
         for value in sorted(text.unique(), key=natural_key):
             r = correlation((text == value).to_numpy(float), score)
-            if r is not None and (best["correlation"] is None
-                                  or abs(r) > abs(best["correlation"]) + 1e-12):
+            if r is not None and (
+                best["correlation"] is None or abs(r) > abs(best["correlation"]) + 1e-12
+            ):
                 best = {"correlation": r, "of": value}
         result[column] = best
     return result
@@ -305,12 +395,18 @@ def curves_section(run, top, writer):
     """Train/val loss and accuracy per epoch for the best `top` finished trials."""
     trials = [t for t in run.finished["trial_id"].head(top) if run.histories.get(t)]
     if not trials:
-        return {"figure": None, "note": "No per-epoch history was recorded for the finished "
-                "trials (trials.json has no `history`)."}
+        return {
+            "figure": None,
+            "note": "No per-epoch history was recorded for the finished "
+            "trials (trials.json has no `history`).",
+        }
     figure = curves_figure(run.histories, trials)
     shown = ", ".join(f"trial {t}" for t in trials)
-    return {"figure": writer.figure(figure, "learning_curves", f"learning curves of {shown}"),
-            "note": None, "trials": len(trials)}
+    return {
+        "figure": writer.figure(figure, "learning_curves", f"learning curves of {shown}"),
+        "note": None,
+        "trials": len(trials),
+    }
 
 
 # ----------------------------------------------------------------------------- 3. confusion
@@ -333,9 +429,14 @@ def confusion_section(evaluated, run, writer):
     averages = {}
     for average in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(
-            truth, predicted, labels=present, average=average, zero_division=0)
-        averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f),
-                             "support": int(len(truth))}
+            truth, predicted, labels=present, average=average, zero_division=0
+        )
+        averages[average] = {
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(len(truth)),
+        }
     per_class = pd.DataFrame(per_class_scores(truth, predicted, names, shown))
     suffix = f"model_{evaluated.rank}"
     writer.csv(per_class, f"per_class_{suffix}.csv")
@@ -357,8 +458,9 @@ def confusion_section(evaluated, run, writer):
         "averages": averages,
         "most_confused": most_confused(matrix, shown, names),
         "predictions": f"predictions_{suffix}.csv",
-        "figure": writer.figure(figure, f"confusion_{suffix}",
-                                f"confusion matrices of model {evaluated.rank}"),
+        "figure": writer.figure(
+            figure, f"confusion_{suffix}", f"confusion matrices of model {evaluated.rank}"
+        ),
     }
 
 
@@ -371,30 +473,54 @@ def provenance_section(run, data, seconds=None):
     for key, table in (("train", data.train), ("val", data.val)):
         path = run.spec.path(key)
         whole = load_labels(path, data.class_names, on_error="skip", check_files=False)
-        files.append({"role": key, "path": str(path), "rows": len(whole) + len(whole.skipped),
-                      "used": len(table), "skipped": len(table.skipped)})
+        files.append(
+            {
+                "role": key,
+                "path": str(path),
+                "rows": len(whole) + len(whole.skipped),
+                "used": len(table),
+                "skipped": len(table.skipped),
+            }
+        )
     classes = run.spec.path("classes")
-    files.append({"role": "classes", "path": str(classes),
-                  "rows": len(read_class_file(classes)), "used": len(data.classes),
-                  "skipped": 0})
+    files.append(
+        {
+            "role": "classes",
+            "path": str(classes),
+            "rows": len(read_class_file(classes)),
+            "used": len(data.classes),
+            "skipped": 0,
+        }
+    )
     versions = {"python": platform.python_version(), "artgan": __version__}
     for name in PACKAGES:
         try:
             versions[name] = package_metadata.version(name)
         except package_metadata.PackageNotFoundError:
             versions[name] = "not installed"
-    return {"spec": run.spec_text, "files": files, "images": str(run.spec.path("images")),
-            "versions": versions, "commit": git_commit(),
-            "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "run": str(run.folder), "seconds": seconds}
+    return {
+        "spec": run.spec_text,
+        "files": files,
+        "images": str(run.spec.path("images")),
+        "versions": versions,
+        "commit": git_commit(),
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "run": str(run.folder),
+        "seconds": seconds,
+    }
 
 
 def git_commit():
     if checkout() is None:  # installed from a wheel: no commit to name
         return None
     try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout(),
-                                capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=checkout(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None

@@ -63,13 +63,20 @@ class HandcraftedExtractor(Extractor):
     size, resize = HANDCRAFTED_SIZE, HANDCRAFTED_RESIZE
 
     def __init__(self):
-        self.description = {"kind": "handcrafted", "size": self.size, "resize": self.resize,
-                            "version": 1, "decoder": DECODER_VERSION}
+        self.description = {
+            "kind": "handcrafted",
+            "size": self.size,
+            "resize": self.resize,
+            "version": 1,
+            "decoder": DECODER_VERSION,
+        }
 
     def features(self, pixels, rows, progress):
         chunks = [
             handcrafted_features(pixels[batch])
-            for batch in progress_bar(batches(rows), desc="handcrafted features", disable=not progress)
+            for batch in progress_bar(
+                batches(rows), desc="handcrafted features", disable=not progress
+            )
         ]
         return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
@@ -83,10 +90,13 @@ class ModelExtractor(Extractor):
         self.path = Path(path).resolve()
         metadata = read_metadata(self.path)
         self.layer = layer or default_feature_layer(
-            list(metadata.get("feature_layers", FEATURE_LAYERS[:2])))
+            list(metadata.get("feature_layers", FEATURE_LAYERS[:2]))
+        )
         self.size = int(metadata["input_size"])
         self.resize = metadata.get("resize", "letterbox")
-        self.name = f"model:{display_path(self.path)}" + ("" if layer is None else f"@{self.layer}")
+        self.name = f"model:{display_path(self.path)}" + (
+            "" if layer is None else f"@{self.layer}"
+        )
         self.description = {
             "kind": "model",
             "path": str(self.path),
@@ -103,9 +113,13 @@ class ModelExtractor(Extractor):
 
         model = self.feature_model()
         chunks = []
-        for batch in progress_bar(batches(rows), desc=f"embedding ({self.layer})", disable=not progress):
+        for batch in progress_bar(
+            batches(rows), desc=f"embedding ({self.layer})", disable=not progress
+        ):
             images = model_input(pixels[batch])  # as in training
-            chunks.append(np.asarray(model([images], training=False)))  # inputs as a list, like model.inputs
+            chunks.append(
+                np.asarray(model([images], training=False))
+            )  # inputs as a list, like model.inputs
         width = int(model.outputs[0].shape[-1])
         return np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
 
@@ -130,9 +144,15 @@ class BackboneExtractor(Extractor):
     def __init__(self, backbone):
         self.backbone = backbone
         self.name, self.size = backbone.name, backbone.input_size
-        self.description = {"kind": "backbone", "name": backbone.name, "tap": "pooled",
-                            "weights": backbone.weights_id, "size": self.size,
-                            "resize": self.resize, "decoder": DECODER_VERSION}
+        self.description = {
+            "kind": "backbone",
+            "name": backbone.name,
+            "tap": "pooled",
+            "weights": backbone.weights_id,
+            "size": self.size,
+            "resize": self.resize,
+            "decoder": DECODER_VERSION,
+        }
 
     def features(self, pixels, rows, progress):
         from artgan.data.generators import model_input
@@ -140,7 +160,9 @@ class BackboneExtractor(Extractor):
         model = self.backbone.bottom()
         chunks = [
             model.predict_on_batch(model_input(pixels[batch]))["pooled"]
-            for batch in progress_bar(batches(rows), desc=f"embedding ({self.name})", disable=not progress)
+            for batch in progress_bar(
+                batches(rows), desc=f"embedding ({self.name})", disable=not progress
+            )
         ]
         width = self.backbone.tap_shapes()["pooled"][0]
         return np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
@@ -154,7 +176,7 @@ def make_extractor(spec="handcrafted", layer=None) -> Extractor:
             raise ArtganError("`layer` applies to model extractors, not 'handcrafted'")
         return HandcraftedExtractor()
     if spec.startswith("model:"):
-        return ModelExtractor(spec[len("model:"):], layer)
+        return ModelExtractor(spec[len("model:") :], layer)
     if spec.endswith(".keras"):
         return ModelExtractor(spec, layer)
     if spec in BACKBONES:
@@ -199,6 +221,8 @@ def extractor_from_description(description: dict) -> Extractor:
             f"{extractor.description} (model retrained?); rebuild it with `similar index`"
         )
     return extractor
+
+
 BATCH_SIZE = 64
 
 

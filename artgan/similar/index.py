@@ -74,11 +74,15 @@ class Index:
     def load(cls, path) -> Index:
         path = Path(path)
         if not path.is_file():
-            raise ArtganError(f"{path}: similarity index not found; build it with `python -m artgan similar index`")
+            raise ArtganError(
+                f"{path}: similarity index not found; build it with `python -m artgan similar index`"
+            )
         try:
             with np.load(path, allow_pickle=False) as data:
                 if int(data["format"]) != INDEX_FORMAT:
-                    raise ArtganError(f"{path}: index format {int(data['format'])}, expected {INDEX_FORMAT}; rebuild it")
+                    raise ArtganError(
+                        f"{path}: index format {int(data['format'])}, expected {INDEX_FORMAT}; rebuild it"
+                    )
                 index = cls(
                     ids=data["ids"].astype(np.int64),
                     sha256=data["sha256"].astype(str),
@@ -89,10 +93,14 @@ class Index:
         except ArtganError:
             raise
         except Exception as error:  # noqa: BLE001 - zip, key, value and JSON errors all mean "corrupt"
-            raise ArtganError(f"{path}: not a readable similarity index ({type(error).__name__}: {error}); rebuild it") from None
+            raise ArtganError(
+                f"{path}: not a readable similarity index ({type(error).__name__}: {error}); rebuild it"
+            ) from None
         n = len(index.ids)
         if index.vectors.ndim != 2 or len(index.vectors) != n or len(index.sha256) != n:
-            raise ArtganError(f"{path}: inconsistent index (ids, hashes and vectors differ in length); rebuild it")
+            raise ArtganError(
+                f"{path}: inconsistent index (ids, hashes and vectors differ in length); rebuild it"
+            )
         return index
 
     def row_of(self, objectid) -> int:
@@ -145,7 +153,11 @@ def build_index(collection, extractor: Extractor, path, progress=True) -> IndexU
     table = collection.table
     wanted = dict(zip(table["objectid"].astype(int), table["sha256"]))
     old, note = previous_index(path, extractor)
-    keep = [row for row in range(len(old)) if wanted.get(int(old.ids[row])) == old.sha256[row]] if old else []
+    keep = (
+        [row for row in range(len(old)) if wanted.get(int(old.ids[row])) == old.sha256[row]]
+        if old
+        else []
+    )
     known = {int(old.ids[row]) for row in keep}
     todo = table[~table["objectid"].isin(known)]
     update = IndexUpdate(None, path, reused=len(keep), note=note)
@@ -162,7 +174,9 @@ def build_index(collection, extractor: Extractor, path, progress=True) -> IndexU
         vectors.append(embedded.vectors)
         update.embedded = len(good)
         for row, reason in sorted(embedded.errors.items()):
-            update.failed.append(Problem(int(todo["objectid"].iloc[row]), todo["path"].iloc[row], reason))
+            update.failed.append(
+                Problem(int(todo["objectid"].iloc[row]), todo["path"].iloc[row], reason)
+            )
     index = merged(ids, hashes, vectors, extractor)
     update.index = index
     if update.embedded or update.removed or old is None:
@@ -179,22 +193,41 @@ def previous_index(path: Path, extractor: Extractor):
     except ArtganError as error:
         return None, f"rebuilding: {error}"
     if old.extractor != extractor.description:
-        return None, f"rebuilding: the existing index was made with {old.extractor.get('kind')} features that differ from {extractor.name}"
+        return (
+            None,
+            f"rebuilding: the existing index was made with {old.extractor.get('kind')} features that differ from {extractor.name}",
+        )
     return old, ""
 
 
 def merged(ids, hashes, vectors, extractor) -> Index:
     """One index from row blocks, sorted by object id."""
     if not ids:
-        return Index(np.zeros(0, np.int64), np.zeros(0, str), np.zeros((0, 0), np.float32), extractor.description, extractor.name)
+        return Index(
+            np.zeros(0, np.int64),
+            np.zeros(0, str),
+            np.zeros((0, 0), np.float32),
+            extractor.description,
+            extractor.name,
+        )
     widths = {block.shape[1] for block in vectors if len(block)}
     if len(widths) > 1:
-        raise ArtganError(f"vector widths differ between old and new rows ({sorted(widths)}); rebuild the index")
+        raise ArtganError(
+            f"vector widths differ between old and new rows ({sorted(widths)}); rebuild the index"
+        )
     width = widths.pop() if widths else 0
     all_ids = np.concatenate(ids).astype(np.int64)
     order = np.argsort(all_ids, kind="stable")
-    stacked = np.concatenate([block.reshape(len(block), width) for block in vectors]).astype(np.float32)
-    return Index(all_ids[order], np.concatenate(hashes).astype(str)[order], stacked[order], extractor.description, extractor.name)
+    stacked = np.concatenate([block.reshape(len(block), width) for block in vectors]).astype(
+        np.float32
+    )
+    return Index(
+        all_ids[order],
+        np.concatenate(hashes).astype(str)[order],
+        stacked[order],
+        extractor.description,
+        extractor.name,
+    )
 
 
 # ----------------------------------------------------------------------------- queries
@@ -232,10 +265,15 @@ def query(index: Index, collection, target, k=10, progress=False):
     else:
         if not is_file:
             raise ArtganError(f"{target}: neither an object id in the index nor an image file")
-        embedded = extractor_from_description(index.extractor).embed([str(path)], progress=progress)
+        embedded = extractor_from_description(index.extractor).embed(
+            [str(path)], progress=progress
+        )
         if not embedded.ok[0]:
             raise ArtganError(f"{path}: {embedded.errors.get(0, 'could not be read')}")
         vector, digest, label = embedded.vectors[0], file_digest(path), str(path)
     same = np.flatnonzero(index.sha256 == digest)
-    hits = [Hit(rank, int(index.ids[row]), score) for rank, (row, score) in enumerate(index.nearest(vector, k, same), 1)]
+    hits = [
+        Hit(rank, int(index.ids[row]), score)
+        for rank, (row, score) in enumerate(index.nearest(vector, k, same), 1)
+    ]
     return label, hits, [int(index.ids[row]) for row in same]

@@ -118,7 +118,9 @@ def load_collection(root=None, images=None, check_decode=True) -> NgaCollection:
     """
     root = Path(root) if root is not None else default_nga_dir()
     if not root.is_dir():
-        raise ArtganError(f"{root}: NGA data folder not found (expected the NGA open-data CSVs and images/)")
+        raise ArtganError(
+            f"{root}: NGA data folder not found (expected the NGA open-data CSVs and images/)"
+        )
     image_dir = Path(images) if images is not None else root / "images"
     tables = {name: read_table(root / name, columns) for name, columns in REQUIRED_COLUMNS.items()}
     optional = {
@@ -142,7 +144,11 @@ def load_collection(root=None, images=None, check_decode=True) -> NgaCollection:
                 problems.append(Problem(objectid, str(path), f"unreadable image: {error.reason}"))
                 continue
         if objectid not in known:
-            problems.append(Problem(objectid, str(path), "image has no rows in the NGA tables (kept, unlabelled)"))
+            problems.append(
+                Problem(
+                    objectid, str(path), "image has no rows in the NGA tables (kept, unlabelled)"
+                )
+            )
         row = metadata.get(objectid) or frozen(empty_metadata())
         rows.append({"objectid": objectid, "path": str(path), "sha256": file_sha256(path), **row})
     table = pd.DataFrame(rows, columns=["objectid", "path", "sha256", "title", *LIST_COLUMNS])
@@ -202,9 +208,21 @@ def find_images(image_dir: Path, published, problems) -> dict[int, Path]:
         stem = path.stem
         objectid = int(stem) if OBJECT_ID.fullmatch(stem) else by_uuid.get(stem.lower())
         if objectid is None:
-            problems.append(Problem(None, str(path), "file name is neither an object id nor a known image uuid (ignored)"))
+            problems.append(
+                Problem(
+                    None,
+                    str(path),
+                    "file name is neither an object id nor a known image uuid (ignored)",
+                )
+            )
         elif objectid in files:
-            problems.append(Problem(objectid, str(path), f"second image for object {objectid}; using {files[objectid].name}"))
+            problems.append(
+                Problem(
+                    objectid,
+                    str(path),
+                    f"second image for object {objectid}; using {files[objectid].name}",
+                )
+            )
         else:
             files[objectid] = path
     return files
@@ -228,7 +246,11 @@ def object_metadata(tables, objects) -> dict[int, dict]:
         anonymous = set(people.index[people["constituenttype"].str.lower() == "anonymous"])
     for link in links.itertuples(index=False):
         person = people.loc[link.constituentid] if link.constituentid in people.index else None
-        name = person["preferreddisplayname"] if person is not None else f"constituent {link.constituentid}"
+        name = (
+            person["preferreddisplayname"]
+            if person is not None
+            else f"constituent {link.constituentid}"
+        )
         row = entry(link.objectid)
         if link.role.lower() in NOT_THE_MAKER:
             add(row["related_artists"], f"{link.role}: {name}")

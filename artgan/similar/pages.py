@@ -97,22 +97,40 @@ def collection_csv(collection):
     return table
 
 
-def write_gallery(path, label, query_image, query_caption, hits, collection, extractor, excluded=()) -> Path:
+def write_gallery(
+    path, label, query_image, query_caption, hits, collection, extractor, excluded=()
+) -> Path:
     """A page with the query's thumbnail and the top-k results' thumbnails and captions."""
     cards = []
     for hit in hits:
         row = collection.row(hit.objectid)
-        cards.append({"rank": hit.rank, "objectid": hit.objectid, "score": hit.score,
-                      "thumbnail": thumbnail(row["path"]), "caption": caption(row)})
+        cards.append(
+            {
+                "rank": hit.rank,
+                "objectid": hit.objectid,
+                "score": hit.score,
+                "thumbnail": thumbnail(row["path"]),
+                "caption": caption(row),
+            }
+        )
     html = _environment.from_string(GALLERY).render(
-        style=STYLE, label=label, extractor=extractor, excluded=list(excluded), cards=cards,
+        style=STYLE,
+        label=label,
+        extractor=extractor,
+        excluded=list(excluded),
+        cards=cards,
         query={"thumbnail": thumbnail(query_image), "caption": query_caption},
     )
     return write_text_atomic(path, html)
 
 
 def caption(row) -> str:
-    parts = [row["title"], joined(row["artists"]) or "artist unknown", joined(row["style"]), joined(row["theme"], ", ")]
+    parts = [
+        row["title"],
+        joined(row["artists"]) or "artist unknown",
+        joined(row["style"]),
+        joined(row["theme"], ", "),
+    ]
     return " | ".join(part for part in parts if part)
 
 

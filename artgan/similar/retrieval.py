@@ -93,14 +93,18 @@ def evaluate(collection, indexes, k=10):
     if k < 1:
         raise ArtganError(f"`k` must be at least 1, got {k}")
     if not indexes:
-        raise ArtganError("no similarity index to evaluate; run `python -m artgan similar index` first")
+        raise ArtganError(
+            "no similarity index to evaluate; run `python -m artgan similar index` first"
+        )
     table = collection.table.set_index("objectid", drop=False)
     common = set(table.index)
     for index in indexes:
         check_current(index, table)
         common &= set(int(i) for i in index.ids)
     if len(common) < 2:
-        raise ArtganError("fewer than 2 images are in every index and in the collection; nothing to evaluate")
+        raise ArtganError(
+            "fewer than 2 images are in every index and in the collection; nothing to evaluate"
+        )
     ids = sorted(common)
     rows = table.loc[ids]
     groups = rows["sha256"].to_numpy()
@@ -120,9 +124,16 @@ def evaluate(collection, indexes, k=10):
 
 
 def row_for(relation, extractor, queries, means, layer="-"):
-    values = dict(zip(METRICS, means)) if means is not None else dict.fromkeys(METRICS, float("nan"))
-    return {"relevance": relation, "extractor": extractor, "layer": layer, "queries": queries,
-            **values}
+    values = (
+        dict(zip(METRICS, means)) if means is not None else dict.fromkeys(METRICS, float("nan"))
+    )
+    return {
+        "relevance": relation,
+        "extractor": extractor,
+        "layer": layer,
+        "queries": queries,
+        **values,
+    }
 
 
 def check_current(index, table):
@@ -139,5 +150,7 @@ def check_current(index, table):
 def format_table(frame) -> str:
     """The evaluation as aligned text, with @k in the column names."""
     k = frame.attrs.get("k", "k")
-    shown = frame.rename(columns={"precision": f"P@{k}", "recall": f"R@{k}", "map": f"mAP@{k}", "mrr": "MRR"})
+    shown = frame.rename(
+        columns={"precision": f"P@{k}", "recall": f"R@{k}", "map": f"mAP@{k}", "mrr": "MRR"}
+    )
     return shown.to_string(index=False, float_format=lambda value: f"{value:.3f}")

@@ -71,8 +71,14 @@ PRIVATE_PARTS = (
     ("keras_tuner.src.engine.tuner_utils", "SaveBestEpoch._save_model"),
 )
 #: Oracle instance attributes used here (set in `Oracle.__init__`).
-ORACLE_ATTRIBUTES = ("_retry_queue", "start_order", "end_order", "ongoing_trials", "tuner_ids",
-                     "trials")
+ORACLE_ATTRIBUTES = (
+    "_retry_queue",
+    "start_order",
+    "end_order",
+    "ongoing_trials",
+    "tuner_ids",
+    "trials",
+)
 
 
 def missing_private_parts():
@@ -100,6 +106,7 @@ def install_atomic_state_writer():
 
 def _atomic_checkpoint(save):
     """`SaveBestEpoch._save_model`, writing `saving.<name>` and renaming it over the old."""
+
     def save_atomically(self):
         final = Path(self.filepath)
         partial = final.with_name("saving." + final.name)
@@ -149,10 +156,20 @@ def repair_tuner_files(project):
             continue
         trial_id = path.parent.name.removeprefix("trial_")
         message = f"{path} was unreadable (truncated by a full disk?); the trial's result is lost"
-        write_text_atomic(path, json.dumps({
-            "trial_id": trial_id, "hyperparameters": {"space": [], "values": {}},
-            "metrics": {"metrics": {}}, "score": None, "best_step": None,
-            "status": kt.engine.trial.TrialStatus.FAILED, "message": message}))
+        write_text_atomic(
+            path,
+            json.dumps(
+                {
+                    "trial_id": trial_id,
+                    "hyperparameters": {"space": [], "values": {}},
+                    "metrics": {"metrics": {}},
+                    "score": None,
+                    "best_step": None,
+                    "status": kt.engine.trial.TrialStatus.FAILED,
+                    "message": message,
+                }
+            ),
+        )
         log.warning("%s; marked failed", message)
         repaired.append(trial_id)
     oracle = Path(project) / "oracle.json"
@@ -160,8 +177,12 @@ def repair_tuner_files(project):
         return repaired, False
     for state in [oracle, *(p for p in Path(project).glob("*.json") if p != oracle)]:
         state.replace(state.with_name(state.name + ".unreadable"))
-    log.warning("%s was unreadable (truncated by a full disk?); set aside as %s.unreadable, "
-                "the oracle is rebuilt from the trial files", oracle, oracle.name)
+    log.warning(
+        "%s was unreadable (truncated by a full disk?); set aside as %s.unreadable, "
+        "the oracle is rebuilt from the trial files",
+        oracle,
+        oracle.name,
+    )
     return repaired, True
 
 
@@ -180,8 +201,11 @@ def restore_trials(oracle, project):
 
 
 #: Trial states that end a trial for good: such a trial is never trained again.
-ENDED = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED,
-         kt.engine.trial.TrialStatus.STOPPED)
+ENDED = (
+    kt.engine.trial.TrialStatus.COMPLETED,
+    kt.engine.trial.TrialStatus.FAILED,
+    kt.engine.trial.TrialStatus.STOPPED,
+)
 
 
 def requeue_orphaned_trials(oracle, skip=()):
@@ -281,8 +305,11 @@ def _servicer(oracle, seen, spent=None):
             if spent is not None and spent():
                 _forget(oracle, request.tuner_id)  # what the oracle does when it says stop
                 self.stop_triggered = True
-                stop = kt.engine.trial.Trial(oracle.get_space(), trial_id="time-budget",
-                                             status=kt.engine.trial.TrialStatus.STOPPED)
+                stop = kt.engine.trial.Trial(
+                    oracle.get_space(),
+                    trial_id="time-budget",
+                    status=kt.engine.trial.TrialStatus.STOPPED,
+                )
                 return protos.get_service().CreateTrialResponse(trial=stop.to_proto())
             response = super().CreateTrial(request, context)
             seen[response.trial.trial_id] = time.monotonic()
@@ -295,15 +322,18 @@ def _servicer(oracle, seen, spent=None):
 
         def UpdateTrial(self, request, context):
             if not out(request.trial_id):
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"trial {request.trial_id} is not running")
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION, f"trial {request.trial_id} is not running"
+                )
             seen[request.trial_id] = time.monotonic()
             return super().UpdateTrial(request, context)
 
         def EndTrial(self, request, context):
             if not out(request.trial.trial_id):
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"trial {request.trial.trial_id} is not running")
+                context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"trial {request.trial.trial_id} is not running",
+                )
             return _then_save(oracle, lambda: OracleServicer.EndTrial(self, request, context))
 
     return Servicer(oracle)
@@ -319,18 +349,33 @@ def expire_trials(oracle, seen, timeout, now=None, say=log.info):
         last = seen.setdefault(trial.trial_id, now)
         if now - last < timeout:
             continue
-        reason = (f"no update from {tuner_id} for {now - last:.0f} s (trial time-out "
-                  f"{timeout:g} s): the worker stopped reporting")
-        ended = trial_module.Trial(trial.hyperparameters, trial_id=trial.trial_id,
-                                   status=trial_module.TrialStatus.FAILED, message=reason)
+        reason = (
+            f"no update from {tuner_id} for {now - last:.0f} s (trial time-out "
+            f"{timeout:g} s): the worker stopped reporting"
+        )
+        ended = trial_module.Trial(
+            trial.hyperparameters,
+            trial_id=trial.trial_id,
+            status=trial_module.TrialStatus.FAILED,
+            message=reason,
+        )
         _then_save(oracle, functools.partial(oracle.end_trial, ended))
         oracle.tuner_ids.discard(tuner_id)
         seen.pop(trial.trial_id, None)
         say(f"chief: trial {trial.trial_id} is marked FAILED: {reason}")
 
 
-def serve_oracle(oracle, host, port, interceptors=(), trial_timeout=None, stop=None,
-                 say=log.info, tick=1.0, spent=None):
+def serve_oracle(
+    oracle,
+    host,
+    port,
+    interceptors=(),
+    trial_timeout=None,
+    stop=None,
+    say=log.info,
+    tick=1.0,
+    spent=None,
+):
     """KerasTuner's `oracle_chief.start_server`, with gRPC `interceptors`, a trial time-out
     and a time budget (`spent()` true: no new trial; see `_servicer`). Returns when
     KerasTuner's own end is reached (a worker was told to stop, no trial is out, every
@@ -339,8 +384,9 @@ def serve_oracle(oracle, host, port, interceptors=(), trial_timeout=None, stop=N
     from keras_tuner.src.distribute.oracle_chief import exit_chief
 
     seen = {}
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1),
-                         interceptors=list(interceptors))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=1), interceptors=list(interceptors)
+    )
     servicer = _servicer(oracle, seen, spent)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     if not server.add_insecure_port(f"{host}:{port}"):
@@ -367,8 +413,12 @@ def authenticate_client(tuner, host, port, metadata, beat):
     Returns an Event that stops the heartbeat."""
     from keras_tuner.src import protos
 
-    class Details(collections.namedtuple("Details", "method timeout metadata credentials "
-                                         "wait_for_ready compression"), grpc.ClientCallDetails):
+    class Details(
+        collections.namedtuple(
+            "Details", "method timeout metadata credentials wait_for_ready compression"
+        ),
+        grpc.ClientCallDetails,
+    ):
         pass
 
     held = {"trial": None}
@@ -377,9 +427,17 @@ def authenticate_client(tuner, host, port, metadata, beat):
     class SendToken(grpc.UnaryUnaryClientInterceptor):
         def intercept_unary_unary(self, continuation, details, request):
             sent = [*(details.metadata or ()), tuple(metadata)]
-            outcome = continuation(Details(details.method, details.timeout, sent,
-                                           details.credentials, details.wait_for_ready,
-                                           details.compression), request)
+            outcome = continuation(
+                Details(
+                    details.method,
+                    details.timeout,
+                    sent,
+                    details.credentials,
+                    details.wait_for_ready,
+                    details.compression,
+                ),
+                request,
+            )
             if details.method.endswith("/CreateTrial") and outcome.exception() is None:
                 trial = outcome.result().trial
                 running = trial.status == protos.get_proto().TrialStatus.RUNNING
@@ -398,8 +456,10 @@ def authenticate_client(tuner, host, port, metadata, beat):
             if trial_id is None:
                 continue
             try:
-                stub.GetTrial(protos.get_service().GetTrialRequest(trial_id=trial_id),
-                              timeout=max(beat, 10.0))
+                stub.GetTrial(
+                    protos.get_service().GetTrialRequest(trial_id=trial_id),
+                    timeout=max(beat, 10.0),
+                )
             except grpc.RpcError:
                 pass  # the next real call reports a chief that is gone
 
@@ -435,4 +495,6 @@ def gave_up_after_failures(error: BaseException) -> list[str] | None:
     """The lines of KerasTuner's message when `error` is it giving up after too many failed
     trials in a row (first: the count; last: the last trial's error), else None."""
     text = str(error).strip()
-    return text.splitlines() if isinstance(error, RuntimeError) and text.startswith(GAVE_UP) else None
+    return (
+        text.splitlines() if isinstance(error, RuntimeError) and text.startswith(GAVE_UP) else None
+    )

@@ -29,9 +29,13 @@ def start_clock(spec: ExperimentSpec, now: float | None = None) -> dict[str, Any
     """Start this run's clock in `<output>/search.json`; returns the state written."""
     now = time.time() if now is None else now
     minutes = spec.budget.max_minutes
-    state = {"started": _stamp(now), "started_at": now, "max_minutes": minutes,
-             "deadline_at": None if minutes is None else now + 60 * minutes,
-             "stopped": None}
+    state = {
+        "started": _stamp(now),
+        "started_at": now,
+        "max_minutes": minutes,
+        "deadline_at": None if minutes is None else now + 60 * minutes,
+        "stopped": None,
+    }
     write_text_atomic(RunFolder(spec.output_dir).search_state, json.dumps(state, indent=1))
     return state
 
@@ -74,8 +78,11 @@ def record_time(output: Path, spent: dict[str, float], total: float) -> dict[str
 def time_split(seconds: dict[str, float]) -> str:
     """One line from search.json's `seconds`: `12:04 in all: decoding 1:10 (10%), ...`."""
     total = seconds.get("total") or 0.0
-    parts = [f"{part} {_minutes(seconds[part])} ({seconds[part] / total:.0%})"
-             for part in (*TIME_PARTS, "other") if seconds.get(part) and total]
+    parts = [
+        f"{part} {_minutes(seconds[part])} ({seconds[part] / total:.0%})"
+        for part in (*TIME_PARTS, "other")
+        if seconds.get(part) and total
+    ]
     return f"{_minutes(total)} in all" + (": " + ", ".join(parts) if parts else "")
 
 
@@ -87,8 +94,10 @@ def stop_reason(output: Path, finished: int, max_trials: int) -> str:
     """Why a search that ended normally stopped: its time budget or its trial count."""
     state = search_state(output)
     if past_deadline(output) and finished < max_trials:
-        return (f"time budget: `budget.max_minutes` {state['max_minutes']:g} reached; "
-                f"{finished} of {max_trials} trials ran")
+        return (
+            f"time budget: `budget.max_minutes` {state['max_minutes']:g} reached; "
+            f"{finished} of {max_trials} trials ran"
+        )
     return f"trial budget: {finished} of {max_trials} trials ran"
 
 

@@ -29,6 +29,7 @@ def check_search(spec: ExperimentSpec) -> None:
 
 
 def space_problems(spec: ExperimentSpec) -> list[str]:
+    assert spec.space is not None  # load_experiment always resolves it
     try:
         spec.space.check(PARAMETERS)
     except ArtganError as error:
@@ -45,8 +46,10 @@ def tuner_problems(spec: ExperimentSpec) -> list[str]:
 def pruning_problems(spec: ExperimentSpec) -> list[str]:
     pruning, where = spec.pruning, where_in(spec)
     if pruning.type == NONE:
-        return [f"{where}: pruning.{key}: unknown key (pruning.type is {NONE})"
-                for key in pruning.model_extra or {}]
+        return [
+            f"{where}: pruning.{key}: unknown key (pruning.type is {NONE})"
+            for key in pruning.model_extra or {}
+        ]
     if pruning.type not in PRUNERS:
         return [unknown(spec, "pruning.type", pruning.type, PRUNERS.names())]
     try:

@@ -36,20 +36,27 @@ class CRNNHyperModel(kt.HyperModel):
     """Registers the spec's search space, then builds `build_model` and fits it on cached
     pixels, or on cached backbone activations when the trial's backbone is frozen."""
 
-    def __init__(self, space: SearchSpace, data: TaskData, augment: bool = True, seed: int = 42,
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        data: TaskData,
+        augment: bool = True,
+        seed: int = 42,
+        batch_size: int = 32,
+    ) -> None:
         super().__init__(name="crnn")
         self.space = space
         self.data = data
         self.augment = augment
         self.seed = seed
         self.batch_size = batch_size  # used when the space has no `batch_size` parameter
-        self._embeddings = {}
+        self._embeddings: dict[str, tuple] = {}
         self._declaring = False
 
     @classmethod
     def from_spec(cls, spec: ExperimentSpec, data: TaskData) -> "CRNNHyperModel":
         training = spec.training
+        assert spec.space is not None  # load_experiment always resolves it
         return cls(spec.space, data, training.augment, spec.seed, training.batch_size)
 
     @contextmanager
@@ -74,8 +81,9 @@ class CRNNHyperModel(kt.HyperModel):
         except ImpossibleConfiguration as error:
             raise kt.errors.FailedTrialError(f"impossible configuration: {error}") from None
 
-    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: object,
-            **kwargs: object) -> keras.callbacks.History:
+    def fit(
+        self, hp: kt.HyperParameters, model: keras.Model, *args: object, **kwargs: object
+    ) -> keras.callbacks.History:
         batch_size = value(hp, "batch_size", default=self.batch_size)
         train, val = self.generators(hp, batch_size, [t.name for t in model.inputs])
         kwargs.setdefault("verbose", 1 if sys.stdout.isatty() else 2)
@@ -83,9 +91,12 @@ class CRNNHyperModel(kt.HyperModel):
         with spending("training"):
             history = model.fit(train, validation_data=val, **kwargs)
         # What KerasTuner's run_trial returns, one History per execution, carries its cost.
-        history.artgan = {"params": int(model.count_params()),
-                          "fit_seconds": time.perf_counter() - started,
-                          "train_images": len(train.labels), "val_images": len(val.labels)}
+        history.artgan = {
+            "params": int(model.count_params()),
+            "fit_seconds": time.perf_counter() - started,
+            "train_images": len(train.labels),
+            "val_images": len(val.labels),
+        }
         return history
 
     def generators(self, hp: kt.HyperParameters, batch_size: int, inputs: list[str]) -> tuple:
@@ -97,8 +108,10 @@ class CRNNHyperModel(kt.HyperModel):
             backbone = get_backbone(backbone_name(hp))
             train, val = self.embeddings(backbone)
             splits = self.data.splits(backbone.input_size)
-            return (EmbeddingGenerator(train, splits[0].labels, inputs, **training),
-                    EmbeddingGenerator(val, splits[1].labels, inputs, **common))
+            return (
+                EmbeddingGenerator(train, splits[0].labels, inputs, **training),
+                EmbeddingGenerator(val, splits[1].labels, inputs, **common),
+            )
         train, val = self.data.splits(input_size(hp))
         return ImageLabelGenerator(train, **training), ImageLabelGenerator(val, **common)
 
@@ -107,8 +120,10 @@ class CRNNHyperModel(kt.HyperModel):
         added when augmenting). Computed once per process, cached on disk for all others."""
         if backbone.name not in self._embeddings:
             train, val = self.data.splits(backbone.input_size)
-            self._embeddings[backbone.name] = (embed_split(backbone, train, self.augment),
-                                               embed_split(backbone, val))
+            self._embeddings[backbone.name] = (
+                embed_split(backbone, train, self.augment),
+                embed_split(backbone, val),
+            )
         return self._embeddings[backbone.name]
 
     def deployable(self, hp: kt.HyperParameters, model: keras.Model) -> keras.Model:

@@ -14,7 +14,6 @@ makes the trials table show it as PRUNED.
 import json
 import logging
 from pathlib import Path
-from typing import Optional
 
 import keras
 
@@ -48,9 +47,16 @@ class TrialProgress(keras.callbacks.Callback):
     `marker` is what artgan_trial.json holds while the trial runs; `curves` the curves of
     epochs finished by an earlier, interrupted attempt (the backup resumes after them)."""
 
-    def __init__(self, output: str | Path, trial_id: str, marker: dict, objective: str,
-                 direction: str, pruning: Optional[PruningSpec] = None,
-                 curves: Optional[dict[str, list[float]]] = None) -> None:
+    def __init__(
+        self,
+        output: str | Path,
+        trial_id: str,
+        marker: dict,
+        objective: str,
+        direction: str,
+        pruning: PruningSpec | None = None,
+        curves: dict[str, list[float]] | None = None,
+    ) -> None:
         super().__init__()
         self.output, self.trial_id = str(output), str(trial_id)
         self.marker, self.objective, self.direction = dict(marker), objective, direction
@@ -78,9 +84,11 @@ class TrialProgress(keras.callbacks.Callback):
         if self.should_stop():
             self.model.stop_training = True
             marker["pruned_at_epoch"] = epoch + 1
-            log.info(f"trial {self.trial_id}: pruned after epoch {epoch + 1} (its best "
-                     f"{self.objective} trails the finished trials: `pruning.type` "
-                     f"{self.pruning.type})")
+            log.info(
+                f"trial {self.trial_id}: pruned after epoch {epoch + 1} (its best "
+                f"{self.objective} trails the finished trials: `pruning.type` "
+                f"{self.pruning.type})"
+            )
         write_text_atomic(self.path, json.dumps(marker))
 
     def should_stop(self) -> bool:

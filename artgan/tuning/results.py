@@ -38,6 +38,7 @@ from artgan.tuning._kt_compat import all_trials
 
 log = logging.getLogger(__name__)
 
+
 def check_produced(table, output):
     """Refuse (ArtganError) a search that produced nothing: no trial finished."""
     if table.get("status", pd.Series(dtype=str)).isin(FINISHED).any():
@@ -63,26 +64,28 @@ def trial_rows(tuner):
         message = (getattr(trial, "message", None) or "").strip().splitlines()
         message = message[-1] if message else ""
         pruned = info.get("pruned_at_epoch") if trial.status == "COMPLETED" else None
-        rows.append(TrialRow(
-            trial_id=trial.trial_id,
-            status="PRUNED" if pruned else trial.status,
-            score=trial.score,
-            best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
-            metrics={name: metric_at(trial, name, trial.best_step) for name in METRICS},
-            epochs=info.get("epochs"),
-            wall_seconds=info.get("wall_seconds"),
-            params=info.get("params"),
-            memory_mb=info.get("memory_mb"),
-            inference_ms=info.get("inference_ms"),
-            memory_before_mb=info.get("memory_before_mb"),
-            pruned_at_epoch=pruned,
-            failure=failure_kind(trial.status, message),
-            worker=info.get("worker"),
-            attempts=info.get("attempts"),
-            message=message,
-            hyperparameters=dict(trial.hyperparameters.values),
-            history=info.get("history", {}),
-        ))
+        rows.append(
+            TrialRow(
+                trial_id=trial.trial_id,
+                status="PRUNED" if pruned else trial.status,
+                score=trial.score,
+                best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
+                metrics={name: metric_at(trial, name, trial.best_step) for name in METRICS},
+                epochs=info.get("epochs"),
+                wall_seconds=info.get("wall_seconds"),
+                params=info.get("params"),
+                memory_mb=info.get("memory_mb"),
+                inference_ms=info.get("inference_ms"),
+                memory_before_mb=info.get("memory_before_mb"),
+                pruned_at_epoch=pruned,
+                failure=failure_kind(trial.status, message),
+                worker=info.get("worker"),
+                attempts=info.get("attempts"),
+                message=message,
+                hyperparameters=dict(trial.hyperparameters.values),
+                history=info.get("history", {}),
+            )
+        )
     return rows
 
 
@@ -129,8 +132,9 @@ def write_trials_table(tuner, output):
     """trials.csv (flat, for spreadsheets) and trials.json (with per-epoch curves)."""
     rows = trial_rows(tuner)
     folder = RunFolder(output)
-    write_text_atomic(folder.trials_json, json.dumps([r.to_json() for r in rows], indent=1,
-                                                     default=str))
+    write_text_atomic(
+        folder.trials_json, json.dumps([r.to_json() for r in rows], indent=1, default=str)
+    )
     table = pd.DataFrame([r.flat() for r in rows])
     if not table.empty:
         ascending = tuner.oracle.objective.direction == "min"
@@ -153,8 +157,10 @@ def save_best_models(tuner, spec, data, output):
     finished = count_finished(tuner)
     count = min(spec.training.best_models, finished)
     folder = RunFolder(output)
-    for leftover in [*folder.best.glob(f"{STAGED}model_[0-9]*"),
-                     *folder.best.glob(f"{STAGED}{folder.ensemble.stem}.*")]:  # a killed save's
+    for leftover in [
+        *folder.best.glob(f"{STAGED}model_[0-9]*"),
+        *folder.best.glob(f"{STAGED}{folder.ensemble.stem}.*"),
+    ]:  # a killed save's
         leftover.unlink()
     if count:
         trials = tuner.oracle.get_best_trials(count)
@@ -179,17 +185,28 @@ def save_ensemble(tuner, trials, models, spec, data, folder):
     the best trials that read the best one's input size, when there are two or more."""
     values = [trial.hyperparameters for trial in trials]
     size = input_size(values[0])
-    members = [(trial, hp, model) for trial, hp, model in zip(trials, values, models)
-               if input_size(hp) == size]
+    members = [
+        (trial, hp, model)
+        for trial, hp, model in zip(trials, values, models)
+        if input_size(hp) == size
+    ]
     if len(members) < 2:
         log.info(f"no ensemble: only the best trial reads {size} px images")
         return None
-    model = with_class_ids(ensemble_model([(hp, model) for _, hp, model in members]),
-                           data.classes, len(data.class_names))
+    model = with_class_ids(
+        ensemble_model([(hp, model) for _, hp, model in members]),
+        data.classes,
+        len(data.class_names),
+    )
     metadata = model_metadata(tuner, trials[0], spec, data, ENSEMBLE_RANK, model)
-    metadata.update(trial_id=ENSEMBLE_RANK, members=[trial.trial_id for trial, _, _ in members],
-                    hyperparameters={}, score=None, val_accuracy=None,
-                    default_feature_layer=None)
+    metadata.update(
+        trial_id=ENSEMBLE_RANK,
+        members=[trial.trial_id for trial, _, _ in members],
+        hyperparameters={},
+        score=None,
+        val_accuracy=None,
+        default_feature_layer=None,
+    )
     facts = write_card(model, metadata, spec, data, folder, staged(folder.ensemble_card))
     if facts is not None:
         metadata["val_accuracy"] = facts["scores"]["accuracy"]
@@ -246,8 +263,12 @@ def model_metadata(tuner, trial, spec, data, rank, model):
         "objective": spec.tuner.objective,
         "score": trial.score,
         "hyperparameters": trial.hyperparameters.values,
-        "labels": {"train": str(spec.path("train")), "val": str(spec.path("val")),
-                   "classes": str(spec.path("classes")), "images": str(spec.path("images"))},
+        "labels": {
+            "train": str(spec.path("train")),
+            "val": str(spec.path("val")),
+            "classes": str(spec.path("classes")),
+            "images": str(spec.path("images")),
+        },
         "experiment": spec.source,
     }
 
@@ -257,8 +278,9 @@ def write_card(model, metadata, spec, data, folder, path):
     and record the inference time (ms per image) in the trial's `artgan_trial.json`, from
     which the trials table takes it. Returns the card's `card_facts` (None: no validation
     image)."""
-    split = load_split_images(data.val, metadata["input_size"], spec.data.resize,
-                              spec.data.on_error, progress=False)
+    split = load_split_images(
+        data.val, metadata["input_size"], spec.data.resize, spec.data.on_error, progress=False
+    )
     milliseconds = inference_ms(model, split.pixels)
     info_path = folder.trial_info(metadata["trial_id"])
     info = read_json(info_path) if info_path.is_file() else {}  # an ensemble has no trial
@@ -269,10 +291,14 @@ def write_card(model, metadata, spec, data, folder, path):
     if probabilities is None:
         log.info(f"no validation image for the model card of {folder.model(metadata['rank'])}")
         return None
-    facts = card_facts(split.labels, probabilities, metadata["class_names"],
-                       data.train.labels(), milliseconds)
-    trial = {"epochs": info.get("epochs"), "wall_seconds": info.get("wall_seconds"),
-             "params": info.get("params")}
+    facts = card_facts(
+        split.labels, probabilities, metadata["class_names"], data.train.labels(), milliseconds
+    )
+    trial = {
+        "epochs": info.get("epochs"),
+        "wall_seconds": info.get("wall_seconds"),
+        "params": info.get("params"),
+    }
     write_text_atomic(path, model_card(metadata, facts, spec.budget.model_dump(), trial))
     return facts
 
@@ -290,8 +316,16 @@ def leaderboard(table, top=10):
     """A compact text leaderboard of the best trials."""
     if table.empty:
         return "no trials"
-    columns = ["trial_id", "status", "score", "val_accuracy", "val_top5_accuracy", "epochs",
-               "wall_seconds", "params"]
+    columns = [
+        "trial_id",
+        "status",
+        "score",
+        "val_accuracy",
+        "val_top5_accuracy",
+        "epochs",
+        "wall_seconds",
+        "params",
+    ]
     if "failure" in table and table["failure"].notna().any():
         columns.append("failure")
     columns += hp_columns(table.columns)

@@ -80,8 +80,9 @@ class SearchStopped(kt.errors.FatalError):
 
     def one_line(self):
         """The reason as the user's error (its own class, e.g. `DiskFull`), naming the trial."""
-        return type(self.error)(f"{self.error} (trial {self.trial_id} was stopped, not "
-                                "counted: the rerun runs it)")
+        return type(self.error)(
+            f"{self.error} (trial {self.trial_id} was stopped, not counted: the rerun runs it)"
+        )
 
 
 class TrialRecorder:
@@ -111,22 +112,37 @@ class TrialRecorder:
                 if isinstance(callback, keras.callbacks.TensorBoard):
                     shutil.rmtree(Path(callback.log_dir) / str(trial.trial_id), ignore_errors=True)
         curves = (earlier.get("progress") or {}) if resume else {}
-        held = {"worker": self.tuner_id, "attempts": attempts, "pid": os.getpid(),
-                "memory_before_mb": resident_memory_mb()}
+        held = {
+            "worker": self.tuner_id,
+            "attempts": attempts,
+            "pid": os.getpid(),
+            "memory_before_mb": resident_memory_mb(),
+        }
         marker = dict(held, status="RUNNING")
         write_text_atomic(path, json.dumps(dict(marker, progress=curves)))
         objective = self.oracle.objective
         # Progress is written before the backup, so it never lags the epoch a resume starts at.
-        extra = [TrialProgress(folder.root, trial.trial_id, marker, objective.name,
-                               objective.direction, self.pruning, curves)]
+        extra = [
+            TrialProgress(
+                folder.root,
+                trial.trial_id,
+                marker,
+                objective.name,
+                objective.direction,
+                self.pruning,
+                curves,
+            )
+        ]
         if resumable:
             extra.append(keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True))
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), *extra]
         checkpoint = Path(checkpoint_file(self, trial.trial_id))
         kept = checkpoint.with_name("resumed_from." + checkpoint.name)
         if resume:
-            log.info(f"trial {trial.trial_id}: resuming after its last finished epoch "
-                     f"(attempt {attempts})")
+            log.info(
+                f"trial {trial.trial_id}: resuming after its last finished epoch "
+                f"(attempt {attempts})"
+            )
             if checkpoint.is_file():  # the best epoch before the interruption
                 shutil.copyfile(checkpoint, kept)
         try:
@@ -136,17 +152,25 @@ class TrialRecorder:
             full = as_disk_full(error)
             if full is not None:  # no fault of the trial's: stop the search, spend no trial
                 raise SearchStopped(full, trial.trial_id) from None
-            write_text_atomic(path, json.dumps(dict(held, status="ERROR", error=type(error).__name__)))
+            write_text_atomic(
+                path, json.dumps(dict(held, status="ERROR", error=type(error).__name__))
+            )
             raise
         if resume:
             continue_histories(result, curves, objective, kept, checkpoint)
         kept.unlink(missing_ok=True)
         progress = read_json(path)
-        info = dict(fit_statistics(result), wall_seconds=time.perf_counter() - started,
-                    memory_mb=resident_memory_mb(), **held)
+        info = dict(
+            fit_statistics(result),
+            wall_seconds=time.perf_counter() - started,
+            memory_mb=resident_memory_mb(),
+            **held,
+        )
         if progress.get("pruned_at_epoch"):
             info["pruned_at_epoch"] = progress["pruned_at_epoch"]
-        log_leaderboard_score(kwargs["callbacks"], trial.trial_id, leaderboard_score(info, objective))
+        log_leaderboard_score(
+            kwargs["callbacks"], trial.trial_id, leaderboard_score(info, objective)
+        )
         write_text_atomic(path, json.dumps(info))
         shutil.rmtree(backup, ignore_errors=True)
         return result
@@ -183,8 +207,9 @@ def continue_histories(result, curves, objective, kept, checkpoint):
         # No epoch left (killed after the last one's backup): the curves are the whole trial.
         start = history.epoch[0] if history.epoch else len(curves.get(objective.name, []))
         for name in set(history.history) | (set(curves) if not history.epoch else set()):
-            history.history[name] = (curves.get(name, [])[:start]
-                                     + list(history.history.get(name, [])))
+            history.history[name] = curves.get(name, [])[:start] + list(
+                history.history.get(name, [])
+            )
         history.epoch = list(range(start)) + list(history.epoch)
         values = history.history.get(objective.name) or []
         if not values or not kept.is_file() or start == 0:
@@ -221,21 +246,35 @@ def log_leaderboard_score(callbacks, trial_id, score):
         return
     for session in sorted(Path(boards[0].log_dir, str(trial_id)).glob("execution*")):
         with tf.summary.create_file_writer(str(session / "leaderboard")).as_default():
-            tf.summary.scalar(SCORE_TAG, score, step=0, description=(
-                "the trial's score as the leaderboard shows it: the objective at its best epoch"))
+            tf.summary.scalar(
+                SCORE_TAG,
+                score,
+                step=0,
+                description=(
+                    "the trial's score as the leaderboard shows it: the objective at its best epoch"
+                ),
+            )
 
 
 def fit_statistics(result):
     """A trial's size, epochs and curves from what `run_trial` returned: one History per
     execution (`executions_per_trial`). Curves and epochs are the executions' means, as
     KerasTuner averages their objective; `executions` keeps each execution's own."""
-    histories = [h for h in (result if isinstance(result, list) else [result])
-                 if isinstance(h, keras.callbacks.History)]
+    histories = [
+        h
+        for h in (result if isinstance(result, list) else [result])
+        if isinstance(h, keras.callbacks.History)
+    ]
     if not histories:
         return {}
-    executions = [{"epochs": len(h.epoch), **getattr(h, "artgan", {}),
-                   "history": {k: [float(v) for v in vals] for k, vals in h.history.items()}}
-                  for h in histories]
+    executions = [
+        {
+            "epochs": len(h.epoch),
+            **getattr(h, "artgan", {}),
+            "history": {k: [float(v) for v in vals] for k, vals in h.history.items()},
+        }
+        for h in histories
+    ]
     first = executions[0]
     curves = {}
     for name in first["history"]:
@@ -244,15 +283,22 @@ def fit_statistics(result):
         curves[name] = [sum(r[i] for r in runs) / len(runs) for i in range(length)]
     stats = {k: v for k, v in first.items() if k not in ("history", "fit_seconds")}
     epochs = [e["epochs"] for e in executions]
-    stats.update(epochs=epochs[0] if len(set(epochs)) == 1 else sum(epochs) / len(epochs),
-                 fit_seconds=sum(e.get("fit_seconds", 0) for e in executions), history=curves)
+    stats.update(
+        epochs=epochs[0] if len(set(epochs)) == 1 else sum(epochs) / len(epochs),
+        fit_seconds=sum(e.get("fit_seconds", 0) for e in executions),
+        history=curves,
+    )
     if len(executions) > 1:
         stats["executions"] = executions
     return stats
 
 
-def make_tuner(spec: ExperimentSpec, hypermodel: CRNNHyperModel, overwrite: bool = False,
-               distribute: bool = True) -> kt.Tuner:
+def make_tuner(
+    spec: ExperimentSpec,
+    hypermodel: CRNNHyperModel,
+    overwrite: bool = False,
+    distribute: bool = True,
+) -> kt.Tuner:
     """The tuner the spec names (`artgan.tuning.tuners`), with trial recording mixed in.
 
     `distribute=False` skips the spec's tf.distribute strategy (for processes that only
@@ -270,6 +316,7 @@ def make_tuner(spec: ExperimentSpec, hypermodel: CRNNHyperModel, overwrite: bool
     tuner_class = type(f"Artgan{base.__name__}", (TrialRecorder, base), {})
     objective = kt.Objective(spec.tuner.objective, spec.tuner.resolved_direction)
     space = kt.HyperParameters()  # the YAML space, declared up front; nothing else is tuned
+    assert spec.space is not None  # load_experiment always resolves it
     spec.space.register(space)
     common = dict(
         hypermodel=hypermodel,
@@ -320,8 +367,10 @@ def run_search(spec: ExperimentSpec, fresh: bool = False) -> pd.DataFrame:
             f"{len(data.classes)} classes -> {output}"
         )
         if slow_cpu_kernels():
-            log.warning("TensorFlow's oneDNN kernels are off, so CPU training runs about 2.5x "
-                        "slower: set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported")
+            log.warning(
+                "TensorFlow's oneDNN kernels are off, so CPU training runs about 2.5x "
+                "slower: set TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow is imported"
+            )
         hypermodel = CRNNHyperModel.from_spec(spec, data)
         tuner = make_tuner(spec, hypermodel)
         finished = count_finished(tuner)
@@ -346,10 +395,15 @@ def run_search(spec: ExperimentSpec, fresh: bool = False) -> pd.DataFrame:
             save_best_models(tuner, spec, data, output)  # first: it times them for the table
         table = write_trials_table(tuner, output)
         ended = len(tuner.oracle.trials)
-        record_stop(output, f"KerasTuner gave up: {gave_up[0]}" if gave_up else
-                    stop_reason(output, ended, spec.budget.max_trials))
-        spent = {kind: seconds - spent_before.get(kind, 0.0)
-                 for kind, seconds in time_spent().items()}
+        record_stop(
+            output,
+            f"KerasTuner gave up: {gave_up[0]}"
+            if gave_up
+            else stop_reason(output, ended, spec.budget.max_trials),
+        )
+        spent = {
+            kind: seconds - spent_before.get(kind, 0.0) for kind, seconds in time_spent().items()
+        }
         record_time(output, spent, time.perf_counter() - started)
         report_skipped(data, output)
     if gave_up:

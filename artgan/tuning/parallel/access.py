@@ -73,8 +73,10 @@ def chief_token(output, token_file=None):
         return read_token_file(path), f"using the token in {path}"
     token = new_token()
     write_token(output, token)
-    return token, (f"no token given: wrote a new one to {path} (mode 0600); give it to the "
-                   f"workers with `token_file` or {TOKEN_ENV}")
+    return token, (
+        f"no token given: wrote a new one to {path} (mode 0600); give it to the "
+        f"workers with `token_file` or {TOKEN_ENV}"
+    )
 
 
 def worker_token(output, token_file=None):
@@ -116,8 +118,10 @@ def server_interceptor(token, say=log.warning):
     def refuse(request, context):
         refused["count"] += 1
         if refused["count"] <= 10 or refused["count"] % 100 == 0:
-            say(f"chief: refused an unauthenticated call from {context.peer()} "
-                f"({refused['count']} so far)")
+            say(
+                f"chief: refused an unauthenticated call from {context.peer()} "
+                f"({refused['count']} so far)"
+            )
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "artgan: missing or wrong oracle token")
 
     deny = grpc.unary_unary_rpc_method_handler(refuse)

@@ -57,8 +57,10 @@ from artgan.tuning.parallel.strategy import gpu_groups
 log = logging.getLogger(__name__)
 DEFAULT_MAX_RESTARTS = 3
 #: TensorFlow's start-up lines (absl INFO, which TF_CPP_MIN_LOG_LEVEL no longer silences).
-TF_CHATTER = re.compile(r"I\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl|"
-                        r"To enable the following instructions|This TensorFlow binary is optimized")
+TF_CHATTER = re.compile(
+    r"I\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl|"
+    r"To enable the following instructions|This TensorFlow binary is optimized"
+)
 
 
 # ----------------------------------------------------------------------------- launcher
@@ -78,8 +80,14 @@ class Child:
 
     def start(self):
         self.popen = subprocess.Popen(
-            self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+            self.command,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
         )
         self.state = "running"
         self.pump = threading.Thread(target=self._pump, args=(self.popen,), daemon=True)
@@ -136,9 +144,19 @@ class Launcher:
     launcher adds the token and KerasTuner's variables to its environment.
     """
 
-    def __init__(self, spec, command, workers=2, host=LOOPBACK, port=0,
-                 max_restarts=DEFAULT_MAX_RESTARTS, gpus=None, poll=0.5,
-                 token_file=None, trial_timeout=DEFAULT_TRIAL_TIMEOUT):
+    def __init__(
+        self,
+        spec,
+        command,
+        workers=2,
+        host=LOOPBACK,
+        port=0,
+        max_restarts=DEFAULT_MAX_RESTARTS,
+        gpus=None,
+        poll=0.5,
+        token_file=None,
+        trial_timeout=DEFAULT_TRIAL_TIMEOUT,
+    ):
         if workers < 0:
             raise ArtganError(f"`workers` must be 0 or more, got {workers}")
         if max_restarts < 0:
@@ -176,10 +194,20 @@ class Launcher:
     def save_state(self):
 
         state = {
-            "chief": {"address": f"{self.host}:{self.port}", "pid": self.chief and self.chief.pid,
-                      "state": self.chief and self.chief.state},
-            "workers": {w.name: {"pid": w.pid, "state": w.state, "restarts": w.restarts,
-                                 "gpus": w.env.get("CUDA_VISIBLE_DEVICES")} for w in self.workers},
+            "chief": {
+                "address": f"{self.host}:{self.port}",
+                "pid": self.chief and self.chief.pid,
+                "state": self.chief and self.chief.state,
+            },
+            "workers": {
+                w.name: {
+                    "pid": w.pid,
+                    "state": w.state,
+                    "restarts": w.restarts,
+                    "gpus": w.env.get("CUDA_VISIBLE_DEVICES"),
+                }
+                for w in self.workers
+            },
             "events": self.events,
         }
         write_text_atomic(self.folder.workers_state, json.dumps(state, indent=1))
@@ -191,8 +219,9 @@ class Launcher:
         return self.command(tuner_id, f"{connect_host(self.host)}:{self.port}")
 
     def child_env(self, tuner_id, gpus):
-        env = {k: v for k, v in os.environ.items()
-               if k not in KERASTUNER_ENV and k != TOKEN_FILE_ENV}
+        env = {
+            k: v for k, v in os.environ.items() if k not in KERASTUNER_ENV and k != TOKEN_FILE_ENV
+        }
         env.update(PYTHONUNBUFFERED="1", **{LAUNCHER: str(os.getpid()), TOKEN_ENV: self.token})
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         if tuner_id == CHIEF:
@@ -202,8 +231,13 @@ class Launcher:
         return env
 
     def make_child(self, tuner_id, gpus=None):
-        return Child(tuner_id, self.child_command(tuner_id), self.child_env(tuner_id, gpus),
-                     self.folder.logs, self.say)
+        return Child(
+            tuner_id,
+            self.child_command(tuner_id),
+            self.child_env(tuner_id, gpus),
+            self.folder.logs,
+            self.say,
+        )
 
     def run(self, fresh=False):
         """Run (or resume) the search; returns the trials table. Rerunning after any crash
@@ -219,8 +253,10 @@ class Launcher:
         if finished:
             self.say(f"resuming: {finished} finished trial(s) kept in {self.folder.project}")
         self.chief = self.make_child(CHIEF)
-        self.workers = [self.make_child(f"worker{i + 1}", self.gpus[i] if self.gpus else None)
-                        for i in range(self.count)]
+        self.workers = [
+            self.make_child(f"worker{i + 1}", self.gpus[i] if self.gpus else None)
+            for i in range(self.count)
+        ]
         try:
             self.chief.start()
             for worker in self.workers:
@@ -234,7 +270,9 @@ class Launcher:
             if self.chief is not None and self.chief.state == "running":
                 self.chief.state = "stopped"
             self.save_state()
-        self.say("launcher: reading the search back from disk for the trials table and best models")
+        self.say(
+            "launcher: reading the search back from disk for the trials table and best models"
+        )
         table = finalize(self.spec, self.failed)
         self.summary(table)
         if outcome != "finished":
@@ -243,16 +281,25 @@ class Launcher:
         return table
 
     def announce(self):
-        names = ", ".join(f"{w.name} (pid {w.pid}{', GPU ' + w.env['CUDA_VISIBLE_DEVICES'] if self.gpus else ''})"
-                          for w in self.workers)
-        self.event(f"chief (pid {self.chief.pid}) serves on {self.host}:{self.port}; "
-                   f"workers: {names or 'none here'}; logs in {self.folder.logs}")
+        names = ", ".join(
+            f"{w.name} (pid {w.pid}{', GPU ' + w.env['CUDA_VISIBLE_DEVICES'] if self.gpus else ''})"
+            for w in self.workers
+        )
+        self.event(
+            f"chief (pid {self.chief.pid}) serves on {self.host}:{self.port}; "
+            f"workers: {names or 'none here'}; logs in {self.folder.logs}"
+        )
         if not self.count or not is_loopback(self.host):
             token_path = write_token(self.output, self.token)
-            join = self.command("<unique-name>", f"{self.public_host()}:{self.port}",
-                                token_file=f"<a copy of {TOKEN_FILE}>")
-            self.say(f"launcher: the chief's token is in {token_path} (mode 0600); join more "
-                     f"workers from other machines with:\n  python {' '.join(join[1:])}")
+            join = self.command(
+                "<unique-name>",
+                f"{self.public_host()}:{self.port}",
+                token_file=f"<a copy of {TOKEN_FILE}>",
+            )
+            self.say(
+                f"launcher: the chief's token is in {token_path} (mode 0600); join more "
+                f"workers from other machines with:\n  python {' '.join(join[1:])}"
+            )
 
     def public_host(self):
         return socket.gethostname() if connect_host(self.host) != self.host else self.host
@@ -285,11 +332,15 @@ class Launcher:
             if not done:
                 self.event("no worker is left and the search is not finished; stopping the chief")
                 self.stop_chief()
-                return (f"every worker stopped before the search finished (see {self.folder.logs}); "
-                        "rerun the same command to resume")
+                return (
+                    f"every worker stopped before the search finished (see {self.folder.logs}); "
+                    "rerun the same command to resume"
+                )
             # Every local worker was told "no trials left": wait only for trials held elsewhere.
             dead = {w.name for w in self.workers}
-            held = {tid: trial for tid, trial in ongoing_trials(self.output).items() if tid not in dead}
+            held = {
+                tid: trial for tid, trial in ongoing_trials(self.output).items() if tid not in dead
+            }
             if held:
                 note = ", ".join(f"trial {trial} ({tid})" for tid, trial in sorted(held.items()))
                 if note != waiting_note:
@@ -310,8 +361,10 @@ class Launcher:
             self.say(self.chief.tail())
         for worker in self.workers:
             worker.stop()
-        return (f"the chief {describe_exit(code)} before the search finished; finished trials are "
-                f"kept in {self.folder.project}: rerun the same command to resume")
+        return (
+            f"the chief {describe_exit(code)} before the search finished; finished trials are "
+            f"kept in {self.folder.project}: rerun the same command to resume"
+        )
 
     def worker_exited(self, worker, code):
         if code == 0:
@@ -322,9 +375,11 @@ class Launcher:
         if code == STOPPED:  # the disk is full: no trial's fault, none is counted
             worker.state = "stopped"
             held = f"; trial {trial_id} is not counted" if trial_id is not None else ""
-            self.halted = (f"{worker.name} stopped the search: the disk is full (see "
-                           f"{worker.log}){held}; free some space and rerun the same command "
-                           "to resume")
+            self.halted = (
+                f"{worker.name} stopped the search: the disk is full (see "
+                f"{worker.log}){held}; free some space and rerun the same command "
+                "to resume"
+            )
             self.event(self.halted)
             return
         held = f"while running trial {trial_id}" if trial_id is not None else "between trials"
@@ -334,11 +389,16 @@ class Launcher:
         how = describe_exit(code)
         if code < 0 and worker.restarts < self.max_restarts:
             worker.restarts += 1
-            retry = (f"; the oracle gives {worker.name} its unfinished trial {trial_id} back, so "
-                     f"trial {trial_id} is retried from its last finished epoch" if trial_id is not None
-                     else "")
-            self.event(f"{worker.name} {how} {held}; restarting it under the same tuner id "
-                       f"(restart {worker.restarts} of {self.max_restarts}){retry}")
+            retry = (
+                f"; the oracle gives {worker.name} its unfinished trial {trial_id} back, so "
+                f"trial {trial_id} is retried from its last finished epoch"
+                if trial_id is not None
+                else ""
+            )
+            self.event(
+                f"{worker.name} {how} {held}; restarting it under the same tuner id "
+                f"(restart {worker.restarts} of {self.max_restarts}){retry}"
+            )
             worker.start()
             self.save_state()
             return
@@ -366,18 +426,34 @@ class Launcher:
         if table is None or table.empty:
             return
         counts = table["status"].value_counts().to_dict()
-        by_worker = table.groupby(table["worker"].fillna("?"))["trial_id"].apply(
-            lambda ids: ", ".join(map(str, sorted(ids)))).to_dict() if "worker" in table else {}
-        self.say("launcher: trials " + ", ".join(f"{n} {s}" for s, n in counts.items())
-                 + "; by worker: " + "; ".join(f"{w}: {ids}" for w, ids in by_worker.items()))
+        by_worker = (
+            table.groupby(table["worker"].fillna("?"))["trial_id"]
+            .apply(lambda ids: ", ".join(map(str, sorted(ids))))
+            .to_dict()
+            if "worker" in table
+            else {}
+        )
+        self.say(
+            "launcher: trials "
+            + ", ".join(f"{n} {s}" for s, n in counts.items())
+            + "; by worker: "
+            + "; ".join(f"{w}: {ids}" for w, ids in by_worker.items())
+        )
         if "attempts" in table:
             for _, row in table[table["attempts"].fillna(1) > 1].iterrows():
-                self.say(f"launcher: trial {row['trial_id']} was retried: {row['status']} after "
-                         f"{int(row['attempts'])} attempts (an earlier attempt's worker was killed)")
+                self.say(
+                    f"launcher: trial {row['trial_id']} was retried: {row['status']} after "
+                    f"{int(row['attempts'])} attempts (an earlier attempt's worker was killed)"
+                )
 
 
-def launch(spec: ExperimentSpec, command: Callable[..., list[str]], workers: int = 2,
-           fresh: bool = False, **options: Any) -> pd.DataFrame:
+def launch(
+    spec: ExperimentSpec,
+    command: Callable[..., list[str]],
+    workers: int = 2,
+    fresh: bool = False,
+    **options: Any,
+) -> pd.DataFrame:
     """Run a search with a chief and `workers` local worker processes started by `command`
     (see `Launcher`); returns its trials table."""
     check_search(spec)  # before any process starts or anything is written

@@ -34,7 +34,6 @@ import socket
 import sys
 import time
 from contextlib import contextmanager, nullcontext
-from typing import Optional
 
 import grpc
 import keras
@@ -163,8 +162,9 @@ def no_kerastuner_env():
 
 
 def finished_count(output):
-    return sum(read_json(path).get("status") == "COMPLETED"
-               for path in RunFolder(output).trial_files())
+    return sum(
+        read_json(path).get("status") == "COMPLETED" for path in RunFolder(output).trial_files()
+    )
 
 
 def check_same_search(spec):
@@ -200,10 +200,14 @@ HEARTBEAT = 60.0  # seconds between a worker's "still on it" calls while it hold
 # ----------------------------------------------------------------------------- one process
 
 
-def run_process(spec: ExperimentSpec, chief: Optional[str] = None,
-                tuner_id: Optional[str] = None, wait: float = 600.0,
-                token_file: Optional[str] = None,
-                trial_timeout: float = DEFAULT_TRIAL_TIMEOUT) -> Optional[pd.DataFrame]:
+def run_process(
+    spec: ExperimentSpec,
+    chief: str | None = None,
+    tuner_id: str | None = None,
+    wait: float = 600.0,
+    token_file: str | None = None,
+    trial_timeout: float = DEFAULT_TRIAL_TIMEOUT,
+) -> pd.DataFrame | None:
     """One process of a distributed search: serve as the chief (`tuner_id` "chief") or run
     trials as a worker.
 
@@ -216,8 +220,9 @@ def run_process(spec: ExperimentSpec, chief: Optional[str] = None,
     if chief:
         host, port = parse_address(chief)
     elif os.environ.get(ORACLE_IP) and os.environ.get(ORACLE_PORT):
-        host, port = parse_address(f"{os.environ[ORACLE_IP]}:{os.environ[ORACLE_PORT]}",
-                                   f"{ORACLE_IP}/{ORACLE_PORT}")
+        host, port = parse_address(
+            f"{os.environ[ORACLE_IP]}:{os.environ[ORACLE_PORT]}", f"{ORACLE_IP}/{ORACLE_PORT}"
+        )
     else:
         raise ArtganError(
             f"where is the chief? Give `chief` HOST:PORT, or set {ORACLE_IP} and {ORACLE_PORT}"
@@ -258,7 +263,8 @@ def check_trial_timeout(seconds):
     if seconds is not None and seconds < 2 * HEARTBEAT:
         raise ArtganError(
             f"trial time-out {seconds:g} s is too short: workers report every {HEARTBEAT:g} s "
-            f"while they train, so give at least {2 * HEARTBEAT:g} s")
+            f"while they train, so give at least {2 * HEARTBEAT:g} s"
+        )
     return seconds
 
 
@@ -279,16 +285,24 @@ def serve(spec, host, port, token_file=None, trial_timeout=DEFAULT_TRIAL_TIMEOUT
         finished = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
         if note:
             log.info(f"chief: {note}")
-        log.info(f"chief: serving trials on {host}:{port} for {RunFolder(output).project} "
-              f"({finished} finished trial(s) kept; "
-              f"{'token required' if token else 'NO token: loopback only'}; "
-              f"a trial silent for {trial_timeout:g} s is failed)")
+        log.info(
+            f"chief: serving trials on {host}:{port} for {RunFolder(output).project} "
+            f"({finished} finished trial(s) kept; "
+            f"{'token required' if token else 'NO token: loopback only'}; "
+            f"a trial silent for {trial_timeout:g} s is failed)"
+        )
         tuner.save()  # what tuner.search() does before KerasTuner's own server
         interceptors = [server_interceptor(token)] if token else []
         # Until it is over. The time budget is kept here, on the chief's clock: a worker's
         # clock may differ from the one that started it.
-        serve_oracle(tuner.oracle, host, port, interceptors, trial_timeout,
-                     spent=lambda: past_deadline(output))
+        serve_oracle(
+            tuner.oracle,
+            host,
+            port,
+            interceptors,
+            trial_timeout,
+            spent=lambda: past_deadline(output),
+        )
         log.info("chief: every trial handed out has come back; stopping")
         if not launched:
             return finalize(spec)
@@ -304,8 +318,10 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
     heartbeat = authenticate_client(tuner, host, port, (TOKEN_HEADER, token), HEARTBEAT)
     try:
         tuner.oracle.get_space()  # a first call, so a refused token is said before "joined"
-        log.info(f"{tuner_id}: joined the chief at {host}:{port}; {len(data.train)} train / "
-                 f"{len(data.val)} val images -> {spec.output_dir}")
+        log.info(
+            f"{tuner_id}: joined the chief at {host}:{port}; {len(data.train)} train / "
+            f"{len(data.val)} val images -> {spec.output_dir}"
+        )
         tuner.search(epochs=spec.budget.epochs, callbacks=callbacks(spec))
     except SearchStopped as stop:  # its trial stays RUNNING: the chief hands it out again
         raise stop.one_line() from None
@@ -318,8 +334,7 @@ def work(spec, host, port, tuner_id, wait, token_file=None):
         ) from None
     finally:
         heartbeat.set()
-    log.info(f"{tuner_id}: the chief hands out no more trials (trial or time budget spent); "
-             "done")
+    log.info(f"{tuner_id}: the chief hands out no more trials (trial or time budget spent); done")
 
 
 def finalize(spec, failed=None):
@@ -335,7 +350,9 @@ def finalize(spec, failed=None):
             mark_failed(tuner, failed)
         save_best_models(tuner, spec, data, spec.output_dir)  # first: it times them
         table = write_trials_table(tuner, spec.output_dir)
-        record_stop(spec.output_dir,
-                    stop_reason(spec.output_dir, len(tuner.oracle.trials), spec.budget.max_trials))
+        record_stop(
+            spec.output_dir,
+            stop_reason(spec.output_dir, len(tuner.oracle.trials), spec.budget.max_trials),
+        )
         report_skipped(data, spec.output_dir)
     return table

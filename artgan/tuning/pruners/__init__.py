@@ -29,12 +29,17 @@ Curve = Sequence[float]
 class Pruner(Protocol):
     """What artgan needs of a pruning rule."""
 
-    name: str  # the spec's `pruning.type`, e.g. "median"
-    #: Its own keys in the spec's `pruning:` (a `Strict` model: unknown keys are errors).
-    settings: type[BaseModel]
+    @property
+    def name(self) -> str:
+        """The spec's `pruning.type`, e.g. "median"."""
 
-    def should_stop(self, curve: Curve, finished: Sequence[Curve], direction: str,
-                    settings: BaseModel) -> bool:
+    @property
+    def settings(self) -> type[BaseModel]:
+        """Its own keys in the spec's `pruning:` (a `Strict` model: unknown keys are errors)."""
+
+    def should_stop(
+        self, curve: Curve, finished: Sequence[Curve], direction: str, settings: BaseModel
+    ) -> bool:
         """Whether the trial whose objective per epoch so far is `curve` stops now.
         `finished`: the finished trials' curves (at least `min_trials`, none empty);
         `curve` has at least `min_epochs` values; `direction`: "max" or "min";
@@ -51,13 +56,17 @@ def own_settings(pruning: PruningSpec) -> BaseModel:
     return get_pruner(pruning.type).settings.model_validate(pruning.model_extra or {})
 
 
-def should_stop(pruning: PruningSpec, curve: Curve, finished: Sequence[Curve],
-                direction: str = "max") -> bool:
+def should_stop(
+    pruning: PruningSpec, curve: Curve, finished: Sequence[Curve], direction: str = "max"
+) -> bool:
     """The spec's rule, after its warm-up: False before `min_epochs` epochs, or before
     `min_trials` trials have finished (empty curves do not count)."""
     finished = [c for c in finished if c]
-    if (pruning.type == NONE or len(curve) < pruning.min_epochs
-            or len(finished) < pruning.min_trials):
+    if (
+        pruning.type == NONE
+        or len(curve) < pruning.min_epochs
+        or len(finished) < pruning.min_trials
+    ):
         return False
     rule = get_pruner(pruning.type)
     return bool(rule.should_stop(curve, finished, direction, own_settings(pruning)))

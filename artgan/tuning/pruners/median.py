@@ -18,8 +18,13 @@ class Median:
     name = "median"
     settings = Settings
 
-    def should_stop(self, curve: Sequence[float], finished: Sequence[Sequence[float]],
-                    direction: str, settings: BaseModel) -> bool:
+    def should_stop(
+        self,
+        curve: Sequence[float],
+        finished: Sequence[Sequence[float]],
+        direction: str,
+        settings: BaseModel,
+    ) -> bool:
         return percentile_stop(curve, finished, 50.0, direction)
 
 

@@ -26,8 +26,12 @@ def running_best(curve: Sequence[float], direction: str = "max") -> list[float]:
     return result
 
 
-def percentile_stop(curve: Sequence[float], finished: Sequence[Sequence[float]],
-                    percentile: float, direction: str = "max") -> bool:
+def percentile_stop(
+    curve: Sequence[float],
+    finished: Sequence[Sequence[float]],
+    percentile: float,
+    direction: str = "max",
+) -> bool:
     """True when the best of `curve` so far is worse than the threshold that the best
     `percentile` % of the finished trials' bests up to the same epoch reach (linearly
     interpolated between trials, as numpy's percentile). A finished trial that ran fewer
@@ -44,9 +48,14 @@ class Percentile:
     name = "percentile"
     settings = Settings
 
-    def should_stop(self, curve: Sequence[float], finished: Sequence[Sequence[float]],
-                    direction: str, settings: BaseModel) -> bool:
-        return percentile_stop(curve, finished, settings.percentile, direction)
+    def should_stop(
+        self,
+        curve: Sequence[float],
+        finished: Sequence[Sequence[float]],
+        direction: str,
+        settings: BaseModel,
+    ) -> bool:
+        return percentile_stop(curve, finished, settings.model_dump()["percentile"], direction)
 
 
 PERCENTILE = Percentile()

@@ -32,7 +32,9 @@ class BayesianOptimization(KerasTuner):
     name, class_name = "bayesian", "BayesianOptimization"
 
     def arguments(self, spec: ExperimentSpec) -> dict[str, Any]:
-        return dict(max_trials=spec.budget.max_trials, num_initial_points=spec.tuner.initial_points)
+        return dict(
+            max_trials=spec.budget.max_trials, num_initial_points=spec.tuner.initial_points
+        )
 
 
 class Hyperband(KerasTuner):
@@ -43,8 +45,11 @@ class Hyperband(KerasTuner):
     name, class_name, prunable = "hyperband", "Hyperband", False
 
     def arguments(self, spec: ExperimentSpec) -> dict[str, Any]:
-        return dict(max_epochs=spec.budget.epochs, factor=spec.tuner.hyperband_factor,
-                    hyperband_iterations=1)
+        return dict(
+            max_epochs=spec.budget.epochs,
+            factor=spec.tuner.hyperband_factor,
+            hyperband_iterations=1,
+        )
 
 
 RANDOM, BAYESIAN, HYPERBAND = RandomSearch(), BayesianOptimization(), Hyperband()
