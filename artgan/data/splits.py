@@ -62,6 +62,12 @@ class SplitImages:
     def paths(self):
         return [str(self.table.frame["path"].iloc[i]) for i in self.rows]
 
+    def subset(self, positions):
+        """These images only (positions in this split), their pixels read on demand."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return SplitImages(self.table, RowsOf(self.pixels, positions), self.labels[positions],
+                           self.rows[positions], self.skipped, self.cache_key)
+
 
 def load_split_images(table, size, resize="letterbox", on_error="raise", progress=True):
     """Decode (or reuse) `table`'s images at `size`; undecodable ones raise or are skipped."""

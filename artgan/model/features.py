@@ -52,6 +52,61 @@ def predict_with_features(model, split, layers, batch_size=BATCH_SIZE):
     return np.asarray(outputs[0]), features
 
 
+def pretrained_bottom(model, metadata):
+    """(backbone, its bottom inside `model`) when `model` can read that backbone's cached
+    taps instead of images (its trial froze the backbone or trained only its top: the
+    bottom's ImageNet weights are unchanged), else None."""
+    from artgan.model.backbones import BACKBONES
+
+    backbone = BACKBONES.get(metadata.get("backbone"))
+    if backbone is None:
+        return None
+    pretrained = backbone.bottom()
+    try:
+        bottom = model.get_layer(pretrained.name)
+    except ValueError:
+        return None
+    saved, weights = bottom.get_weights(), pretrained.get_weights()
+    same = len(saved) == len(weights) and all(
+        np.array_equal(a, b) for a, b in zip(saved, weights))
+    return (backbone, bottom) if same else None
+
+
+def taps_model(model, bottom, layers):
+    """(`layer_model(model, layers)` with the outputs of `bottom` (a nested model of `model`)
+    as its inputs, the names of the taps it reads, in input order): the part above it."""
+    import keras
+
+    from artgan.model._tf_compat import call_outputs
+
+    outputs = layer_model(model, layers).outputs
+    taps = call_outputs(bottom)
+    for name in list(taps):  # keep only the taps the outputs depend on
+        others = [tensor for tap, tensor in taps.items() if tap != name]
+        try:
+            keras.Model(others, outputs)
+        except ValueError:  # "not connected": this tap is needed
+            continue
+        del taps[name]
+    return keras.Model(list(taps.values()), outputs), list(taps)
+
+
+def predict_from_embeddings(model, bottom, embeddings, layers, batch_size=256):
+    """What `predict_with_features` gives for a split whose `bottom` taps are cached
+    (`artgan.model.embeddings`), without running the bottom again: the model above it reads
+    the cached float16 taps, as the search's validation did."""
+    head, taps = taps_model(model, bottom, layers)
+    batches = []
+    for start in range(0, len(embeddings), batch_size):
+        end = min(start + batch_size, len(embeddings))
+        batches.append(head.predict_on_batch(
+            [embeddings.taps[tap][start:end].astype(np.float32) for tap in taps]))
+    outputs = [np.concatenate([np.asarray(batch[i]) for batch in batches])
+               for i in range(len(head.outputs))]
+    features = {name: array.astype(np.float32) for name, array in zip(layers, outputs[1:])}
+    return outputs[0], features
+
+
 def extract_features(model, split, layer=None, batch_size=BATCH_SIZE):
     """(N, D) float32 features of `split`'s images at `layer` (default: the first layer the
     model learned, `default_feature_layer`)."""

@@ -38,6 +38,7 @@ from artgan.report.insights import (
 )
 from artgan.report.output import Thumbnails, Writer
 from artgan.report.run import Run, open_run
+from artgan.report.sampling import sampling_notes
 from artgan.report.sections import (
     baselines_section,
     confusion_section,
@@ -136,6 +137,7 @@ def write_report(run, writer, top, layer, log, started):
         title=f"artgan report: {run.spec.task}" + (
             f" ({run.folder.name})" if run.folder.name != run.spec.task else ""),
         spec=run.spec, run=run, top=top, notes=run_notes(run, evaluated, top),
+        sampling=sampling_notes(evaluated, baselines, run.spec.seed),
         summary=summary(run, data, context),
         provenance=provenance_section(run, data, seconds),
     )
@@ -195,6 +197,7 @@ def write_metrics(writer, run, data, context):
                            "classes": [{"name": c["name"], "count": c["count"]}
                                        for c in context["suspects"]["classes"]]},
         "notes": context["notes"],
+        "sampling": context["sampling"],
     }
     writer.manifest(plain(metrics))
 

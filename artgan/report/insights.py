@@ -198,7 +198,8 @@ def suspect_section(evaluated, layer, writer, thumbnails, data=None):
     if not evaluated:
         return {"note": "No saved model, so no predictions to question the labels with.",
                 "classes": [], "two_labels": two}
-    best = evaluated[0]
+    sampled_from = len(evaluated[0].split)
+    best = evaluated[0].sampled()
     labels, names = best.split.labels, best.metadata["class_names"]
     if len(labels) <= NEIGHBOURS:
         return {"note": f"Only {len(labels)} validation image(s): too few for neighbours.",
@@ -228,5 +229,6 @@ def suspect_section(evaluated, layer, writer, thumbnails, data=None):
                                   for r in group.head(SUSPECTS_PER_CLASS).itertuples()]})
     return {"note": None, "classes": classes, "count": int(len(suspects)),
             "images": int(len(labels)), "layer": layer, "k": int(indices.shape[1]),
+            "sampled_from": sampled_from if sampled_from > len(labels) else None,
             "max_probability": SUSPECT_PROBABILITY, "max_agreement": SUSPECT_AGREEMENT,
             "file": SUSPECTS_FILE, "rank": best.rank, "two_labels": two}

@@ -25,6 +25,7 @@ sections are in `artgan.report.insights`; the comparison of runs in `artgan.repo
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import subprocess
 import time
@@ -65,6 +66,7 @@ from artgan.report.format import (
 )
 from artgan.report.insight_figures import parallel_figure
 from artgan.report.run import UNFINISHED
+from artgan.report.sampling import sample_of, sample_rows
 from artgan.runfolder import FINISHED
 
 MIN_TRIALS_FOR_IMPORTANCE = 3
@@ -79,7 +81,8 @@ PACKAGES = ("tensorflow", "keras", "keras-tuner", "numpy", "pandas", "scikit-lea
 
 @dataclass
 class Evaluated:
-    """A saved best model re-run on the search's validation split."""
+    """A saved best model re-run on the search's validation split (or a stratified sample
+    of it: `population` is the split's size)."""
 
     rank: int
     path: Path
@@ -90,17 +93,37 @@ class Evaluated:
     features: dict  # layer name -> (N, D) float32
     scores: dict = field(default_factory=dict)  # accuracy, top5_accuracy, macro_f1
     model: object = None  # the Keras model, for Grad-CAM
+    population: int = 0  # usable validation images; more than len(split) if sampled
+    sample: np.ndarray = None  # positions in `split` the feature sections use (None: all)
 
     @property
     def trial_id(self):
         return str(self.metadata.get("trial_id"))
 
+    def sampled(self):
+        """This evaluation restricted to `sample`, for the sections that compare every pair."""
+        rows = self.sample
+        if rows is None or len(rows) == len(self.split):
+            return self
+        return dataclasses.replace(
+            self, split=self.split.subset(rows), probabilities=self.probabilities[rows],
+            predictions=self.predictions.iloc[rows].reset_index(drop=True),
+            features={name: values[rows] for name, values in self.features.items()},
+            sample=np.arange(len(rows)))
+
 
 def evaluate_models(run, data, top, layer):
-    """Predictions and features of the best `top` saved models, best first."""
+    """Predictions and features of the best `top` saved models, best first: on every
+    validation painting when the model reads activations of its frozen backbone that the
+    search cached, else through the whole model on a stratified sample (`sample_rows`)."""
     from artgan.evaluation.predict import predictions_frame, scored_classes
     from artgan.model.crnn import default_feature_layer, feature_layers
-    from artgan.model.features import predict_with_features
+    from artgan.model.embeddings import cached_embeddings
+    from artgan.model.features import (
+        predict_from_embeddings,
+        predict_with_features,
+        pretrained_bottom,
+    )
 
     evaluated = []
     for rank, path in enumerate(run.models[:top], start=1):
@@ -109,12 +132,20 @@ def evaluate_models(run, data, top, layer):
         layers = list(dict.fromkeys([chosen, *feature_layers(model)]))
         split = load_split_images(data.val, metadata["input_size"], metadata["resize"],
                                   run.spec.data.on_error, progress=False)
-        probabilities, features = predict_with_features(model, split, layers)
+        population, sample = len(split), sample_rows(split.labels, run.spec.seed)
+        bottom = pretrained_bottom(model, metadata) if len(split) else None
+        embeddings = cached_embeddings(bottom[0], split) if bottom else None
+        if embeddings is not None:
+            probabilities, features = predict_from_embeddings(model, bottom[1], embeddings,
+                                                              layers)
+        else:  # the backbone runs on every painting scored: score a sample
+            split, sample = sample_of(split, run.spec.seed), None
+            probabilities, features = predict_with_features(model, split, layers)
         names, classes = metadata["class_names"], scored_classes(metadata, split.labels)
         evaluated.append(Evaluated(rank, path, metadata, split, probabilities,
                                    predictions_frame(split, probabilities, names, classes),
                                    features, named_scores(split.labels, probabilities, classes),
-                                   model))
+                                   model, population, sample))
     return evaluated
 
 
@@ -122,7 +153,8 @@ def evaluate_models(run, data, top, layer):
 
 
 def baselines_section(run, data, size):
-    """Majority class and handcrafted features + logistic regression, on the same split."""
+    """Majority class and handcrafted features + logistic regression, on the same split
+    (the latter on stratified samples of both splits: `sample_rows`)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -139,6 +171,10 @@ def baselines_section(run, data, size):
              **named_scores(val.labels, majority, data.classes)}]
 
     started = time.perf_counter()
+    totals = {"train_total": len(train), "val_total": len(val)}
+    train, val = (sample_of(split, run.spec.seed) for split in (train, val))
+    sampled = (f", trained on {len(train):,} of {totals['train_total']:,} paintings"
+               if len(train) < totals["train_total"] else "")
     train_features = handcrafted_features(train.pixels)
     val_features = handcrafted_features(val.pixels)
     if len(np.unique(train.labels)) > 1:
@@ -148,11 +184,11 @@ def baselines_section(run, data, size):
         probabilities[:, classifier.classes_] = classifier.predict_proba(val_features)
         rows.append({"name": "colour+texture LR",
                      "detail": f"logistic regression on {train_features.shape[1]} "
-                               f"training-free colour/texture features, {size} px",
+                               f"training-free colour/texture features, {size} px{sampled}",
                      "seconds": time.perf_counter() - started,
                      **named_scores(val.labels, probabilities, data.classes)})
     return {"rows": rows, "size": size, "train_images": len(train), "val_images": len(val),
-            "val_features": val_features, "val_labels": val.labels}
+            **totals, "val_features": val_features, "val_labels": val.labels}
 
 
 def leaderboard_section(run, baselines, writer):
