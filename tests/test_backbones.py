@@ -26,8 +26,8 @@ from artgan.model import features as features_module
 from artgan.model.backbones import BACKBONES, register
 from artgan.model.crnn import PARAMETERS
 from artgan.model.crnn import build_model, deployable_model, feature_layers
-from artgan.model.embeddings import cached_embeddings, embed_split
-from artgan.model.features import pretrained_bottom, predict_from_embeddings, predict_with_features
+from artgan.model.embeddings import embed_split
+from artgan.model.features import cached_taps, predict_from_embeddings, predict_with_features
 from artgan.model.saved import load_model
 from artgan.model.torch_weights import LEGACY_MAGIC, read_state_dict
 from artgan.paths import REPO_ROOT
@@ -259,11 +259,10 @@ def test_cached_activations_give_the_saved_models_predictions(top_run, monkeypat
     spec, _ = top_run
     monkeypatch.setenv("ARTGAN_CACHE", str(spec.output_dir.parent / "cache"))
     model, metadata = load_model(spec.output_dir / "best" / "model_1.keras")
-    backbone, bottom = pretrained_bottom(model, metadata)
-    assert backbone is LITE0
     split = load_split_images(TaskData.from_spec(spec).val, 224, spec.data.resize)
-    embeddings = cached_embeddings(backbone, split)
-    assert embeddings is not None and not embeddings.built and len(embeddings) == 12
+    bottom, embeddings = cached_taps(model, metadata, split)
+    assert bottom.name == "efficientnet_lite0_bottom"
+    assert not embeddings.built and len(embeddings) == 12
     layers = feature_layers(model)
     probabilities, features = predict_from_embeddings(model, bottom, embeddings, layers)
     rows = [0, 5, 11]
@@ -307,8 +306,10 @@ def test_frozen_and_whole_backbone_searches(trainable, tmp_path, cache_dir):
     assert len(cached) == (2 if trainable == "frozen" else 0)  # `all` reads images
     model, metadata = load_model(spec.output_dir / "best" / "model_1.keras")
     assert model.input_shape == (None, 224, 224, 3) and metadata["input_size"] == 224
-    # A fine-tuned bottom is not the cached one: reports run such a model on pixels.
-    assert (pretrained_bottom(model, metadata) is None) == (trainable == "all")
+    # A fine-tuned bottom is not the one cached: reports run such a model on pixels.
+    split = load_split_images(TaskData.from_spec(spec).val, 224, spec.data.resize)
+    embed_split(LITE0, split)  # (an `all` search caches none)
+    assert (cached_taps(model, metadata, split) is None) == (trainable == "all")
 
 
 def test_deployable_model_equals_trial_model_on_cached_activations():

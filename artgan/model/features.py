@@ -52,24 +52,26 @@ def predict_with_features(model, split, layers, batch_size=BATCH_SIZE):
     return np.asarray(outputs[0]), features
 
 
-def pretrained_bottom(model, metadata):
-    """(backbone, its bottom inside `model`) when `model` can read that backbone's cached
-    taps instead of images (its trial froze the backbone or trained only its top: the
-    bottom's ImageNet weights are unchanged), else None."""
+def cached_taps(model, metadata, split):
+    """(the backbone's bottom inside `model`, the taps of `split` a search cached) when
+    `model` can read those instead of images: its trial froze the backbone or trained only
+    its top, so the bottom's ImageNet weights are unchanged; else None."""
     from artgan.model.backbones import BACKBONES
+    from artgan.model.embeddings import cached_embeddings
 
     backbone = BACKBONES.get(metadata.get("backbone"))
-    if backbone is None:
+    embeddings = cached_embeddings(backbone, split) if backbone and len(split) else None
+    if embeddings is None:
         return None
-    pretrained = backbone.bottom()
     try:
+        pretrained = backbone.bottom()
         bottom = model.get_layer(pretrained.name)
-    except ValueError:
+    except (ArtganError, ValueError):  # its weights not installed here; no such layer
         return None
     saved, weights = bottom.get_weights(), pretrained.get_weights()
     same = len(saved) == len(weights) and all(
         np.array_equal(a, b) for a, b in zip(saved, weights))
-    return (backbone, bottom) if same else None
+    return (bottom, embeddings) if same else None
 
 
 def taps_model(model, bottom, layers):

@@ -118,12 +118,7 @@ def evaluate_models(run, data, top, layer):
     search cached, else through the whole model on a stratified sample (`sample_rows`)."""
     from artgan.evaluation.predict import predictions_frame, scored_classes
     from artgan.model.crnn import default_feature_layer, feature_layers
-    from artgan.model.embeddings import cached_embeddings
-    from artgan.model.features import (
-        predict_from_embeddings,
-        predict_with_features,
-        pretrained_bottom,
-    )
+    from artgan.model.features import cached_taps, predict_from_embeddings, predict_with_features
 
     evaluated = []
     for rank, path in enumerate(run.models[:top], start=1):
@@ -133,11 +128,9 @@ def evaluate_models(run, data, top, layer):
         split = load_split_images(data.val, metadata["input_size"], metadata["resize"],
                                   run.spec.data.on_error, progress=False)
         population, sample = len(split), sample_rows(split.labels, run.spec.seed)
-        bottom = pretrained_bottom(model, metadata) if len(split) else None
-        embeddings = cached_embeddings(bottom[0], split) if bottom else None
-        if embeddings is not None:
-            probabilities, features = predict_from_embeddings(model, bottom[1], embeddings,
-                                                              layers)
+        cached = cached_taps(model, metadata, split)
+        if cached:
+            probabilities, features = predict_from_embeddings(model, *cached, layers)
         else:  # the backbone runs on every painting scored: score a sample
             split, sample = sample_of(split, run.spec.seed), None
             probabilities, features = predict_with_features(model, split, layers)
