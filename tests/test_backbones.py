@@ -20,15 +20,19 @@ import sklearn
 from artgan.config.spec import load_experiment
 from artgan.data.images import decode_image
 from artgan.data.labels import load_labels
-from artgan.data.splits import load_split_images
+from artgan.data.splits import TaskData, load_split_images
 from artgan.errors import ArtganError
+from artgan.model import features as features_module
 from artgan.model.backbones import BACKBONES, register
-from artgan.model.crnn import build_model, deployable_model
+from artgan.model.crnn import build_model, deployable_model, feature_layers
 from artgan.model.embeddings import embed_split
+from artgan.model.features import cached_taps, predict_from_embeddings, predict_with_features
 from artgan.model.parameters import PARAMETERS
 from artgan.model.saved import load_model
 from artgan.model.torch_weights import LEGACY_MAGIC, read_state_dict
 from artgan.paths import REPO_ROOT
+from artgan.report import sampling
+from artgan.report.build import build_report
 from artgan.tuning.tuner import run_search
 
 from support import TINY_PRETRAINED
@@ -277,6 +281,54 @@ def test_saved_model_reads_raw_images_and_matches_the_trial(top_run, data_dir):
     np.testing.assert_allclose(json.loads(done.stdout.splitlines()[-1]), probabilities, atol=1e-5)
 
 
+def test_cached_activations_give_the_saved_models_predictions(top_run, monkeypatch):
+    """The report reads a frozen-bottom model's validation predictions and features from the
+    embeddings the search cached: what the whole model computes from pixels, to float16."""
+    spec, _ = top_run
+    monkeypatch.setenv("ARTGAN_CACHE", str(spec.output_dir.parent / "cache"))
+    model, metadata = load_model(spec.output_dir / "best" / "model_1.keras")
+    split = load_split_images(TaskData.from_spec(spec).val, 224, spec.data.resize)
+    bottom, embeddings = cached_taps(model, metadata, split)
+    assert bottom.name == "efficientnet_lite0_bottom"
+    assert not embeddings.built and len(embeddings) == 12
+    layers = feature_layers(model)
+    probabilities, features = predict_from_embeddings(model, bottom, embeddings, layers)
+    rows = [0, 5, 11]
+    expected, expected_features = predict_with_features(model, split.subset(rows), layers)
+    np.testing.assert_allclose(probabilities[rows], expected, atol=1e-3)
+    assert (probabilities[rows].argmax(axis=1) == expected.argmax(axis=1)).all()
+    for layer in layers:
+        np.testing.assert_allclose(
+            features[layer][rows], expected_features[layer], rtol=1e-2, atol=1e-2
+        )
+
+
+def test_report_of_a_frozen_backbone_reads_the_cache_on_every_painting(
+    top_run, tmp_path, monkeypatch
+):
+    """No backbone pass over the validation images: predictions come from the cache, whole,
+    while the sections that compare every pair use a stratified sample and say so."""
+    spec, _ = top_run
+    monkeypatch.setenv("ARTGAN_CACHE", str(spec.output_dir.parent / "cache"))
+    monkeypatch.setattr(sampling, "SAMPLE_SIZE", 10)
+    ran_on_pixels = []
+    monkeypatch.setattr(
+        features_module,
+        "predict_with_features",
+        lambda model, split, layers: ran_on_pixels.append(len(split)),
+    )
+    report = build_report(spec.output_dir, top=1, out=tmp_path / "report")
+    metrics = json.loads((report.folder / "metrics.json").read_text())
+    assert ran_on_pixels == []
+    assert metrics["models"][0]["images"] == 12 and metrics["similarity"]["images"] == 10
+    page = (report.folder / "report.html").read_text(encoding="utf-8")
+    assert (
+        "Feature similarity and suspect labels are computed on a stratified sample of 10 "
+        "of the 12 validation paintings"
+    ) in page
+    assert "re-run on a stratified sample" not in page
+
+
 @pytest.mark.parametrize("trainable", ["frozen", "all"])
 def test_frozen_and_whole_backbone_searches(trainable, tmp_path, cache_dir):
     spec = pretrained_spec(
@@ -294,6 +346,10 @@ def test_frozen_and_whole_backbone_searches(trainable, tmp_path, cache_dir):
     assert len(cached) == (2 if trainable == "frozen" else 0)  # `all` reads images
     model, metadata = load_model(spec.output_dir / "best" / "model_1.keras")
     assert model.input_shape == (None, 224, 224, 3) and metadata["input_size"] == 224
+    # A fine-tuned bottom is not the one cached: reports run such a model on pixels.
+    split = load_split_images(TaskData.from_spec(spec).val, 224, spec.data.resize)
+    embed_split(LITE0, split)  # (an `all` search caches none)
+    assert (cached_taps(model, metadata, split) is None) == (trainable == "all")
 
 
 def test_deployable_model_equals_trial_model_on_cached_activations():

@@ -14,6 +14,7 @@ from artgan.data.labels import (
     read_class_file,
     read_label_rows,
     skipped_report,
+    stratified_rows,
 )
 from artgan.errors import ArtganError
 
@@ -504,6 +505,21 @@ def test_sample_is_deterministic_and_stratified(style_train):
     assert ((got - expected).abs() <= 1).all()  # proportions kept to within one row
     assert (style_train.sample(27, seed=0).class_counts() == 1).all()  # one per class
     assert first.frame["path"].isin(style_train.frame["path"]).all()
+
+
+def test_stratified_rows_of_any_labels(style_train):
+    """What reports sample large splits with: stratified, reproducible, everything when small."""
+    labels = style_train.labels()
+    rows = stratified_rows(labels, 2000, seed=3)
+    assert np.array_equal(rows, stratified_rows(labels, 2000, seed=3))
+    assert len(rows) == 2000 and (np.diff(rows) > 0).all()
+    expected = np.bincount(labels, minlength=27) / len(labels) * 2000
+    got = np.bincount(labels[rows], minlength=27)
+    assert (np.abs(got - expected) <= 1).all() and (got >= 1).all()
+    assert not np.array_equal(rows, stratified_rows(labels, 2000, seed=4))
+    sampled = style_train.sample(2000, seed=3).frame["path"]
+    assert sampled.tolist() == style_train.frame["path"].iloc[rows].tolist()
+    assert np.array_equal(stratified_rows(labels[:50], 2000, seed=3), np.arange(50))
 
 
 def test_sample_small_tables_and_tiny_budgets(style_train):

@@ -23,6 +23,7 @@ from artgan.cli import main
 from artgan.config.spec import load_experiment
 from artgan.errors import ArtganError
 from artgan.model.features import load_features
+from artgan.report import sampling
 from artgan.report.build import build_report
 from artgan.report.output import Writer
 from artgan.report.run import open_run
@@ -137,6 +138,35 @@ def test_numbers_agree_with_saved_predictions(tiny, html):
     per_class = pd.read_csv(out / "per_class_model_1.csv")
     assert per_class["support"].sum() == len(labels)
     assert f"{100 * accuracy:.1f}%" in html
+
+
+def test_large_splits_are_sampled_and_the_page_says_so(tiny, html, tmp_path, monkeypatch):
+    """Above `SAMPLE_SIZE` the heavy sections use a stratified sample and the page says of
+    how many; at or below it (24 validation, 48 training paintings here) nothing is sampled."""
+    assert "Sampled at this size" not in html and "stratified sample" not in html
+    monkeypatch.setattr(sampling, "SAMPLE_SIZE", 12)
+    report = build_report(tiny[0], out=tmp_path / "sampled")
+    page = (report.folder / "report.html").read_text(encoding="utf-8")
+    metrics = json.loads((report.folder / "metrics.json").read_text())
+    assert "Sampled at this size" in page
+    # A scratch CNN reads pixels: re-run on the sample itself, each class keeping its share.
+    assert "re-run on a stratified sample of 12 of the 24 validation paintings" in page
+    model = metrics["models"][0]
+    assert model["images"] == 12 and metrics["similarity"]["images"] == 12
+    predictions = pd.read_csv(report.folder / model["predictions"])
+    whole = pd.read_csv(tiny[1] / model["predictions"])["label"].value_counts()
+    share = predictions["label"].value_counts().reindex(whole.index, fill_value=0)
+    assert ((share - whole * 12 / 24).abs() <= 1).all()
+    assert predictions["path"].isin(pd.read_csv(tiny[1] / model["predictions"])["path"]).all()
+    assert (
+        "trained on a stratified sample of 12 of 48 training paintings and scored on 12 of "
+        "24 validation paintings"
+    ) in page
+    again = build_report(tiny[0], out=tmp_path / "again")
+    assert (
+        pd.read_csv(again.folder / model["predictions"])["path"].tolist()
+        == predictions["path"].tolist()
+    )  # the same sample every time
 
 
 def test_failed_trial_is_listed_with_its_reason(tiny, html):

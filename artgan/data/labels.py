@@ -91,25 +91,11 @@ class LabelTable:
         return self._with_frame(frame)
 
     def sample(self, max_rows: int, seed: int) -> LabelTable:
-        """At most `max_rows` rows, class proportions kept, same rows for the same seed.
-
-        Every class present keeps at least one row when `max_rows` allows it, so a small
-        smoke-test sample still covers rare classes. Rows stay in file order.
-        """
-        if max_rows < 1:
-            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+        """At most `max_rows` rows, class proportions kept, same rows for the same seed
+        (`stratified_rows`). Rows stay in file order."""
         if len(self) <= max_rows:
             return self
-        counts = self.frame["label"].value_counts().sort_index()
-        quotas = _stratified_quotas(counts.to_numpy(), max_rows)
-        rng = np.random.default_rng(seed)
-        labels = self.labels()
-        chosen = [
-            rng.choice(np.flatnonzero(labels == label), size=quota, replace=False)
-            for label, quota in zip(counts.index, quotas)
-            if quota
-        ]
-        return self.subset(np.sort(np.concatenate(chosen)))
+        return self.subset(stratified_rows(self.labels(), max_rows, seed))
 
     def class_counts(self) -> pd.Series:
         """Rows per class id, every class of the class file included (zeros too)."""
@@ -120,6 +106,30 @@ class LabelTable:
 
     def _with_frame(self, frame: pd.DataFrame) -> LabelTable:
         return LabelTable(frame, self.class_names, self.label_file, self.image_root, self.skipped)
+
+
+def stratified_rows(labels, max_rows: int, seed: int) -> np.ndarray:
+    """Sorted positions of at most `max_rows` of `labels`, each class keeping its share
+    (largest remainder), the same positions for the same labels and seed; every position
+    when there are no more than `max_rows`.
+
+    Every class present keeps at least one row when `max_rows` allows it, so a small
+    smoke-test sample still covers rare classes.
+    """
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    labels = np.asarray(labels)
+    if len(labels) <= max_rows:
+        return np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = _stratified_quotas(counts, max_rows)
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.choice(np.flatnonzero(labels == label), size=quota, replace=False)
+        for label, quota in zip(classes, quotas)
+        if quota
+    ]
+    return np.sort(np.concatenate(chosen))
 
 
 def _stratified_quotas(counts: np.ndarray, total: int) -> np.ndarray:

@@ -71,6 +71,18 @@ class SplitImages:
     def paths(self) -> list[str]:
         return [str(self.table.frame["path"].iloc[i]) for i in self.rows]
 
+    def subset(self, positions):
+        """These images only (positions in this split), their pixels read on demand."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return SplitImages(
+            self.table,
+            RowsOf(self.pixels, positions),
+            self.labels[positions],
+            self.rows[positions],
+            self.skipped,
+            self.cache_key,
+        )
+
 
 def load_split_images(
     table: LabelTable,

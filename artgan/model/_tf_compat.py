@@ -1,5 +1,6 @@
-"""The TensorFlow private parts artgan touches: the global gradient registry, and whether
-oneDNN is on (`onednn_enabled`, below).
+"""The TensorFlow and Keras private parts artgan touches: the global gradient registry,
+whether oneDNN is on (`onednn_enabled`), and where a nested model's outputs sit in the model
+that calls it (`call_outputs`), below.
 
 Every traced train step registers a `CustomGradient-N` entry in TensorFlow's global gradient
 registry (`ops._gradient_registry`): Keras' optimizer sums the gradients with
@@ -72,3 +73,10 @@ def slow_cpu_kernels():
     import tensorflow as tf
 
     return not tf.config.list_physical_devices("GPU")
+
+
+def call_outputs(layer):
+    """The tensors a nested model `layer` gives where its parent model called it (its first
+    call), structured like its outputs (a dict of taps stays a dict). Keras keeps them in the
+    layer's inbound node: a nested model's public `output` is its own inner tensors."""
+    return keras.tree.pack_sequence_as(layer.output, layer._inbound_nodes[0].outputs)

@@ -88,6 +88,14 @@ def embed_split(
     return found
 
 
+def cached_embeddings(backbone, split, cache_dir=None):
+    """The cached (unmirrored) bottom taps of `split` if a search already computed them, else
+    None: never builds them."""
+    cache_dir = cache_dir if cache_dir is not None else cache_root() / "embeddings"
+    key = embedding_key(backbone, split, flip=False)
+    return _load(Path(cache_dir), key, backbone.tap_shapes(), len(split), flip=False)
+
+
 def _load(cache_dir, key, shapes, count, flip):
     rows = count * (2 if flip else 1)
     try:

@@ -62,6 +62,67 @@ def predict_with_features(
     return np.asarray(outputs[0]), features
 
 
+def cached_taps(model, metadata, split):
+    """(the backbone's bottom inside `model`, the taps of `split` a search cached) when
+    `model` can read those instead of images: its trial froze the backbone or trained only
+    its top, so the bottom's ImageNet weights are unchanged; else None."""
+    from artgan.model.backbones import BACKBONES
+    from artgan.model.embeddings import cached_embeddings
+
+    backbone = BACKBONES.get(metadata.get("backbone"))
+    embeddings = cached_embeddings(backbone, split) if backbone and len(split) else None
+    if embeddings is None:
+        return None
+    try:
+        pretrained = backbone.bottom()
+        bottom = model.get_layer(pretrained.name)
+    except (ArtganError, ValueError):  # its weights not installed here; no such layer
+        return None
+    saved, weights = bottom.get_weights(), pretrained.get_weights()
+    same = len(saved) == len(weights) and all(np.array_equal(a, b) for a, b in zip(saved, weights))
+    return (bottom, embeddings) if same else None
+
+
+def taps_model(model, bottom, layers):
+    """(`layer_model(model, layers)` with the outputs of `bottom` (a nested model of `model`)
+    as its inputs, the names of the taps it reads, in input order): the part above it."""
+    import keras
+
+    from artgan.model._tf_compat import call_outputs
+
+    outputs = layer_model(model, layers).outputs
+    taps = call_outputs(bottom)
+    for name in list(taps):  # keep only the taps the outputs depend on
+        others = [tensor for tap, tensor in taps.items() if tap != name]
+        try:
+            keras.Model(others, outputs)
+        except ValueError:  # "not connected": this tap is needed
+            continue
+        del taps[name]
+    return keras.Model(list(taps.values()), outputs), list(taps)
+
+
+def predict_from_embeddings(model, bottom, embeddings, layers, batch_size=256):
+    """What `predict_with_features` gives for a split whose `bottom` taps are cached
+    (`artgan.model.embeddings`), without running the bottom again: the model above it reads
+    the cached float16 taps, as the search's validation did."""
+    head, taps = taps_model(model, bottom, layers)
+    batches = []
+    for start in range(0, len(embeddings), batch_size):
+        end = min(start + batch_size, len(embeddings))
+        batches.append(
+            head.predict_on_batch(
+                [embeddings.taps[tap][start:end].astype(np.float32) for tap in taps]
+            )
+        )
+    outputs = [
+        np.concatenate([np.asarray(batch[i]) for batch in batches])
+        for i in range(len(head.outputs))
+    ]
+    features = {name: array.astype(np.float32) for name, array in zip(layers, outputs[1:])}
+    return outputs[0], features
+
+
 def extract_features(
     model: keras.Model, split: SplitImages, layer: str | None = None, batch_size: int = BATCH_SIZE
 ) -> np.ndarray:

@@ -39,6 +39,7 @@ from artgan.report.insights import (
 )
 from artgan.report.output import Thumbnails, Writer
 from artgan.report.run import Run, open_run
+from artgan.report.sampling import sampling_notes
 from artgan.report.sections import (
     baselines_section,
     confusion_section,
@@ -156,6 +157,7 @@ def write_report(run, writer, top, layer, log, started):
         run=run,
         top=top,
         notes=run_notes(run, evaluated, top),
+        sampling=sampling_notes(evaluated, baselines, run.spec.seed),
         summary=summary(run, data, context),
         provenance=provenance_section(run, data, seconds),
     )
@@ -241,6 +243,7 @@ def write_metrics(writer, run, data, context):
             ],
         },
         "notes": context["notes"],
+        "sampling": context["sampling"],
     }
     writer.manifest(plain(metrics))
 

@@ -22,6 +22,8 @@ def similarity_section(evaluated, layer, baselines, writer, thumbnails):
 
     if not evaluated:
         return {"note": "No saved model, so no learned features (best/ is empty).", "rows": []}
+    sampled_from = len(evaluated[0].split)
+    evaluated = [m.sampled() for m in evaluated]
     best = evaluated[0]
     labels = best.split.labels
     if len(labels) < 2 * NEIGHBOURS or len(np.unique(labels)) < 2:
@@ -72,6 +74,7 @@ def similarity_section(evaluated, layer, baselines, writer, thumbnails):
         "chance": float(np.bincount(labels).max() / len(labels)),
         "tsne_points": int(len(sampled)),
         "images": int(len(labels)),
+        "sampled_from": sampled_from if sampled_from > len(labels) else None,
         "figure": writer.figure(
             figure, f"tsne_model_1_{layer}", f"t-SNE map of {layer} features, coloured by class"
         ),

@@ -255,7 +255,8 @@ def suspect_section(evaluated, layer, writer, thumbnails, data=None):
             "classes": [],
             "two_labels": two,
         }
-    best = evaluated[0]
+    sampled_from = len(evaluated[0].split)
+    best = evaluated[0].sampled()
     labels, names = best.split.labels, best.metadata["class_names"]
     if len(labels) <= NEIGHBOURS:
         return {
@@ -304,6 +305,7 @@ def suspect_section(evaluated, layer, writer, thumbnails, data=None):
         "images": int(len(labels)),
         "layer": layer,
         "k": int(indices.shape[1]),
+        "sampled_from": sampled_from if sampled_from > len(labels) else None,
         "max_probability": SUSPECT_PROBABILITY,
         "max_agreement": SUSPECT_AGREEMENT,
         "file": SUSPECTS_FILE,

@@ -25,6 +25,7 @@ sections are in `artgan.report.insights`; the comparison of runs in `artgan.repo
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import subprocess
 import time
@@ -71,6 +72,7 @@ from artgan.report.figures import (
 )
 from artgan.report.insight_figures import parallel_figure
 from artgan.report.run import UNFINISHED
+from artgan.report.sampling import sample_of, sample_rows
 from artgan.runfolder import FINISHED
 
 if TYPE_CHECKING:
@@ -98,7 +100,8 @@ PACKAGES = (
 
 @dataclass
 class Evaluated:
-    """A saved best model re-run on the search's validation split."""
+    """A saved best model re-run on the search's validation split (or a stratified sample
+    of it: `population` is the split's size)."""
 
     rank: int
     path: Path
@@ -109,17 +112,35 @@ class Evaluated:
     features: dict[str, np.ndarray]  # layer name -> (N, D) float32
     scores: dict[str, float | None] = field(default_factory=dict)  # accuracy, top5, macro_f1
     model: keras.Model | None = None  # for Grad-CAM
+    population: int = 0  # usable validation images; more than len(split) if sampled
+    sample: np.ndarray | None = None  # positions in `split` the feature sections use (None: all)
 
     @property
     def trial_id(self) -> str:
         return str(self.metadata.get("trial_id"))
 
+    def sampled(self):
+        """This evaluation restricted to `sample`, for the sections that compare every pair."""
+        rows = self.sample
+        if rows is None or len(rows) == len(self.split):
+            return self
+        return dataclasses.replace(
+            self,
+            split=self.split.subset(rows),
+            probabilities=self.probabilities[rows],
+            predictions=self.predictions.iloc[rows].reset_index(drop=True),
+            features={name: values[rows] for name, values in self.features.items()},
+            sample=np.arange(len(rows)),
+        )
+
 
 def evaluate_models(run, data, top, layer):
-    """Predictions and features of the best `top` saved models, best first."""
+    """Predictions and features of the best `top` saved models, best first: on every
+    validation painting when the model reads activations of its frozen backbone that the
+    search cached, else through the whole model on a stratified sample (`sample_rows`)."""
     from artgan.evaluation.predict import predictions_frame, scored_classes
     from artgan.model.crnn import default_feature_layer, feature_layers
-    from artgan.model.features import predict_with_features
+    from artgan.model.features import cached_taps, predict_from_embeddings, predict_with_features
 
     evaluated = []
     for rank, path in enumerate(run.models[:top], start=1):
@@ -133,7 +154,13 @@ def evaluate_models(run, data, top, layer):
             run.spec.data.on_error,
             progress=False,
         )
-        probabilities, features = predict_with_features(model, split, layers)
+        population, sample = len(split), sample_rows(split.labels, run.spec.seed)
+        cached = cached_taps(model, metadata, split)
+        if cached:
+            probabilities, features = predict_from_embeddings(model, *cached, layers)
+        else:  # the backbone runs on every painting scored: score a sample
+            split, sample = sample_of(split, run.spec.seed), None
+            probabilities, features = predict_with_features(model, split, layers)
         names, classes = metadata["class_names"], scored_classes(metadata, split.labels)
         evaluated.append(
             Evaluated(
@@ -146,6 +173,8 @@ def evaluate_models(run, data, top, layer):
                 features,
                 named_scores(split.labels, probabilities, classes),
                 model,
+                population,
+                sample,
             )
         )
     return evaluated
@@ -155,7 +184,8 @@ def evaluate_models(run, data, top, layer):
 
 
 def baselines_section(run, data, size):
-    """Majority class and handcrafted features + logistic regression, on the same split."""
+    """Majority class and handcrafted features + logistic regression, on the same split
+    (the latter on stratified samples of both splits: `sample_rows`)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -177,6 +207,13 @@ def baselines_section(run, data, size):
     ]
 
     started = time.perf_counter()
+    totals = {"train_total": len(train), "val_total": len(val)}
+    train, val = (sample_of(split, run.spec.seed) for split in (train, val))
+    sampled = (
+        f", trained on {len(train):,} of {totals['train_total']:,} paintings"
+        if len(train) < totals["train_total"]
+        else ""
+    )
     train_features = handcrafted_features(train.pixels)
     val_features = handcrafted_features(val.pixels)
     if len(np.unique(train.labels)) > 1:
@@ -188,7 +225,7 @@ def baselines_section(run, data, size):
             {
                 "name": "colour+texture LR",
                 "detail": f"logistic regression on {train_features.shape[1]} "
-                f"training-free colour/texture features, {size} px",
+                f"training-free colour/texture features, {size} px{sampled}",
                 "seconds": time.perf_counter() - started,
                 **named_scores(val.labels, probabilities, data.classes),
             }
@@ -198,6 +235,7 @@ def baselines_section(run, data, size):
         "size": size,
         "train_images": len(train),
         "val_images": len(val),
+        **totals,
         "val_features": val_features,
         "val_labels": val.labels,
     }
