@@ -10,6 +10,8 @@ import pytest
 
 from artgan.config.spec import load_experiment
 from artgan.data.images import decode_image
+from artgan.data.splits import TaskData
+from artgan.evaluation import predict
 from artgan.model.saved import load_model, read_metadata
 from artgan.paths import REPO_ROOT
 from artgan.runfolder import RunFolder
@@ -85,6 +87,22 @@ def test_the_ensemble_averages_the_best_models_with_one_backbone(pretrained_run,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_allclose(json.loads(done.stdout.splitlines()[-1]), expected, atol=1e-5)
+
+
+def test_cards_and_evaluate_read_the_cached_activations(pretrained_run, monkeypatch):
+    """A frozen backbone's validation activations are cached by the search: model cards,
+    `evaluate` and the comparison page score saved models (the ensemble too) from them
+    instead of running the backbone on every painting again, with the same results."""
+    spec, _ = pretrained_run
+    folder = RunFolder(spec.output_dir)
+    split = TaskData.from_spec(spec).splits(224)[1]
+    for path in (folder.model(1), folder.ensemble):
+        model, metadata = load_model(path)
+        on_pixels = predict.predict_split(model, split)
+        with monkeypatch.context() as patched:  # no image batch may be made
+            patched.setattr(predict, "ImageLabelGenerator", None)
+            cached = predict.predict_split(model, split, metadata=metadata)
+        np.testing.assert_allclose(cached, on_pixels, atol=1e-3)
 
 
 def test_search_json_splits_the_wall_time(pretrained_run):

@@ -92,8 +92,20 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def predict_split(model: keras.Model, split: SplitImages, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities for every usable image of a `SplitImages`."""
+def predict_split(
+    model: keras.Model,
+    split: SplitImages,
+    batch_size: int = 64,
+    metadata: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Class probabilities for every usable image of a `SplitImages`. With the saved model's
+    `metadata`, a model whose frozen backbone's activations of `split` a search cached reads
+    those (`artgan.model.features.cached_taps`) instead of running the backbone again."""
+    from artgan.model.features import cached_taps, predict_from_embeddings
+
+    cached = cached_taps(model, metadata, split) if metadata else None
+    if cached:
+        return predict_from_embeddings(model, *cached, [])[0]
     return model.predict(ImageLabelGenerator(split, batch_size), verbose=0)
 
 
@@ -152,7 +164,7 @@ def evaluate_model(
     split = load_split_images(table, metadata["input_size"], metadata["resize"], on_error)
     if len(split) == 0:
         raise ArtganError(f"{labels}: no image could be scored")
-    probabilities = predict_split(model, split)
+    probabilities = predict_split(model, split, metadata=metadata)
     scored = scored_classes(metadata, split.labels)
     accuracy, top5, macro_f1 = score(split.labels, probabilities, scored)
     out = Path(out) if out else Path(model_path).with_suffix(".predictions.csv")

@@ -26,6 +26,7 @@ from artgan.data.labels import load_labels
 from artgan.data.splits import load_split_images
 from artgan.errors import ArtganError
 from artgan.files import atomic_path
+from artgan.model.backbones import BACKBONES
 from artgan.model.saved import load_model
 
 if TYPE_CHECKING:
@@ -66,7 +67,6 @@ def cached_taps(model, metadata, split):
     """(the backbone's bottom inside `model`, the taps of `split` a search cached) when
     `model` can read those instead of images: its trial froze the backbone or trained only
     its top, so the bottom's ImageNet weights are unchanged; else None."""
-    from artgan.model.backbones import BACKBONES
     from artgan.model.embeddings import cached_embeddings
 
     backbone = BACKBONES.get(metadata.get("backbone"))
@@ -110,11 +110,10 @@ def predict_from_embeddings(model, bottom, embeddings, layers, batch_size=256):
     batches = []
     for start in range(0, len(embeddings), batch_size):
         end = min(start + batch_size, len(embeddings))
-        batches.append(
-            head.predict_on_batch(
-                [embeddings.taps[tap][start:end].astype(np.float32) for tap in taps]
-            )
+        batch = head.predict_on_batch(
+            [embeddings.taps[tap][start:end].astype(np.float32) for tap in taps]
         )
+        batches.append(batch if isinstance(batch, list) else [batch])  # one output: an array
     outputs = [
         np.concatenate([np.asarray(batch[i]) for batch in batches])
         for i in range(len(head.outputs))

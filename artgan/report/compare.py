@@ -181,7 +181,7 @@ def per_class_f1(runs, labels, data):
             run.spec.data.on_error,
             progress=False,
         )
-        probabilities = predict_split(model, split)
+        probabilities = predict_split(model, split, metadata=metadata)
         names = metadata["class_names"]
         scores = per_class_scores(split.labels, probabilities.argmax(axis=1), names)
         columns[label] = {s["class"]: s["f1"] for s in scores if s["support"]}

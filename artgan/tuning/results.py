@@ -287,7 +287,7 @@ def write_card(model, metadata, spec, data, folder, path):
     if info:
         info["inference_ms"] = milliseconds
         write_text_atomic(info_path, json.dumps(info, indent=1, default=str))
-    probabilities = predict_split(model, split) if len(split) else None
+    probabilities = predict_split(model, split, metadata=metadata) if len(split) else None
     if probabilities is None:
         log.info(f"no validation image for the model card of {folder.model(metadata['rank'])}")
         return None
