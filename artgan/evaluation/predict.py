@@ -105,7 +105,8 @@ def predict_split(
 
     cached = cached_taps(model, metadata, split) if metadata else None
     if cached:
-        return predict_from_embeddings(model, *cached, [])[0]
+        bottom, embeddings = cached
+        return predict_from_embeddings(model, bottom, embeddings, [])[0]
     return model.predict(ImageLabelGenerator(split, batch_size), verbose=0)
 
 
