@@ -7,9 +7,10 @@
    batch norm and with Keras' own (the plain baseline), beside this machine's achievable
    FLOP/s measured with a large `tf.matmul` in the same run, and the CPU's vector
    instructions, whether oneDNN is on and TensorFlow's thread settings beside them.
-3. Pretrained backbone: embedding throughput of EfficientNet-Lite0 at 224 px (images/s and
-   as a fraction of the same matmul rate), and the time of a head-only trial on cached
-   activations against a scratch-CRNN trial on the same paintings.
+3. Pretrained backbones: for every registered backbone, its input size, parameters,
+   multiply-adds per image and embedding throughput (images/s, time per image against
+   Lite0's, and as a fraction of the same matmul rate), then the time of a head-only trial
+   on Lite0's cached activations against a scratch-CRNN trial on the same paintings.
 4. Scaling out: wall time of one small search run as a single process, as a KerasTuner
    chief + 1 worker, and as a chief + 2 workers (`--only workers` runs just this).
 5. The same small search with artgan and with plain KerasTuner on per-item cv2 decoding
@@ -101,8 +102,8 @@ def bench_pipeline(table, size, batch_size):
 
 
 def layer_flops(layer):
-    """Forward FLOPs (2 x multiply-adds) of a (depthwise) conv or Dense layer; 0 for cheap
-    layers; nested models are summed."""
+    """Forward FLOPs (2 x multiply-adds) of a (depthwise or grouped) conv or Dense layer; 0
+    for cheap layers; nested models are summed."""
     import keras
     from keras import layers
 
@@ -115,7 +116,8 @@ def layer_flops(layer):
     if isinstance(layer, layers.Conv2D):
         _, height, width, out_channels = layer.output.shape
         k_h, k_w = layer.kernel_size
-        return 2 * height * width * k_h * k_w * layer.input.shape[-1] * out_channels
+        in_channels = layer.input.shape[-1] // layer.groups
+        return 2 * height * width * k_h * k_w * in_channels * out_channels
     if isinstance(layer, layers.Dense):
         return 2 * layer.input.shape[-1] * layer.units
     return 0
@@ -236,8 +238,55 @@ def matmul_rate(n=MATMUL_SIZE, repeats=10):
     return 2 * n**3 * repeats / min(run() for _ in range(REPEATS)), n
 
 
+def embedding_rate(bottom, pixels):
+    """Images/s of a warm backbone bottom over `pixels` (uint8), batch by batch as
+    `embed_split` runs it, best of `REPEATS` passes: compute only, no model build or cache."""
+    from artgan.data.generators import model_input
+    from artgan.model.embeddings import BATCH_SIZE
+
+    def run():
+        for start in range(0, len(pixels), BATCH_SIZE):
+            bottom.predict_on_batch(model_input(pixels[start : start + BATCH_SIZE]))
+
+    bottom.predict_on_batch(model_input(pixels[:BATCH_SIZE]))  # build + trace
+    return len(pixels) / min(timed(run)[1] for _ in range(REPEATS))
+
+
+def backbone_row(backbone, table):
+    """(name, input size, parameters, multiply-adds per image, images/s) of one registered
+    backbone's bottom (what artgan embeds) on `table`'s paintings at its input size."""
+    from artgan.data.splits import load_split_images
+
+    pixels = load_split_images(table, backbone.input_size, progress=False).pixels
+    bottom = backbone.bottom()
+    return (
+        backbone.name,
+        backbone.input_size,
+        bottom.count_params(),
+        model_flops(bottom) // 2,
+        embedding_rate(bottom, pixels),
+    )
+
+
+def backbone_table(rows, peak):
+    """The backbone rows as printed lines: cost per image against the first (the default)
+    and achieved FLOP/s as a share of the matmul rate `peak`."""
+    lines = [
+        f"{'backbone':20}{'input':>7}{'params':>11}{'GMAC/image':>12}{'images/s':>10}"
+        f"{'time/image':>12}{'GFLOP/s':>9}{'of matmul':>11}"
+    ]
+    first = rows[0][4]
+    for name, size, params, macs, rate in rows:
+        lines.append(
+            f"{name:20}{size:>4} px{params:>11,}{macs / 1e9:>12.3f}{rate:>10.1f}"
+            f"{first / rate:>11.2f}x{2 * macs * rate / 1e9:>9.2f}{2 * macs * rate / peak:>11.1%}"
+        )
+    return lines
+
+
 def bench_backbone(table, images, epochs, batch_size):
-    """Embedding throughput, and a head-only trial against a scratch-CRNN trial."""
+    """Every registered backbone's embedding rate against the matmul rate, then a head-only
+    trial on Lite0's cached activations against a scratch-CRNN trial."""
     import keras_tuner as kt
 
     from artgan.data.generators import EmbeddingGenerator, ImageLabelGenerator
@@ -251,12 +300,10 @@ def bench_backbone(table, images, epochs, batch_size):
     classes = np.unique(table.labels())
     with tempfile.TemporaryDirectory() as cache:
         os.environ["ARTGAN_CACHE"] = cache
-        pixels = load_split_images(table, backbone.input_size, progress=False)
-        bottom = backbone.bottom()
-        forward = model_flops(bottom)
-        embedded, embed_seconds = timed(embed_split, backbone, pixels, flip=True, progress=False)
-        embed_rate = 2 * images / embed_seconds
+        rows = [backbone_row(each, table) for each in BACKBONES.values()]
         peak, n = matmul_rate()
+        pixels = load_split_images(table, backbone.input_size, progress=False)
+        embedded, embed_seconds = timed(embed_split, backbone, pixels, flip=True, progress=False)
 
         def trial(values, generator):
             hp = kt.HyperParameters()
@@ -284,18 +331,15 @@ def bench_backbone(table, images, epochs, batch_size):
             ImageLabelGenerator(small, batch_size, shuffle=True, augment=True, classes=classes),
         )
     print(
-        f"\n== pretrained backbone: {backbone.name} at {backbone.input_size} px, "
-        f"{images} real images (+ mirrored copies)"
+        f"\n== pretrained backbones: the bottom (what artgan embeds) of each registered one on "
+        f"{images} real paintings, best of {REPEATS} passes; tf.matmul {n}x{n} "
+        f"{peak / 1e9:.2f} GFLOP/s (same run)"
     )
+    print("\n".join(backbone_table(rows, peak)))
     print(
-        f"embedding           {embed_rate:8.1f} images/s ({embed_seconds:.1f} s for {2 * images})"
+        f"{backbone.name}, embedded once with mirrored copies (model build and cache write "
+        f"included): {embed_seconds:.1f} s for {2 * images}"
     )
-    print(
-        f"achieved            {forward * embed_rate / 1e9:8.2f} GFLOP/s "
-        f"({forward / 1e9:.3f} GFLOP/image forward)"
-    )
-    print(f"tf.matmul {n}x{n}   {peak / 1e9:8.2f} GFLOP/s (same run)")
-    print(f"fraction of matmul  {forward * embed_rate / peak:8.1%}")
     print(f"{epochs}-epoch trial      {'seconds':>8} {'params':>10}")
     print(f"  head on cache     {head[0]:8.1f} {head[1]:>10,}")
     print(f"  scratch CRNN 64px {scratch[0]:8.1f} {scratch[1]:>10,}")

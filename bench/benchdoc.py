@@ -73,14 +73,18 @@ Tried and not kept: XLA (`jit_compile=True`), one inter-op thread, unrolling the
 10 % of a step), reordering pool and ReLU.""",
     ),
     "backbone": (
-        "Pretrained backbone",
+        "Pretrained backbones",
         """\
-Embedding throughput of the EfficientNet-Lite0 bottom at 224 px (each painting and its
-mirror image; images/s and as a share of the same run's matmul rate), then a head-only trial
-on the cached activations against a scratch-CRNN trial at 64 px on the same paintings.
-Depthwise convolutions are memory-bound, so the backbone reaches a smaller share of the
-matmul rate than the plain CNN; it runs once per image, and every later trial reads the
-cache.""",
+Every registered backbone's bottom (stem to stage 6: what artgan embeds once per painting)
+on the same real paintings at its own input size: parameters, multiply-adds per image
+(counted from the Keras layers), images/s of the warm model batch by batch as the embedding
+cache runs it, the time per image against Lite0's (what a larger member's extra accuracy
+costs), and the achieved FLOP/s as a share of the same run's matmul rate. Depthwise
+convolutions are memory-bound, so the backbones reach a smaller share of the matmul rate
+than the plain CNN; each runs once per image, and every later trial reads the cache. Then
+Lite0's one-off embedding (each painting and its mirror image, model build and cache write
+included) and a head-only trial on its cached activations against a scratch-CRNN trial at
+64 px on the same paintings.""",
     ),
     "workers": (
         "Scaling out",
