@@ -26,8 +26,8 @@ def ensemble_model(
     members: Sequence[tuple[Any, keras.Model]], name: str = "ensemble"
 ) -> keras.Model:
     """An image -> probabilities model averaging `members`, each `(hp, model)`: a trial's
-    hyperparameters (anything `hp.Choice`/`hp.Int` can read) and the model it trained
-    (reading cached backbone taps or images). Raises ValueError when sizes differ."""
+    hyperparameters (`keras_tuner.HyperParameters`) and the model it trained (reading cached
+    backbone taps or images). Raises ValueError when members read different input sizes."""
     if not members:
         raise ValueError("ensemble_model: members is empty")
     sizes = {input_size(hp) for hp, _ in members}
