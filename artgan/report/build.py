@@ -27,6 +27,7 @@ from artgan.formatting import (
     percent,
     plain,
 )
+from artgan.report.evaluated import baselines_section, evaluate_models
 from artgan.report.features import similarity_section
 from artgan.report.figures import (
     MATPLOTLIB_STYLE,
@@ -41,10 +42,8 @@ from artgan.report.output import Thumbnails, Writer
 from artgan.report.run import Run, open_run
 from artgan.report.sampling import sampling_notes
 from artgan.report.sections import (
-    baselines_section,
     confusion_section,
     curves_section,
-    evaluate_models,
     leaderboard_section,
     provenance_section,
     trial_reason,
