@@ -55,7 +55,7 @@ def test_the_ensemble_averages_the_best_models_with_one_backbone(pretrained_run,
     best = [str(t) for t in table.sort_values("score", ascending=False)["trial_id"][:2]]
     assert metadata["members"] == best
     assert 0 <= metadata["val_accuracy"] <= 1 and metadata["score"] == metadata["val_accuracy"]
-    assert folder.ensemble_card.is_file()
+    assert f"class probabilities of trials {', '.join(best)}" in folder.ensemble_card.read_text()
     ensemble, _ = load_model(folder.ensemble)
     # one frozen bottom for both heads: the parameters of one backbone, not two
     model_1, _ = load_model(folder.model(1))

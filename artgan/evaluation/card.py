@@ -114,6 +114,7 @@ def model_card(
         "task": metadata.get("task") or "artgan",
         "rank": metadata.get("rank") or "",
         "trial_id": metadata.get("trial_id"),
+        "members": metadata.get("members"),  # an ensemble's trials, best first
         "objective": metadata.get("objective"),
         "score": metadata.get("score"),
         "files": {
