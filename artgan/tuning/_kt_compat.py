@@ -359,8 +359,10 @@ def expire_trials(oracle, seen, timeout, now=None, say=log.info):
             status=trial_module.TrialStatus.FAILED,
             message=reason,
         )
-        _then_save(oracle, functools.partial(oracle.end_trial, ended))
+        # Forget the worker first: whoever sees the trial no longer ongoing (end_trial pops
+        # it last) also sees the worker gone, never one without the other.
         oracle.tuner_ids.discard(tuner_id)
+        _then_save(oracle, functools.partial(oracle.end_trial, ended))
         seen.pop(trial.trial_id, None)
         say(f"chief: trial {trial.trial_id} is marked FAILED: {reason}")
 
