@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import shlex
 import shutil
@@ -391,6 +392,7 @@ def load_or_build(cache_dir, key, load, build):
     found = load()
     if found is not None:
         return found, False
+    refuse_while_starting_a_worker()
     with exclusive_lock(cache_dir / f"{key}.lock"):
         found = load()  # another process may have built it while we waited for the lock
         if found is not None:
@@ -402,6 +404,18 @@ def load_or_build(cache_dir, key, load, build):
     if found is None:
         raise ArtganError(f"{cache_dir / key}: the cache entry just written cannot be read back")
     return found, True
+
+
+def refuse_while_starting_a_worker() -> None:
+    """Refuse to build in a worker process that is still importing its parent's main script
+    (spawn and forkserver workers run it again): a script without an `if __name__ ==
+    "__main__":` guard would otherwise wait forever for the lock its parent holds while the
+    parent waits for the worker. CPython marks such a start with `_inheriting`."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ArtganError(
+            "a worker process is re-running the main script, which starts an artgan build: "
+            "put the script's code under `if __name__ == '__main__':`"
+        )
 
 
 #: An entry inflating more than this is a zip bomb (JPEGs and model weights hardly compress).

@@ -520,6 +520,26 @@ def test_killed_build_resumes_where_it_stopped(tmp_path, data_dir):
     assert np.array_equal(result.array, expected)  # rows before and after the kill
 
 
+def test_a_script_without_a_main_guard_gets_an_error_not_a_hang(tmp_path, data_dir):
+    """Decoding workers run the main script again; unguarded, that used to wait forever for
+    the lock its parent holds. Now the worker refuses and the parent says why."""
+    paths = tmp_path / "paths.json"
+    paths.write_text(json.dumps([str(p) for p in wikiart_paths(data_dir, images.MIN_PARALLEL)]))
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+        "from artgan.data.images import cache_images\n"
+        f"paths = json.loads(open({str(paths)!r}).read())\n"
+        f"cache_images(paths, 32, cache_dir={str(tmp_path / 'cache')!r}, workers=2, progress=False)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode != 0
+    assert "if __name__ == '__main__':" in done.stderr
+
+
 def test_incomplete_or_damaged_cache_is_rebuilt(tmp_path, data_dir, cache_dir):
     paths = wikiart_paths(data_dir, 10)
     first = cache_images(paths, 32, progress=False)
