@@ -263,9 +263,19 @@ def backbone_row(backbone, table):
         backbone.name,
         backbone.input_size,
         bottom.count_params(),
-        model_flops(bottom) // 2,
+        bottom_flops(backbone) // 2,
         embedding_rate(bottom, pixels),
     )
+
+
+def bottom_flops(backbone):
+    """Forward FLOPs of a backbone's bottom for one image. A multi-scale backbone runs its
+    base member's network (built for any size, so its layers' shapes are unknown) once at
+    the base's size and once at its own: counted at each."""
+    base = getattr(backbone, "base", None)  # artgan.model.backbones.multiscale.MultiScale
+    if base is None:
+        return model_flops(backbone.bottom())
+    return sum(model_flops(base.bottom(size)) for size in (base.input_size, backbone.input_size))
 
 
 def backbone_table(rows, peak):

@@ -47,13 +47,15 @@ MEMBERS = {
     "efficientnet_lite1": (386, 5_470_344, 21),
     "efficientnet_lite2": (386, 6_150_168, 21),
 }
+#: Backbones built from a member's weights: {name: the member}.
+DERIVED = {"efficientnet_lite0_multiscale": "efficientnet_lite0"}
 
 
 # ----------------------------------------------------------------------------- weights
 
 
 def test_every_registered_backbone_is_tested_and_searchable():
-    assert set(BACKBONES) == set(MEMBERS)
+    assert set(BACKBONES) == set(MEMBERS) | set(DERIVED)
     for backbone in BACKBONES.values():
         for member in ("bottom", "top", "tap_shapes", "classifier"):  # the `Backbone` protocol
             assert callable(getattr(backbone, member)), member
@@ -133,6 +135,39 @@ def test_converted_network_knows_imagenet(name):
         assert int(probabilities.argmax()) == imagenet_class, photo.name
 
 
+def test_multiscale_reads_one_painting_at_two_sizes_with_one_set_of_weights(tmp_path):
+    """Lite0's pooled statistics of the coarse copy and of the finer image side by side; the
+    maps of the coarse copy; ImageNet classes still right; the saved model needs only Keras."""
+    import keras
+
+    multiscale = BACKBONES["efficientnet_lite0_multiscale"]
+    bottom = multiscale.bottom()
+    assert bottom.count_params() == LITE0.bottom().count_params()  # shared, not copied
+    photo = decode_image(PHOTOS / "chelsea.png", multiscale.input_size, "crop")
+    image = photo[None].astype("float32") / 255
+    taps = bottom.predict_on_batch(image)
+    coarse = keras.layers.Resizing(224, 224, antialias=True)(image)
+    expected = LITE0.bottom().predict_on_batch(np.asarray(coarse))
+    fine = LITE0.bottom(input_size=multiscale.input_size).predict_on_batch(image)
+    np.testing.assert_allclose(taps["stage6"], expected["stage6"], atol=1e-4)
+    np.testing.assert_allclose(
+        taps["pooled"], np.concatenate([expected["pooled"], fine["pooled"]], 1), atol=1e-4
+    )
+    assert {tap: array.shape[1:] for tap, array in taps.items()} == multiscale.tap_shapes()
+    assert int(multiscale.classifier().predict(image, verbose=0).argmax()) == 285  # Egyptian cat
+
+    hp = kt.HyperParameters()
+    for name, value in {"backbone": multiscale.name, "head": "pooled", "head_units": 8}.items():
+        hp.Fixed(name, value)
+    whole = deployable_model(hp, build_model(hp, num_classes=3), num_classes=3)
+    whole.save(tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        predict_with_keras_alone(tmp_path / "model.keras", image, tmp_path),
+        whole.predict(image, verbose=0),
+        atol=1e-5,
+    )
+
+
 # ----------------------------------------------------------------------------- embedding cache
 
 
@@ -168,13 +203,22 @@ def test_embeddings_are_built_once_and_keyed(small_split, tmp_path):
             small_split,
             True,
         ),
+        "pooling": (  # the same weights and pixels, pooled at two scales
+            dataclasses.replace(
+                BACKBONES["efficientnet_lite0_multiscale"],
+                base=dataclasses.replace(LITE0, input_size=32),
+                input_size=64,
+            ),
+            small_split,
+            True,
+        ),
         "flip": (backbone, small_split, False),
         "rows": (backbone, dataclasses.replace(small_split, rows=small_split.rows[::-1]), True),
         "pixels": (backbone, dataclasses.replace(small_split, cache_key="other pixels"), True),
     }
     for what, (b, split, flip) in changed.items():
         assert embed_split(b, split, flip=flip, cache_dir=tmp_path).built, what
-    assert len(list(tmp_path.glob("*.json"))) == 6
+    assert len(list(tmp_path.glob("*.json"))) == 7
     assert not list(tmp_path.glob("*.tmp"))
 
 

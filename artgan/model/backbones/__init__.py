@@ -69,8 +69,9 @@ get_backbone = BACKBONES.find
 
 # ----------------------------------------------------------------------------- registry
 
-from artgan.model.backbones import efficientnet_lite  # noqa: E402 - registers after the API
+from artgan.model.backbones import efficientnet_lite, multiscale  # noqa: E402 - after the API
 
 register(efficientnet_lite.LITE0)
 register(efficientnet_lite.LITE1)
 register(efficientnet_lite.LITE2)
+register(multiscale.LITE0_MULTISCALE)

@@ -148,13 +148,15 @@ class EfficientNetLite:
 
     # ------------------------------------------------------------------------- models
 
-    def bottom(self, input_size=None):
+    def bottom(self, input_size=None, any_size=False):
         """[0, 1] images -> {stage5, stage6, pooled}; `pooled` is the global mean of the
-        outputs of stages 1-6 side by side (texture statistics from fine to coarse)."""
+        outputs of stages 1-6 side by side (texture statistics from fine to coarse). The
+        network is fully convolutional: `any_size` builds it for images of every size."""
         import keras
         from keras import layers
 
-        image = keras.Input((input_size or self.input_size,) * 2 + (3,), name="image")
+        side = None if any_size else input_size or self.input_size
+        image = keras.Input((side, side, 3), name="image")
         x = layers.Rescaling(255 / 128, offset=-127 / 128, name="imagenet_scale")(image)
         x = conv_bn(x, STEM_FILTERS, 3, 2, "stem")
         last_stage, stages = len(BASE_STAGES), {}
