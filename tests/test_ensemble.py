@@ -11,6 +11,8 @@ from artgan.data.splits import TaskData
 from artgan.evaluation import predict
 from artgan.model.saved import load_model, read_metadata
 from artgan.paths import REPO_ROOT
+from artgan.report.run import open_run
+from artgan.report.sections import leaderboard_section
 from artgan.runfolder import RunFolder
 from artgan.tuning.budget import TIME_PARTS, search_state, time_split
 from artgan.tuning.results import swap_in
@@ -114,3 +116,23 @@ def test_images_members_are_averaged_whole_and_a_stale_ensemble_goes(
     # the next save without an ensemble removes ours (it averaged other trials)
     swap_in(folder, count=0)
     assert not folder.ensemble.exists() and not folder.ensemble_card.exists()
+
+
+def test_the_report_leaderboard_lists_the_ensemble_beside_the_trials(pretrained_run):
+    spec, table = pretrained_run
+    written = {}
+
+    class Writer:
+        def csv(self, frame, name):
+            written[name] = frame
+
+    baselines = {"rows": [], "size": 0, "train_images": 0}
+    board = leaderboard_section(open_run(spec.output_dir), baselines, Writer())
+    kinds = [row["kind"] for row in board["rows"]]
+    assert kinds == ["finished"] * len(table) + ["ensemble"]
+    metadata = read_metadata(RunFolder(spec.output_dir).ensemble)
+    cells = board["rows"][-1]["cells"]
+    assert cells[board["headers"].index("val accuracy")]["sort"] == metadata["val_accuracy"]
+    assert f"trials {', '.join(metadata['members'])} averaged" in cells[-1]["text"]
+    csv = written["leaderboard.csv"]
+    assert csv[csv["status"] == "ENSEMBLE"]["val_accuracy"].tolist() == [metadata["val_accuracy"]]

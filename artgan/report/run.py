@@ -53,6 +53,11 @@ class Run:
         return self.trials[self.trials["status"].isin(FINISHED)]
 
     @property
+    def ensemble(self) -> Path:
+        """`best/ensemble.keras` (it may not exist)."""
+        return RunFolder(self.folder).ensemble
+
+    @property
     def hp_columns(self) -> list[str]:
         """Searched hyperparameters (KerasTuner's own hp/tuner/* bookkeeping left out)."""
         return hp_columns(self.trials.columns)

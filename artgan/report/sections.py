@@ -55,6 +55,7 @@ from artgan.formatting import (
     percent,
     value_cell,
 )
+from artgan.model.saved import read_metadata
 from artgan.paths import checkout
 from artgan.report.figures import (
     confusion_figure,
@@ -132,6 +133,29 @@ def leaderboard_section(run, baselines, writer):
         ]
         rows.append({"cells": cells, "kind": "finished" if finished else "failed"})
         records.append({"rank": rank, **trial})
+    ensemble = read_metadata(run.ensemble) if run.ensemble.is_file() else None
+    if ensemble:  # `best/ensemble.keras`: the best models' probabilities averaged
+        members = ", ".join(ensemble.get("members", []))
+        note = f"{run.ensemble.name}: the class probabilities of trials {members} averaged"
+        cells = [
+            cell("ens"),
+            cell("ensemble"),
+            cell("ENSEMBLE"),
+            value_cell(lambda v: decimal(v, 4), ensemble.get("score")),
+            value_cell(percent, ensemble.get("val_accuracy")),
+            *[cell(BLANK)] * (len(headers) - 6),
+            cell(note),
+        ]
+        rows.append({"cells": cells, "kind": "ensemble"})
+        records.append(
+            {
+                "status": "ENSEMBLE",
+                "trial_id": "ensemble",
+                "score": ensemble.get("score"),
+                "val_accuracy": ensemble.get("val_accuracy"),
+                "message": note,
+            }
+        )
     for reference in baselines["rows"]:
         cells = [
             cell("ref"),
