@@ -279,16 +279,17 @@ def bottom_flops(backbone):
 
 
 def backbone_table(rows, peak):
-    """The backbone rows as printed lines: cost per image against the first (the default)
-    and achieved FLOP/s as a share of the matmul rate `peak`."""
+    """The backbone rows as printed lines: cost per image against the first (Lite0, the
+    first registered) and achieved FLOP/s as a share of the matmul rate `peak`."""
+    width = max(20, *(len(row[0]) + 2 for row in rows))
     lines = [
-        f"{'backbone':20}{'input':>7}{'params':>11}{'GMAC/image':>12}{'images/s':>10}"
+        f"{'backbone':{width}}{'input':>7}{'params':>11}{'GMAC/image':>12}{'images/s':>10}"
         f"{'time/image':>12}{'GFLOP/s':>9}{'of matmul':>11}"
     ]
     first = rows[0][4]
     for name, size, params, macs, rate in rows:
         lines.append(
-            f"{name:20}{size:>4} px{params:>11,}{macs / 1e9:>12.3f}{rate:>10.1f}"
+            f"{name:{width}}{size:>4} px{params:>11,}{macs / 1e9:>12.3f}{rate:>10.1f}"
             f"{first / rate:>11.2f}x{2 * macs * rate / 1e9:>9.2f}{2 * macs * rate / peak:>11.1%}"
         )
     return lines
