@@ -94,18 +94,17 @@ bench: venv
 	$(PY) bench/bench.py $(ARGS)
 
 # Similar-painting search on the NGA data: index with the training-free extractors (colour and
-# texture statistics; ImageNet EfficientNet-Lite0 features) and with MODEL=path.keras
+# texture statistics; the ImageNet backbones of SIMILAR_BACKBONES) and with MODEL=path.keras
 # (default: every $(RUNS)/*/best/model_1.keras), then evaluate side by side.
 K ?= 10
+SIMILAR_BACKBONES ?= efficientnet_lite0 efficientnet_lite1 efficientnet_lite0_multiscale
 SIMILAR_MODELS = $(or $(MODEL),$(wildcard $(RUNS)/*/best/model_1.keras))
+SIMILAR_EXTRACTORS = handcrafted $(SIMILAR_BACKBONES) $(addprefix model:,$(SIMILAR_MODELS))
 
 .PHONY: similar
 similar: venv
-	$(PY) -m artgan similar index --extractor handcrafted
-	$(PY) -m artgan similar index --extractor efficientnet_lite0
-	for model in $(SIMILAR_MODELS); do $(PY) -m artgan similar index --extractor model:$$model || exit 1; done
-	$(PY) -m artgan similar evaluate --k $(K) --extractor handcrafted --extractor efficientnet_lite0 \
-	    $(addprefix --extractor model:,$(SIMILAR_MODELS)) $(ARGS)
+	for extractor in $(SIMILAR_EXTRACTORS); do $(PY) -m artgan similar index --extractor $$extractor || exit 1; done
+	$(PY) -m artgan similar evaluate --k $(K) $(addprefix --extractor ,$(SIMILAR_EXTRACTORS)) $(ARGS)
 
 # Download the full data (docs/data.md "Getting the full data"); reruns resume and skip what is done.
 # WIKIART=1: the ArtGAN WikiArt zip, unpacked for the label files; NGA=1: NGA tables + images.

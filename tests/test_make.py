@@ -88,6 +88,20 @@ def test_compare_and_explain_pass_their_arguments(tmp_path):
     assert "-m artgan explain m.keras a.jpg b.jpg --out heat" in result.stdout
 
 
+def test_similar_indexes_and_evaluates_the_same_extractors(tmp_path):
+    """Every registered backbone named in SIMILAR_BACKBONES, the baseline and the models are
+    indexed, and each one indexed is evaluated."""
+    from artgan.model.backbones import BACKBONES
+
+    result, _ = make(tmp_path, "--dry-run", "similar", "MODEL=m.keras")
+    assert result.returncode == 0, result.stderr
+    indexing, evaluating = result.stdout.splitlines()[-2:]
+    extractors = indexing.split(" in ")[1].split(";")[0].split()
+    assert extractors[0] == "handcrafted" and extractors[-1] == "model:m.keras"
+    assert set(extractors[1:-1]) <= set(BACKBONES) and "efficientnet_lite0" in extractors
+    assert [e.strip() for e in evaluating.split("--extractor ")[1:]] == extractors
+
+
 def test_help_names_every_target(tmp_path):
     """`make help` prints the header comment, and it shows every target the Makefile has."""
     result = subprocess.run(
