@@ -141,7 +141,7 @@ def leaderboard_section(run, baselines, writer):
             cell("ens"),
             cell("ensemble"),
             cell("ENSEMBLE"),
-            value_cell(lambda v: decimal(v, 4), ensemble.get("score")),
+            cell(decimal(ensemble.get("score"), 4), ensemble.get("score")),
             value_cell(percent, ensemble.get("val_accuracy")),
             *[cell(BLANK)] * (len(headers) - 6),
             cell(note),

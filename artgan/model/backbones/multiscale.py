@@ -33,7 +33,8 @@ class MultiScale:
 
     @property
     def origin(self):
-        return f"{self.base.origin}; pooled statistics at {self.base.input_size} and {self.input_size} px"
+        sizes = f"{self.base.input_size} and {self.input_size} px"
+        return f"{self.base.origin}; pooled statistics at {sizes}"
 
     def tap_shapes(self):
         shapes = self.base.tap_shapes()
