@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 from matplotlib import rc_context
 
-from artgan.data.splits import TaskData, load_split_images
+from artgan.data.splits import TaskData
 from artgan.errors import ArtganError
 from artgan.evaluation.metrics import per_class_scores
 from artgan.evaluation.predict import predict_split
@@ -174,13 +174,7 @@ def per_class_f1(runs, labels, data):
         if not run.models:
             continue
         model, metadata = load_model(run.models[0])
-        split = load_split_images(
-            data.val,
-            metadata["input_size"],
-            metadata["resize"],
-            run.spec.data.on_error,
-            progress=False,
-        )
+        split = run.val_split(data, metadata)
         probabilities = predict_split(model, split, metadata=metadata)
         names = metadata["class_names"]
         scores = per_class_scores(split.labels, probabilities.argmax(axis=1), names)

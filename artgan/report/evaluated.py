@@ -74,13 +74,7 @@ def evaluate_models(run, data, top, layer):
         model, metadata = load_model(path)
         chosen = layer or default_feature_layer(model)
         layers = list(dict.fromkeys([chosen, *feature_layers(model)]))
-        split = load_split_images(
-            data.val,
-            metadata["input_size"],
-            metadata["resize"],
-            run.spec.data.on_error,
-            progress=False,
-        )
+        split = run.val_split(data, metadata)
         population, sample = len(split), sample_rows(split.labels, run.spec.seed)
         cached = cached_taps(model, metadata, split)
         if cached:

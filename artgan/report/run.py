@@ -19,6 +19,7 @@ from artgan.config.spec import (
     parse_yaml,
     validate,
 )
+from artgan.data.splits import SplitImages, TaskData, load_split_images
 from artgan.errors import ArtganError
 from artgan.runfolder import FINISHED, RunFolder, TrialRow, hp_columns
 
@@ -51,6 +52,16 @@ class Run:
     @property
     def finished(self) -> pd.DataFrame:
         return self.trials[self.trials["status"].isin(FINISHED)]
+
+    def val_split(self, data: TaskData, metadata: dict[str, Any]) -> SplitImages:
+        """`data`'s validation paintings as the saved model with `metadata` reads them."""
+        return load_split_images(
+            data.val,
+            metadata["input_size"],
+            metadata["resize"],
+            self.spec.data.on_error,
+            progress=False,
+        )
 
     @property
     def ensemble(self) -> Path:
