@@ -9,6 +9,7 @@ from artgan.config.spec import load_experiment
 from artgan.data.images import decode_image
 from artgan.data.splits import TaskData
 from artgan.evaluation import predict
+from artgan.formatting import duration
 from artgan.model.saved import load_model, read_metadata
 from artgan.paths import REPO_ROOT
 from artgan.report.run import open_run
@@ -98,7 +99,7 @@ def test_search_json_splits_the_wall_time(pretrained_run):
         seconds["total"], abs=0.5
     )
     line = time_split(seconds)
-    assert line.startswith(f"{int(seconds['total'] // 60)}:") and "embedding" in line
+    assert line.startswith(f"{duration(seconds['total'])} in all") and "embedding" in line
 
 
 def test_images_members_are_averaged_whole_and_a_stale_ensemble_goes(

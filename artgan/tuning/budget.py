@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from artgan.files import read_json, write_text_atomic
+from artgan.formatting import duration
 from artgan.runfolder import RunFolder
 
 if TYPE_CHECKING:
@@ -76,18 +77,14 @@ def record_time(output: Path, spent: dict[str, float], total: float) -> dict[str
 
 
 def time_split(seconds: dict[str, float]) -> str:
-    """One line from search.json's `seconds`: `12:04 in all: decoding 1:10 (10%), ...`."""
+    """One line from search.json's `seconds`: `12 min 04 s in all: decoding 70.0 s (10%), ...`."""
     total = seconds.get("total") or 0.0
     parts = [
-        f"{part} {_minutes(seconds[part])} ({seconds[part] / total:.0%})"
+        f"{part} {duration(seconds[part])} ({seconds[part] / total:.0%})"
         for part in (*TIME_PARTS, "other")
         if seconds.get(part) and total
     ]
-    return f"{_minutes(total)} in all" + (": " + ", ".join(parts) if parts else "")
-
-
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    return f"{duration(total)} in all" + (": " + ", ".join(parts) if parts else "")
 
 
 def stop_reason(output: Path, finished: int, max_trials: int) -> str:
