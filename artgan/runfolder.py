@@ -168,6 +168,7 @@ class TrialRow:
     metrics: dict = field(default_factory=dict)  # METRICS at the best epoch
     epochs: int | None = None
     wall_seconds: float | None = None
+    cache_seconds: float | None = None  # of wall_seconds, building the decode/embedding caches
     params: int | None = None
     memory_mb: float | None = None  # resident memory after the trial
     memory_before_mb: float | None = None  # ... and before it

@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from artgan.config.spec import load_experiment
@@ -100,6 +101,26 @@ def test_search_json_splits_the_wall_time(pretrained_run):
     )
     line = time_split(seconds)
     assert line.startswith(f"{duration(seconds['total'])} in all") and "embedding" in line
+
+
+def test_the_trial_that_built_the_caches_says_how_long_that_took(pretrained_run):
+    spec, table = pretrained_run
+    seconds = search_state(spec.output_dir)["seconds"]
+    built = table.sort_values("trial_id")["cache_seconds"].tolist()
+    # The first trial embedded the paintings; the others read its cache.
+    assert 0 < built[0] <= seconds["decoding"] + seconds["embedding"] + 0.1
+    assert built[0] < table.sort_values("trial_id")["wall_seconds"].iloc[0]
+    assert all(pd.isna(later) for later in built[1:])
+
+    class Writer:
+        def csv(self, frame, name):
+            pass
+
+    baselines = {"rows": [], "size": 0, "train_images": 0}
+    board = leaderboard_section(open_run(spec.output_dir), baselines, Writer())
+    column = board["headers"].index("wall time")
+    texts = [row["cells"][column]["text"] for row in board["rows"] if row["kind"] == "finished"]
+    assert sum("(caches " in text for text in texts) == 1
 
 
 def test_images_members_are_averaged_whole_and_a_stale_ensemble_goes(

@@ -62,6 +62,15 @@ def record_stop(output: Path, reason: str) -> dict[str, Any]:
 #: How `record_time` names the parts of a search's wall time, in the order they are shown;
 #: "other" is the rest: building models, KerasTuner's bookkeeping, TensorBoard, pruning.
 TIME_PARTS = ("decoding", "embedding", "training", "saving best models")
+#: The parts that build the caches every later trial reads: paid once, by the first trial.
+CACHE_PARTS = ("decoding", "embedding")
+
+
+def cache_seconds(before: dict[str, float], after: dict[str, float]) -> float | None:
+    """Seconds spent building the caches (`CACHE_PARTS`) between two `time_spent()` readings;
+    None when none was built (a trial that found them ready)."""
+    seconds = sum(after.get(part, 0.0) - before.get(part, 0.0) for part in CACHE_PARTS)
+    return round(seconds, 1) if seconds >= 0.05 else None
 
 
 def record_time(output: Path, spent: dict[str, float], total: float) -> dict[str, float]:

@@ -73,6 +73,7 @@ def trial_rows(tuner):
                 metrics={name: metric_at(trial, name, trial.best_step) for name in METRICS},
                 epochs=info.get("epochs"),
                 wall_seconds=info.get("wall_seconds"),
+                cache_seconds=info.get("cache_seconds"),
                 params=info.get("params"),
                 memory_mb=info.get("memory_mb"),
                 inference_ms=info.get("inference_ms"),
@@ -324,6 +325,7 @@ def leaderboard(table, top=10):
         "val_top5_accuracy",
         "epochs",
         "wall_seconds",
+        "cache_seconds",
         "params",
     ]
     if "failure" in table and table["failure"].notna().any():

@@ -46,6 +46,7 @@ from artgan.tuning._kt_compat import (
 )
 from artgan.tuning.budget import (
     SearchDeadline,
+    cache_seconds,
     past_deadline,
     record_stop,
     record_time,
@@ -98,7 +99,7 @@ class TrialRecorder:
     pruning = None  # the spec's PruningSpec (set by `make_tuner`)
 
     def run_trial(self, trial, *args, **kwargs):
-        started = time.perf_counter()
+        started, spent_before = time.perf_counter(), time_spent()
         folder = RunFolder(Path(self.project_dir).parent)
         path = folder.trial_info(trial.trial_id)
         earlier = read_json(path)
@@ -163,6 +164,7 @@ class TrialRecorder:
         info = dict(
             fit_statistics(result),
             wall_seconds=time.perf_counter() - started,
+            cache_seconds=cache_seconds(spent_before, time_spent()),
             memory_mb=resident_memory_mb(),
             **held,
         )
