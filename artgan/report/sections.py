@@ -97,7 +97,7 @@ def wall_time_cell(seconds, cache_seconds):
     return cell(
         f"{duration(seconds)} (caches {duration(cache_seconds)})",
         seconds,
-        title="includes decoding and embedding the paintings, paid once for the whole search",
+        title="includes decoding and embedding the paintings into the caches later trials read",
     )
 
 

@@ -62,7 +62,7 @@ def record_stop(output: Path, reason: str) -> dict[str, Any]:
 #: How `record_time` names the parts of a search's wall time, in the order they are shown;
 #: "other" is the rest: building models, KerasTuner's bookkeeping, TensorBoard, pruning.
 TIME_PARTS = ("decoding", "embedding", "training", "saving best models")
-#: The parts that build the caches every later trial reads: paid once, by the first trial.
+#: The parts that build the caches later trials read: paid by the first trial that needs each.
 CACHE_PARTS = ("decoding", "embedding")
 
 
