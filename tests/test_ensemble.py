@@ -52,6 +52,18 @@ def pretrained_run(tmp_path_factory):
     )
 
 
+def report_leaderboard(spec):
+    """The report's leaderboard section of the run, and the CSV files it wrote (by name)."""
+    written = {}
+
+    class Writer:
+        def csv(self, frame, name):
+            written[name] = frame
+
+    baselines = {"rows": [], "size": 0, "train_images": 0}
+    return leaderboard_section(open_run(spec.output_dir), baselines, Writer()), written
+
+
 def test_the_ensemble_averages_the_best_models_with_one_backbone(pretrained_run, data_dir):
     spec, table = pretrained_run
     folder = RunFolder(spec.output_dir)
@@ -112,12 +124,7 @@ def test_the_trial_that_built_the_caches_says_how_long_that_took(pretrained_run)
     assert built[0] < table.sort_values("trial_id")["wall_seconds"].iloc[0]
     assert all(pd.isna(later) for later in built[1:])
 
-    class Writer:
-        def csv(self, frame, name):
-            pass
-
-    baselines = {"rows": [], "size": 0, "train_images": 0}
-    board = leaderboard_section(open_run(spec.output_dir), baselines, Writer())
+    board, _ = report_leaderboard(spec)
     column = board["headers"].index("wall time")
     texts = [row["cells"][column]["text"] for row in board["rows"] if row["kind"] == "finished"]
     assert sum("(caches " in text for text in texts) == 1
@@ -142,14 +149,7 @@ def test_images_members_are_averaged_whole_and_a_stale_ensemble_goes(
 
 def test_the_report_leaderboard_lists_the_ensemble_beside_the_trials(pretrained_run):
     spec, table = pretrained_run
-    written = {}
-
-    class Writer:
-        def csv(self, frame, name):
-            written[name] = frame
-
-    baselines = {"rows": [], "size": 0, "train_images": 0}
-    board = leaderboard_section(open_run(spec.output_dir), baselines, Writer())
+    board, written = report_leaderboard(spec)
     kinds = [row["kind"] for row in board["rows"]]
     assert kinds == ["finished"] * len(table) + ["ensemble"]
     metadata = read_metadata(RunFolder(spec.output_dir).ensemble)

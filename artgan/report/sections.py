@@ -91,7 +91,7 @@ PACKAGES = (
 
 
 def wall_time_cell(seconds, cache_seconds):
-    """A trial's wall time, saying how much of it built the caches every later trial reads."""
+    """A trial's wall time, saying how much of it built the caches that later trials read."""
     if missing(seconds) or missing(cache_seconds):
         return value_cell(duration, seconds)
     return cell(
