@@ -255,3 +255,31 @@ def test_a_pooled_head_reads_pooled_statistics_and_defaults_to_its_learned_layer
     assert model.get_layer("features_head").output.shape[-1] == 8
     assert default_feature_layer(["features_conv", "features_lstm"]) == "features_lstm"
     assert default_feature_layer(["features_conv"]) == "features_conv"
+
+
+def test_a_cosine_schedule_takes_the_rate_to_zero_over_the_epoch_budget():
+    import keras
+
+    from artgan.model.crnn import learning_rate_at, schedule_callbacks
+
+    hp = kt.HyperParameters()
+    hp.Fixed("learning_rate", 0.01)
+    assert schedule_callbacks(hp, 4) == []  # the declared default: constant
+    assert [learning_rate_at(hp, epoch, 4) for epoch in range(4)] == [0.01] * 4
+    hp.Fixed("lr_schedule", "cosine")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: seen.append(float(model.optimizer.learning_rate))
+    )
+    x = np.zeros((4, 2), "float32")
+    model.fit(x, x[:, :1], epochs=4, verbose=0, callbacks=[*schedule_callbacks(hp, 4), record])
+    expected = [
+        0.01,
+        0.01 * (1 + np.cos(np.pi / 4)) / 2,
+        0.005,
+        0.01 * (1 - np.cos(np.pi / 4)) / 2,
+    ]
+    np.testing.assert_allclose(seen, expected, rtol=1e-5)
+    assert learning_rate_at(hp, 4, 4) == 0.0

@@ -16,6 +16,7 @@ Layers that reports read features from have fixed names (`FEATURE_LAYERS`), neve
 auto-generated ones like `conv2d_3`.
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -285,6 +286,27 @@ def build_optimizer(
         return base(learning_rate, **kwargs)
     scaled = type(f"Backbone{base.__name__}", (SlowerBackbone, base), {})
     return scaled(learning_rate, backbone_variables=backbone_variables, **kwargs)
+
+
+def learning_rate_at(hp: TrialValues, epoch: int, epochs: int) -> float:
+    """The learning rate of (0-based) `epoch` of a trial given `epochs` in all, by the
+    trial's `lr_schedule`: `learning_rate` throughout, or a half cosine from it to zero."""
+    learning_rate = value(hp, "learning_rate")
+    if value(hp, "lr_schedule") == "constant":
+        return learning_rate
+    return learning_rate * 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs))
+
+
+def schedule_callbacks(hp: TrialValues, epochs: int) -> list[keras.callbacks.Callback]:
+    """What `fit` needs to follow the trial's `lr_schedule` over `epochs` (none if constant);
+    a resumed trial picks up at the epoch it resumes from."""
+    if value(hp, "lr_schedule") == "constant":
+        return []
+    return [
+        keras.callbacks.LearningRateScheduler(
+            lambda epoch, _: learning_rate_at(hp, epoch, epochs), verbose=0
+        )
+    ]
 
 
 OPTIMIZER_CLASSES = {

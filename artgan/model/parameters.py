@@ -24,6 +24,9 @@ SEQUENCE_MODES = ("rows", "columns", "both")
 #: feature map's), which a linear probe cannot match and which trains in seconds an epoch.
 HEADS = ("lstm", "pooled")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+#: The learning rate over a trial's epochs: `learning_rate` throughout, or falling from it
+#: to zero along a half cosine over the search's epoch budget (Loshchilov & Hutter, SGDR).
+LR_SCHEDULES = ("constant", "cosine")
 #: What of a pretrained backbone a trial trains: nothing, its last block + head conv, all.
 TRAINABLE = ("frozen", "top", "all")
 BOOLEAN = (True, False)
@@ -51,6 +54,7 @@ PARAMETERS: dict[str, Allowed] = {
     "dropout": Allowed(low=0.0, high=1.0, high_inclusive=False, default=0.3),
     "optimizer": Allowed(choices=OPTIMIZERS, default="adam"),
     "learning_rate": Allowed(low=1e-8, high=10.0, default=1e-3),
+    "lr_schedule": Allowed(choices=LR_SCHEDULES, default="constant"),
     "momentum": Allowed(low=0.0, high=1.0, high_inclusive=False, default=0.9),  # SGD's
     "batch_size": Allowed(integer=True, low=1),  # default: the spec's `training.batch_size`
 }

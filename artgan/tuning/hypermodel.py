@@ -24,6 +24,7 @@ from artgan.model.crnn import (
     build_model,
     deployable_model,
     input_size,
+    schedule_callbacks,
     uses_cache,
     with_class_ids,
 )
@@ -82,14 +83,23 @@ class CRNNHyperModel(kt.HyperModel):
             raise kt.errors.FailedTrialError(f"impossible configuration: {error}") from None
 
     def fit(
-        self, hp: kt.HyperParameters, model: keras.Model, *args: object, **kwargs: object
+        self,
+        hp: kt.HyperParameters,
+        model: keras.Model,
+        *args: object,
+        epochs: int = 1,
+        callbacks: list[keras.callbacks.Callback] | None = None,
+        **kwargs: object,
     ) -> keras.callbacks.History:
         batch_size = value(hp, "batch_size", default=self.batch_size)
         train, val = self.generators(hp, batch_size, [t.name for t in model.inputs])
         kwargs.setdefault("verbose", 1 if sys.stdout.isatty() else 2)
+        callbacks = [*(callbacks or []), *schedule_callbacks(hp, epochs)]
         started = time.perf_counter()
         with spending("training"):
-            history = model.fit(train, validation_data=val, **kwargs)
+            history = model.fit(
+                train, validation_data=val, epochs=epochs, callbacks=callbacks, **kwargs
+            )
         # What KerasTuner's run_trial returns, one History per execution, carries its cost.
         history.artgan = {
             "params": int(model.count_params()),
