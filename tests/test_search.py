@@ -350,3 +350,17 @@ def test_a_crashed_trial_runs_again_up_to_max_retries(tmp_path, data_dir, monkey
         assert row["status"] == status and info["attempts"] == retries + 1
         if status == "FAILED":
             assert row["failure"] == "error" and "MemoryError" in row["message"]
+
+
+def test_a_search_with_a_cosine_schedule_trains_each_epoch_at_the_scheduled_rate(tmp_path):
+    spec = tiny_spec(
+        tmp_path,
+        "budget.max_trials=1",
+        "budget.epochs=3",
+        "early_stopping.enabled=false",
+        "space.learning_rate=0.01",
+        "space.lr_schedule=cosine",
+    )
+    run_search(spec)
+    (trial,) = json.loads((tmp_path / "run" / "trials.json").read_text())
+    assert trial["history"]["learning_rate"] == pytest.approx([0.01, 0.0075, 0.0025], rel=1e-4)
